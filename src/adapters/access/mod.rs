@@ -1,0 +1,3 @@
+//! Access providers behind the `AccessProvider` port.
+
+pub mod local;

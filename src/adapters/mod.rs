@@ -1,0 +1,5 @@
+//! Implementations of the service's ports: stores, access providers, identity.
+
+pub mod access;
+pub mod identity;
+pub mod store;

@@ -1,0 +1,3 @@
+//! Stores behind the `Store` port.
+
+pub mod sqlite;

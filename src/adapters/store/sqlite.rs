@@ -1,0 +1,457 @@
+//! The embedded SQLite store: the default for one instance and for local use.
+//!
+//! Each write is one `BEGIN IMMEDIATE` transaction holding the activation row and its audit
+//! event, guarded by the row version. `due_at` is indexed (partial index, terminal rows leave it)
+//! so the sweeper's query reads only what is due. Schema changes are numbered migrations; a
+//! database written by a newer Elevate is refused rather than guessed at.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::domain::activation::Activation;
+use crate::domain::audit::AuditEvent;
+use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::service::ports::{
+    ActivationQuery, AuditQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Store, StoreError, Version, Versioned,
+};
+
+/// Numbered migrations. INVARIANT: append only; never edit one that has shipped.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE activations (
+    id                 TEXT PRIMARY KEY NOT NULL,
+    principal_id       TEXT NOT NULL,
+    role_definition_id TEXT NOT NULL,
+    scope_key          TEXT NOT NULL,
+    status             TEXT NOT NULL,
+    open               INTEGER NOT NULL,
+    due_at             INTEGER,
+    requested_at       INTEGER NOT NULL,
+    version            INTEGER NOT NULL,
+    body               TEXT NOT NULL
+) STRICT;
+CREATE INDEX activations_due ON activations(due_at, id) WHERE due_at IS NOT NULL;
+CREATE UNIQUE INDEX activations_open ON activations(principal_id, role_definition_id, scope_key) WHERE open = 1;
+CREATE INDEX activations_by_principal ON activations(principal_id, requested_at);
+CREATE INDEX activations_by_status ON activations(status, requested_at);
+CREATE TABLE audit_events (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    activation_id TEXT NOT NULL,
+    principal_id  TEXT NOT NULL,
+    at            INTEGER NOT NULL,
+    body          TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_by_activation ON audit_events(activation_id, seq);
+CREATE INDEX audit_by_principal ON audit_events(principal_id, seq);
+CREATE INDEX audit_by_time ON audit_events(at, seq);
+CREATE TABLE idempotency_keys (
+    caller        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    activation_id TEXT NOT NULL,
+    PRIMARY KEY (caller, key)
+) STRICT;
+"#,
+)];
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// Opens a connection with the settings every Elevate connection uses.
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("creating `{}`: {e}", dir.display())))?;
+    }
+    let conn =
+        Connection::open(path).map_err(|e| StoreError::Unavailable(format!("opening `{}`: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+    Ok(conn)
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+        {
+            StoreError::Unavailable(format!("database busy: {f}"))
+        }
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+/// `due_at` rounds up, so nothing is read as due before the instant it is due.
+fn due_millis(at: DateTime<Utc>) -> i64 {
+    let ms = at.timestamp_millis();
+    if at.timestamp_subsec_nanos().is_multiple_of(1_000_000) { ms } else { ms.saturating_add(1) }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("undecodable row: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("unencodable value: {e}")))
+}
+
+fn insert_event(tx: &rusqlite::Transaction<'_>, event: &AuditEvent) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit_events (id, activation_id, principal_id, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            event.id.to_string(),
+            event.activation_id.to_string(),
+            event.principal_id.to_string(),
+            millis(event.at),
+            encode(event)?
+        ],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = open_connection(path)?;
+        migrate(&mut conn)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs blocking SQLite work off the async threads.
+    async fn with<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| StoreError::Corrupt("store lock poisoned".into()))?;
+            work(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))?
+    }
+}
+
+/// Applies pending migrations, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )
+    .map_err(sql)?;
+    let current: i64 =
+        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(sql)?;
+    let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if current > latest {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {current}, newer than this Elevate knows ({latest}); upgrade Elevate"
+        )));
+    }
+    for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        tx.execute_batch(script).map_err(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, datetime('now'))",
+            params![version],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        tracing::info!(version, "applied store migration");
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert(
+        &self,
+        activation: &Activation,
+        event: &AuditEvent,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<Version, StoreError> {
+        let a = activation.clone();
+        let event = event.clone();
+        let record = idempotency.cloned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            if let Some(r) = &record {
+                let taken: Option<String> = tx
+                    .query_row(
+                        "SELECT activation_id FROM idempotency_keys WHERE caller = ?1 AND key = ?2",
+                        params![r.caller.to_string(), r.key.as_str()],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(sql)?;
+                if taken.is_some() {
+                    return Err(StoreError::IdempotencyKeyTaken);
+                }
+                tx.execute(
+                    "INSERT INTO idempotency_keys (caller, key, request_hash, activation_id) VALUES (?1, ?2, ?3, ?4)",
+                    params![r.caller.to_string(), r.key.as_str(), r.request_hash, r.activation_id.to_string()],
+                )
+                .map_err(sql)?;
+            }
+            let request = a.request();
+            let open = !a.status().is_terminal();
+            if open {
+                let existing: Option<String> = tx
+                    .query_row(
+                        "SELECT id FROM activations WHERE principal_id = ?1 AND role_definition_id = ?2 AND scope_key = ?3 AND open = 1",
+                        params![request.principal_id.to_string(), request.role_definition_id.to_string(), request.scope.key()],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(sql)?;
+                if let Some(id) = existing {
+                    return Err(StoreError::OpenActivationExists(ActivationId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?));
+                }
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT INTO activations (id, principal_id, role_definition_id, scope_key, status, open, due_at, requested_at, version, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9) ON CONFLICT(id) DO NOTHING",
+                    params![
+                        a.id().to_string(),
+                        request.principal_id.to_string(),
+                        request.role_definition_id.to_string(),
+                        request.scope.key(),
+                        a.status().as_str(),
+                        i64::from(open),
+                        a.due_at().map(due_millis),
+                        millis(request.requested_at),
+                        encode(&a)?
+                    ],
+                )
+                .map_err(sql)?;
+            if inserted == 0 {
+                return Err(StoreError::Duplicate(a.id()));
+            }
+            insert_event(&tx, &event)?;
+            tx.commit().map_err(sql)?;
+            Ok(Version("1".into()))
+        })
+        .await
+    }
+
+    async fn get(&self, id: ActivationId) -> Result<Option<Versioned<Activation>>, StoreError> {
+        self.with(move |conn| {
+            let row: Option<(i64, String)> = conn
+                .query_row("SELECT version, body FROM activations WHERE id = ?1", params![id.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(sql)?;
+            row.map(|(version, body)| Ok(Versioned { value: decode(&body)?, version: Version(version.to_string()) }))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        activation: &Activation,
+        expected: &Version,
+        event: &AuditEvent,
+    ) -> Result<Version, StoreError> {
+        let a = activation.clone();
+        let event = event.clone();
+        let expected: i64 = expected.0.parse().map_err(|_| StoreError::Conflict)?;
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            let changed = tx
+                .execute(
+                    "UPDATE activations SET status = ?1, open = ?2, due_at = ?3, version = version + 1, body = ?4
+                     WHERE id = ?5 AND version = ?6",
+                    params![
+                        a.status().as_str(),
+                        i64::from(!a.status().is_terminal()),
+                        a.due_at().map(due_millis),
+                        encode(&a)?,
+                        a.id().to_string(),
+                        expected
+                    ],
+                )
+                .map_err(sql)?;
+            if changed == 0 {
+                return Err(StoreError::Conflict);
+            }
+            insert_event(&tx, &event)?;
+            tx.commit().map_err(sql)?;
+            Ok(Version((expected + 1).to_string()))
+        })
+        .await
+    }
+
+    async fn idempotency(
+        &self,
+        caller: PrincipalId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let key = key.clone();
+        self.with(move |conn| {
+            let row: Option<(String, String)> = conn
+                .query_row(
+                    "SELECT request_hash, activation_id FROM idempotency_keys WHERE caller = ?1 AND key = ?2",
+                    params![caller.to_string(), key.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sql)?;
+            row.map(|(request_hash, id)| {
+                Ok(IdempotencyRecord {
+                    caller,
+                    key,
+                    request_hash,
+                    activation_id: ActivationId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list(&self, query: &ActivationQuery) -> Result<Vec<Activation>, StoreError> {
+        let query = query.clone();
+        self.with(move |conn| {
+            let mut sql_text = String::from("SELECT body FROM activations WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(p) = query.principal_id {
+                sql_text.push_str(" AND principal_id = ?");
+                args.push(p.to_string().into());
+            }
+            if !query.statuses.is_empty() {
+                let marks = vec!["?"; query.statuses.len()].join(", ");
+                sql_text.push_str(&format!(" AND status IN ({marks})"));
+                args.extend(query.statuses.iter().map(|s| rusqlite::types::Value::from(s.as_str().to_owned())));
+            }
+            sql_text.push_str(" ORDER BY requested_at DESC, id LIMIT ?");
+            args.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
+            let mut stmt = conn.prepare_cached(&sql_text).map_err(sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0)).map_err(sql)?;
+            rows.map(|r| decode(&r.map_err(sql)?)).collect()
+        })
+        .await
+    }
+
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Activation>>, StoreError> {
+        let (after_due, after_id) =
+            after.map_or((i64::MIN, String::new()), |c| (due_millis(c.due_at), c.id.to_string()));
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT version, body FROM activations INDEXED BY activations_due
+                     WHERE due_at IS NOT NULL AND due_at <= ?1 AND (due_at > ?2 OR (due_at = ?2 AND id > ?3))
+                     ORDER BY due_at, id LIMIT ?4",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![millis(now), after_due, after_id, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(sql)?;
+            rows.map(|r| {
+                let (version, body) = r.map_err(sql)?;
+                Ok(Versioned { value: decode(&body)?, version: Version(version.to_string()) })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let query = query.clone();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT body FROM audit_events
+                     WHERE (?1 IS NULL OR activation_id = ?1) AND (?2 IS NULL OR principal_id = ?2) AND (?3 IS NULL OR at >= ?3)
+                     ORDER BY seq LIMIT ?4",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        query.activation_id.map(|a| a.to_string()),
+                        query.principal_id.map(|p| p.to_string()),
+                        query.since.map(millis),
+                        i64::try_from(query.limit).unwrap_or(i64::MAX)
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(sql)?;
+            rows.map(|r| decode(&r.map_err(sql)?)).collect()
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)).await
+    }
+}
+
+/// The default database location, relative to the working directory.
+pub fn default_path() -> PathBuf {
+    PathBuf::from(".elevate/elevate.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        let mut sorted = versions.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(versions, sorted);
+        assert_eq!(versions.first(), Some(&1));
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 'x')", []).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path).err().unwrap();
+        assert!(err.to_string().contains("newer than this Elevate knows"), "{err}");
+    }
+
+    #[test]
+    fn the_due_query_uses_the_due_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let conn = store.conn.lock().unwrap();
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT version, body FROM activations INDEXED BY activations_due WHERE due_at IS NOT NULL AND due_at <= 1 AND (due_at > 0 OR (due_at = 0 AND id > '')) ORDER BY due_at, id LIMIT 10")
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("activations_due")), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.starts_with("SCAN activations") && !p.contains("INDEX")), "{plan:?}");
+    }
+}

@@ -1,0 +1,301 @@
+//! Typed configuration, read once from the environment at start. Invalid configuration fails
+//! fast with a message naming the variable. Secrets never appear in `Debug` output.
+
+use std::path::{Path, PathBuf};
+
+use crate::domain::ids::PrincipalId;
+
+/// Whether the Functions host runs us (host.json passes `--functions-host`) or we run alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    Standalone,
+    FunctionsHost,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSetting {
+    Sqlite(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderSetting {
+    /// Simulated role assignments kept in this SQLite file.
+    Local,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthSetting {
+    /// The local dev issuer with its key file.
+    Dev { key_file: PathBuf },
+}
+
+impl AuthSetting {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthSetting::Dev { .. } => "dev",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub mode: RunMode,
+    pub port: u16,
+    pub policy_file: PathBuf,
+    pub store: StoreSetting,
+    pub provider: ProviderSetting,
+    pub auth: AuthSetting,
+    /// Base URL for links (no trailing slash).
+    pub public_url: String,
+    pub broker_app_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { variable, message: message.into() }
+}
+
+/// `http://` is accepted only for loopback hosts (emulators, tests, local runs).
+pub fn check_url(variable: &'static str, value: &str) -> Result<String, ConfigError> {
+    let value = value.trim().trim_end_matches('/');
+    let rest = if let Some(rest) = value.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = value.strip_prefix("http://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        let name = if host.starts_with('[') {
+            host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+        } else {
+            host.split(':').next().unwrap_or("").to_owned()
+        };
+        let loopback = name == "localhost"
+            || name == "[::1]"
+            || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(bad(variable, "plain http:// is allowed only for loopback addresses; use https://"));
+        }
+        rest
+    } else {
+        return Err(bad(variable, "must be an absolute https:// URL"));
+    };
+    if rest.is_empty() || rest.starts_with('/') || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad(variable, "must be an absolute URL with a host"));
+    }
+    Ok(value.to_owned())
+}
+
+impl Settings {
+    /// Reads settings through `var` (the process environment in production, a map in tests).
+    /// `exe_dir` is where the binary lives (the default policy file is looked for there first).
+    pub fn from_env(
+        mode: RunMode,
+        var: impl Fn(&str) -> Option<String>,
+        exe_dir: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let on_app_service = get("WEBSITE_SITE_NAME").is_some();
+
+        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| bad("FUNCTIONS_CUSTOMHANDLER_PORT", format!("`{p}` is not a port number")))?,
+            None if mode == RunMode::FunctionsHost => {
+                return Err(bad("FUNCTIONS_CUSTOMHANDLER_PORT", "the Functions host must set it"));
+            }
+            None => 7071,
+        };
+
+        let policy_file = match get("ELEVATE_POLICY_FILE") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let beside = exe_dir.map(|d| d.join("policy.yaml"));
+                match beside {
+                    Some(path) if path.exists() => path,
+                    _ => PathBuf::from("policy.yaml"),
+                }
+            }
+        };
+
+        let store = match get("ELEVATE_STORE") {
+            None => StoreSetting::Sqlite(PathBuf::from(".elevate/elevate.db")),
+            Some(s) => match s.split_once(':') {
+                Some(("sqlite", path)) if !path.trim().is_empty() => StoreSetting::Sqlite(PathBuf::from(path.trim())),
+                Some(("sqlite", _)) => {
+                    return Err(bad("ELEVATE_STORE", "`sqlite:` needs a file path, e.g. `sqlite:.elevate/elevate.db`"));
+                }
+                _ if s.starts_with("tables:") || s.contains("AccountName=") || s.contains("UseDevelopmentStorage=") => {
+                    return Err(bad(
+                        "ELEVATE_STORE",
+                        "Azure Table Storage is not available in this version of Elevate; use `sqlite:<path>`",
+                    ));
+                }
+                _ => {
+                    return Err(bad(
+                        "ELEVATE_STORE",
+                        "must be `sqlite:<path>`, `tables:<table endpoint URL>` or a storage connection string",
+                    ));
+                }
+            },
+        };
+
+        let provider = match get("ELEVATE_PROVIDER").as_deref() {
+            None if on_app_service => {
+                return Err(bad(
+                    "ELEVATE_PROVIDER",
+                    "the `arm` provider is not available in this version of Elevate, and `local` is refused on App Service",
+                ));
+            }
+            None | Some("local") => {
+                if on_app_service {
+                    return Err(bad(
+                        "ELEVATE_PROVIDER",
+                        "`local` simulates Azure and is refused on App Service (WEBSITE_SITE_NAME is set)",
+                    ));
+                }
+                ProviderSetting::Local
+            }
+            Some("arm") => {
+                return Err(bad("ELEVATE_PROVIDER", "the `arm` provider is not available in this version of Elevate"));
+            }
+            Some(other) => {
+                return Err(bad("ELEVATE_PROVIDER", format!("`{other}` is not `arm` or `local`")));
+            }
+        };
+
+        let default_auth = if mode == RunMode::FunctionsHost { "entra" } else { "dev" };
+        let auth = match get("ELEVATE_AUTH_MODE").as_deref().unwrap_or(default_auth) {
+            "dev" => {
+                if on_app_service {
+                    return Err(bad(
+                        "ELEVATE_AUTH_MODE",
+                        "`dev` mode is refused on App Service (WEBSITE_SITE_NAME is set)",
+                    ));
+                }
+                AuthSetting::Dev {
+                    key_file: get("ELEVATE_DEV_KEY")
+                        .map_or_else(|| PathBuf::from(".elevate/dev-issuer.pem"), PathBuf::from),
+                }
+            }
+            "entra" | "easyauth" => {
+                return Err(bad(
+                    "ELEVATE_AUTH_MODE",
+                    "`entra` and `easyauth` token validation are not available in this version of Elevate; only `dev`",
+                ));
+            }
+            other => {
+                return Err(bad("ELEVATE_AUTH_MODE", format!("`{other}` is not `entra`, `easyauth` or `dev`")));
+            }
+        };
+        if get("ELEVATE_DEV_KEY").is_some() && !matches!(auth, AuthSetting::Dev { .. }) {
+            return Err(bad("ELEVATE_DEV_KEY", "is only valid with ELEVATE_AUTH_MODE=dev"));
+        }
+
+        let public_url = match get("ELEVATE_PUBLIC_URL") {
+            Some(u) => check_url("ELEVATE_PUBLIC_URL", &u)?,
+            None => format!("http://127.0.0.1:{port}"),
+        };
+
+        for variable in ["ELEVATE_TEAMS_WEBHOOK_URL", "ELEVATE_EVENT_WEBHOOK_URL", "ELEVATE_EVENT_WEBHOOK_SECRET"] {
+            if get(variable).is_some() {
+                // Refuse rather than silently deliver nothing.
+                return Err(bad(variable, "notifications are not available in this version of Elevate; unset it"));
+            }
+        }
+
+        let broker_app_ids = match get("ELEVATE_BROKER_APP_IDS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    PrincipalId::parse(s).map(|id| id.to_string()).map_err(|_| {
+                        bad("ELEVATE_BROKER_APP_IDS", format!("`{s}` is not a client (application) id GUID"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
+        Ok(Settings { mode, port, policy_file, store, provider, auth, public_url, broker_app_ids })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn read(mode: RunMode, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_env(mode, |k| map.get(k).cloned(), None)
+    }
+
+    #[test]
+    fn standalone_defaults_are_local_and_useful() {
+        let s = read(RunMode::Standalone, &[]).unwrap();
+        assert_eq!(s.port, 7071);
+        assert_eq!(s.store, StoreSetting::Sqlite(".elevate/elevate.db".into()));
+        assert_eq!(s.provider, ProviderSetting::Local);
+        assert_eq!(s.auth.name(), "dev");
+        assert_eq!(s.public_url, "http://127.0.0.1:7071");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("FUNCTIONS_CUSTOMHANDLER_PORT", "seventy")], "FUNCTIONS_CUSTOMHANDLER_PORT"),
+            (&[("ELEVATE_STORE", "postgres://x")], "ELEVATE_STORE"),
+            (&[("ELEVATE_PROVIDER", "aws")], "ELEVATE_PROVIDER"),
+            (&[("ELEVATE_AUTH_MODE", "none")], "ELEVATE_AUTH_MODE"),
+            (&[("ELEVATE_PUBLIC_URL", "http://elevate.example.com")], "ELEVATE_PUBLIC_URL"),
+            (&[("ELEVATE_BROKER_APP_IDS", "not-a-guid")], "ELEVATE_BROKER_APP_IDS"),
+            (&[("ELEVATE_TEAMS_WEBHOOK_URL", "https://x.logic.azure.com/a?sig=secret")], "ELEVATE_TEAMS_WEBHOOK_URL"),
+        ];
+        for (vars, variable) in cases {
+            let err = read(RunMode::Standalone, vars).unwrap_err();
+            assert_eq!(err.variable, *variable);
+            assert!(!err.to_string().contains("secret"), "a secret leaked into {err}");
+        }
+    }
+
+    #[test]
+    fn dev_and_local_are_refused_on_app_service() {
+        let err =
+            read(RunMode::Standalone, &[("WEBSITE_SITE_NAME", "prod"), ("ELEVATE_PROVIDER", "local")]).unwrap_err();
+        assert_eq!(err.variable, "ELEVATE_PROVIDER");
+        let err = read(
+            RunMode::FunctionsHost,
+            &[
+                ("FUNCTIONS_CUSTOMHANDLER_PORT", "1"),
+                ("WEBSITE_SITE_NAME", "p"),
+                ("ELEVATE_PROVIDER", "local"),
+                ("ELEVATE_AUTH_MODE", "dev"),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.variable == "ELEVATE_PROVIDER" || err.variable == "ELEVATE_AUTH_MODE");
+    }
+
+    #[test]
+    fn the_host_must_give_a_port() {
+        assert_eq!(read(RunMode::FunctionsHost, &[]).unwrap_err().variable, "FUNCTIONS_CUSTOMHANDLER_PORT");
+    }
+
+    #[test]
+    fn urls_must_be_https_unless_loopback() {
+        assert!(check_url("X", "https://elevate.contoso.com/").is_ok());
+        assert!(check_url("X", "http://127.0.0.1:7071").is_ok());
+        assert!(check_url("X", "http://localhost").is_ok());
+        assert!(check_url("X", "http://[::1]:8080").is_ok());
+        assert!(check_url("X", "http://127.0.0.1.evil.com").is_err());
+        assert!(check_url("X", "http://localhost@evil.com").is_err());
+        assert!(check_url("X", "ftp://x").is_err());
+        assert!(check_url("X", "https://").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! Pure rules: identifiers, scopes, policy, the activation state machine, approvers, audit.
+//!
+//! Must never do I/O, read the clock, or import warp, Azure, HTTP clients or tokio.
+
+pub mod activation;
+pub mod approver;
+pub mod audit;
+pub mod duration;
+pub mod ids;
+pub mod policy;
+pub mod scope;

@@ -1,0 +1,878 @@
+//! The policy: who may activate which role at which scope, and on what terms.
+//!
+//! Deny by default. `authorize_activation` returns an [`AuthorizedRequest`], which only this
+//! module can construct, and an activation can only be opened from one: a request that did not
+//! pass the policy cannot become an activation. Loading (`Policy::from_yaml`) reports every
+//! problem with its file, rule and field. No I/O here: the caller reads the file.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::duration::IsoDuration;
+use super::ids::{
+    AuthContextId, Justification, ParseError, PrincipalId, PrincipalRef, RoleDefinitionId, RuleId, Ticket,
+};
+use super::scope::Scope;
+
+/// Shortest activation anyone may ask for.
+pub const MIN_ACTIVATION: IsoDuration = IsoDuration::from_minutes(5);
+/// Longest activation any rule may allow (PIM's ceiling too).
+pub const MAX_ACTIVATION: IsoDuration = IsoDuration::from_hours(24);
+/// Approval windows: at least 5 minutes, at most 14 days (PIM's is fixed at 24 h).
+pub const MIN_APPROVAL_WINDOW: IsoDuration = IsoDuration::from_minutes(5);
+pub const MAX_APPROVAL_WINDOW: IsoDuration = IsoDuration::from_hours(14 * 24);
+/// How far ahead a scheduled start may lie, and how far behind `now` a start is still "now".
+pub const MAX_SCHEDULE_AHEAD: TimeDelta = TimeDelta::days(30);
+pub const START_SKEW: TimeDelta = TimeDelta::minutes(5);
+/// Most approvals a rule may demand.
+pub const MAX_MIN_APPROVALS: u8 = 10;
+
+/// The approval a rule demands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalPolicy {
+    pub approvers: Vec<PrincipalRef>,
+    pub min_approvals: u8,
+    pub timeout: IsoDuration,
+    /// Approvers must prove MFA when deciding.
+    pub approver_mfa: bool,
+}
+
+/// One rule of the policy file, with defaults already applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    pub id: RuleId,
+    pub description: Option<String>,
+    pub scope: Scope,
+    pub roles: Vec<RoleDefinitionId>,
+    pub principals: Vec<PrincipalRef>,
+    pub max_duration: IsoDuration,
+    pub require_mfa: bool,
+    pub require_justification: bool,
+    pub require_ticket: bool,
+    pub auth_context: Option<AuthContextId>,
+    pub approval: Option<ApprovalPolicy>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Rule {
+    /// Which of the rule's principals the subject is, if any (a direct user entry first).
+    pub fn matching_principal(&self, principal: &PrincipalId, groups: &[PrincipalId]) -> Option<PrincipalRef> {
+        let direct =
+            self.principals.iter().find(|p| matches!(p, PrincipalRef::User(_)) && p.matches(principal, groups));
+        direct.or_else(|| self.principals.iter().find(|p| p.matches(principal, groups))).copied()
+    }
+
+    pub fn covers(&self, role: &RoleDefinitionId, scope: &Scope) -> bool {
+        self.roles.contains(role) && self.scope.contains(scope)
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    pub fn is_approver(&self, principal: &PrincipalId, groups: &[PrincipalId]) -> bool {
+        self.approval.as_ref().is_some_and(|a| a.approvers.iter().any(|p| p.matches(principal, groups)))
+    }
+}
+
+/// A validated policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    rules: Vec<Rule>,
+}
+
+/// Who is asking, as far as the policy cares. Built by the service from an authenticated caller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subject {
+    pub principal_id: PrincipalId,
+    pub groups: Vec<PrincipalId>,
+    /// The token proves multi-factor authentication (`amr` contains `mfa`).
+    pub mfa: bool,
+    /// Conditional Access authentication contexts satisfied (`acrs`).
+    pub auth_contexts: Vec<AuthContextId>,
+}
+
+/// Why the policy said no to eligibility. Every arm says why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Deny {
+    #[error("no rule makes principal `{principal}` eligible for role `{role}` at scope `{scope}`")]
+    NotEligible { principal: PrincipalId, role: RoleDefinitionId, scope: String },
+    #[error("rule `{0}` does not exist")]
+    RuleNotFound(RuleId),
+    #[error("rule `{rule}` does not make principal `{principal}` eligible for role `{role}` at scope `{scope}`")]
+    RuleDoesNotApply { rule: RuleId, principal: PrincipalId, role: RoleDefinitionId, scope: String },
+    #[error("eligibility under rule `{rule}` ended at {at}")]
+    EligibilityExpired { rule: RuleId, at: DateTime<Utc> },
+}
+
+/// A request that is eligible but does not meet the rule's terms.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("duration `{requested}` exceeds the maximum `{max}` of rule `{rule}`")]
+    DurationTooLong { requested: IsoDuration, max: IsoDuration, rule: RuleId },
+    #[error("duration `{requested}` is shorter than the minimum `{min}`")]
+    DurationTooShort { requested: IsoDuration, min: IsoDuration },
+    #[error("rule `{0}` requires a justification")]
+    JustificationRequired(RuleId),
+    #[error("rule `{0}` requires a ticket (system and number)")]
+    TicketRequired(RuleId),
+    #[error("rule `{0}` requires multi-factor authentication; sign in again with MFA")]
+    MfaRequired(RuleId),
+    #[error("rule `{rule}` requires authentication context `{context}`")]
+    AuthContextRequired { rule: RuleId, context: AuthContextId },
+    #[error("startAt `{0}` lies in the past")]
+    StartInPast(DateTime<Utc>),
+    #[error("startAt `{0}` lies more than 30 days ahead")]
+    StartTooFar(DateTime<Utc>),
+    #[error("the activation would end at {ends}, after eligibility under rule `{rule}` ends at {eligibility_ends}")]
+    OutlastsEligibility { rule: RuleId, ends: DateTime<Utc>, eligibility_ends: DateTime<Utc> },
+    #[error(
+        "extending by `{requested}` would exceed the maximum `{max}` of rule `{rule}` counted from the start at {started}"
+    )]
+    ExtensionTooLong { requested: IsoDuration, max: IsoDuration, rule: RuleId, started: DateTime<Utc> },
+}
+
+/// Everything that can stop an activation request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Denied(#[from] Deny),
+    #[error(transparent)]
+    Violation(#[from] Violation),
+}
+
+/// What a caller asks for, already parsed.
+#[derive(Clone, Debug)]
+pub struct ActivationDraft {
+    pub principal_id: PrincipalId,
+    pub role_definition_id: RoleDefinitionId,
+    pub scope: Scope,
+    pub rule_id: Option<RuleId>,
+    pub duration: Option<IsoDuration>,
+    pub justification: Option<Justification>,
+    pub ticket: Option<Ticket>,
+    pub start_at: Option<DateTime<Utc>>,
+}
+
+/// The approval terms fixed when a request is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalTerms {
+    pub min_approvals: u8,
+    pub timeout: IsoDuration,
+}
+
+/// The immutable part of an activation: what was asked, under which rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationRequest {
+    pub principal_id: PrincipalId,
+    pub role_definition_id: RoleDefinitionId,
+    pub scope: Scope,
+    pub rule_id: RuleId,
+    /// The rule entry that made the principal eligible (`user:..` or `group:..`).
+    pub eligible_via: PrincipalRef,
+    pub duration: IsoDuration,
+    pub justification: Option<Justification>,
+    pub ticket: Option<Ticket>,
+    pub requested_at: DateTime<Utc>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub approval: Option<ApprovalTerms>,
+}
+
+/// Proof that a request met the policy. Only `Policy::authorize_activation` makes one.
+#[derive(Clone, Debug)]
+pub struct AuthorizedRequest(ActivationRequest);
+
+impl AuthorizedRequest {
+    pub fn request(&self) -> &ActivationRequest {
+        &self.0
+    }
+    pub(super) fn into_request(self) -> ActivationRequest {
+        self.0
+    }
+}
+
+/// An extension asked of an active activation.
+#[derive(Clone, Debug)]
+pub struct ExtensionDraft<'a> {
+    pub request: &'a ActivationRequest,
+    pub activated_at: DateTime<Utc>,
+    pub current_expiry: DateTime<Utc>,
+    pub additional: IsoDuration,
+    pub justification: Option<Justification>,
+}
+
+/// Proof that an extension met the policy. Only `Policy::authorize_extension` makes one.
+#[derive(Clone, Debug)]
+pub struct AuthorizedExtension {
+    pub(super) additional: IsoDuration,
+    pub(super) justification: Option<Justification>,
+    pub(super) approval: Option<ApprovalTerms>,
+}
+
+impl AuthorizedExtension {
+    pub fn needs_approval(&self) -> bool {
+        self.approval.is_some()
+    }
+}
+
+impl Policy {
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn rule(&self, id: &RuleId) -> Option<&Rule> {
+        self.rules.iter().find(|r| &r.id == id)
+    }
+
+    /// Rules the subject may activate under now.
+    pub fn eligible_rules<'a>(
+        &'a self,
+        principal: &'a PrincipalId,
+        groups: &'a [PrincipalId],
+        now: DateTime<Utc>,
+    ) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules.iter().filter(move |r| !r.is_expired(now) && r.matching_principal(principal, groups).is_some())
+    }
+
+    /// Rules for which the subject is an approver.
+    pub fn approver_rules<'a>(
+        &'a self,
+        principal: &'a PrincipalId,
+        groups: &'a [PrincipalId],
+    ) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules.iter().filter(move |r| r.is_approver(principal, groups))
+    }
+
+    /// The rule under which `principal` may hold `role` at `scope`: the named one, or else the
+    /// most specific match (the first in the file on a tie).
+    pub fn select_rule(
+        &self,
+        principal: &PrincipalId,
+        groups: &[PrincipalId],
+        role: &RoleDefinitionId,
+        scope: &Scope,
+        rule_id: Option<&RuleId>,
+        now: DateTime<Utc>,
+    ) -> Result<(&Rule, PrincipalRef), Deny> {
+        if let Some(id) = rule_id {
+            let rule = self.rule(id).ok_or_else(|| Deny::RuleNotFound(id.clone()))?;
+            let via =
+                rule.matching_principal(principal, groups).filter(|_| rule.covers(role, scope)).ok_or_else(|| {
+                    Deny::RuleDoesNotApply {
+                        rule: id.clone(),
+                        principal: *principal,
+                        role: *role,
+                        scope: scope.to_string(),
+                    }
+                })?;
+            if let Some(at) = rule.expires_at.filter(|_| rule.is_expired(now)) {
+                return Err(Deny::EligibilityExpired { rule: id.clone(), at });
+            }
+            return Ok((rule, via));
+        }
+        let mut best: Option<(&Rule, PrincipalRef)> = None;
+        let mut expired: Option<&Rule> = None;
+        for rule in &self.rules {
+            let Some(via) = rule.matching_principal(principal, groups).filter(|_| rule.covers(role, scope)) else {
+                continue;
+            };
+            if rule.is_expired(now) {
+                expired = expired.or(Some(rule));
+                continue;
+            }
+            if best.is_none_or(|(b, _)| rule.scope.depth() > b.scope.depth()) {
+                best = Some((rule, via));
+            }
+        }
+        match (best, expired) {
+            (Some(found), _) => Ok(found),
+            (None, Some(rule)) => {
+                Err(Deny::EligibilityExpired { rule: rule.id.clone(), at: rule.expires_at.unwrap_or(now) })
+            }
+            (None, None) => Err(Deny::NotEligible { principal: *principal, role: *role, scope: scope.to_string() }),
+        }
+    }
+
+    /// Deny by default: the request becomes an [`AuthorizedRequest`] only if a rule makes the
+    /// principal eligible and every term of that rule is met.
+    ///
+    /// `subject` is the evidence about the person who will hold the access (for brokered
+    /// requests the service passes a subject without MFA evidence).
+    pub fn authorize_activation(
+        &self,
+        draft: ActivationDraft,
+        subject: &Subject,
+        now: DateTime<Utc>,
+    ) -> Result<AuthorizedRequest, Refusal> {
+        let (rule, via) = self.select_rule(
+            &draft.principal_id,
+            &subject.groups,
+            &draft.role_definition_id,
+            &draft.scope,
+            draft.rule_id.as_ref(),
+            now,
+        )?;
+        let duration = draft.duration.unwrap_or(rule.max_duration);
+        if duration > rule.max_duration {
+            return Err(Violation::DurationTooLong {
+                requested: duration,
+                max: rule.max_duration,
+                rule: rule.id.clone(),
+            }
+            .into());
+        }
+        if duration < MIN_ACTIVATION {
+            return Err(Violation::DurationTooShort { requested: duration, min: MIN_ACTIVATION }.into());
+        }
+        check_evidence(rule, subject)?;
+        if rule.require_justification && draft.justification.is_none() {
+            return Err(Violation::JustificationRequired(rule.id.clone()).into());
+        }
+        if rule.require_ticket && draft.ticket.is_none() {
+            return Err(Violation::TicketRequired(rule.id.clone()).into());
+        }
+        let start = match draft.start_at {
+            Some(at) if at < now - START_SKEW => return Err(Violation::StartInPast(at).into()),
+            Some(at) if at > now + MAX_SCHEDULE_AHEAD => {
+                return Err(Violation::StartTooFar(at).into());
+            }
+            Some(at) => at.max(now),
+            None => now,
+        };
+        if let Some(eligibility_ends) = rule.expires_at {
+            let ends = start + duration.as_delta();
+            if ends > eligibility_ends {
+                return Err(Violation::OutlastsEligibility { rule: rule.id.clone(), ends, eligibility_ends }.into());
+            }
+        }
+        Ok(AuthorizedRequest(ActivationRequest {
+            principal_id: draft.principal_id,
+            role_definition_id: draft.role_definition_id,
+            scope: draft.scope,
+            rule_id: rule.id.clone(),
+            eligible_via: via,
+            duration,
+            justification: draft.justification,
+            ticket: draft.ticket,
+            requested_at: now,
+            start_at: draft.start_at.filter(|at| *at > now),
+            approval: rule
+                .approval
+                .as_ref()
+                .map(|a| ApprovalTerms { min_approvals: a.min_approvals, timeout: a.timeout }),
+        }))
+    }
+
+    /// Whether the requester of `request` is still eligible under its rule now (re-checked when
+    /// an approver decides and when an extension is asked for).
+    pub fn still_eligible(&self, request: &ActivationRequest, now: DateTime<Utc>) -> Result<&Rule, Deny> {
+        let rule = self.rule(&request.rule_id).ok_or_else(|| Deny::RuleNotFound(request.rule_id.clone()))?;
+        if !rule.principals.contains(&request.eligible_via) || !rule.covers(&request.role_definition_id, &request.scope)
+        {
+            return Err(Deny::RuleDoesNotApply {
+                rule: rule.id.clone(),
+                principal: request.principal_id,
+                role: request.role_definition_id,
+                scope: request.scope.to_string(),
+            });
+        }
+        if let Some(at) = rule.expires_at.filter(|_| rule.is_expired(now)) {
+            return Err(Deny::EligibilityExpired { rule: rule.id.clone(), at });
+        }
+        Ok(rule)
+    }
+
+    /// An extension of an active activation by `additional`, bounded by the rule's maximum
+    /// counted from the original start, with the same evidence as an activation.
+    pub fn authorize_extension(
+        &self,
+        draft: ExtensionDraft<'_>,
+        subject: &Subject,
+        now: DateTime<Utc>,
+    ) -> Result<AuthorizedExtension, Refusal> {
+        let ExtensionDraft { request, activated_at, current_expiry, additional, justification } = draft;
+        let rule = self.still_eligible(request, now)?;
+        check_evidence(rule, subject)?;
+        if rule.require_justification && justification.is_none() {
+            return Err(Violation::JustificationRequired(rule.id.clone()).into());
+        }
+        let new_expiry = current_expiry + additional.as_delta();
+        if new_expiry > activated_at + rule.max_duration.as_delta() {
+            return Err(Violation::ExtensionTooLong {
+                requested: additional,
+                max: rule.max_duration,
+                rule: rule.id.clone(),
+                started: activated_at,
+            }
+            .into());
+        }
+        if let Some(eligibility_ends) = rule.expires_at.filter(|end| new_expiry > *end) {
+            return Err(
+                Violation::OutlastsEligibility { rule: rule.id.clone(), ends: new_expiry, eligibility_ends }.into()
+            );
+        }
+        Ok(AuthorizedExtension {
+            additional,
+            justification,
+            approval: rule
+                .approval
+                .as_ref()
+                .map(|a| ApprovalTerms { min_approvals: a.min_approvals, timeout: a.timeout }),
+        })
+    }
+}
+
+/// MFA and authentication context: an auth context, when the rule names one, is the stronger
+/// proof and is demanded first (the caller gets a claims challenge for it).
+fn check_evidence(rule: &Rule, subject: &Subject) -> Result<(), Violation> {
+    if let Some(context) = &rule.auth_context {
+        if !subject.auth_contexts.contains(context) {
+            return Err(Violation::AuthContextRequired { rule: rule.id.clone(), context: context.clone() });
+        }
+        // A Conditional Access policy bound to the context is how the tenant proves MFA.
+        return Ok(());
+    }
+    if rule.require_mfa && !subject.mfa {
+        return Err(Violation::MfaRequired(rule.id.clone()));
+    }
+    Ok(())
+}
+
+// ----- loading -------------------------------------------------------------------------------
+
+/// One problem in a policy file: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyProblem {
+    pub file: String,
+    /// `rules[2] (prod-contributor).maxDuration`, or the serde path for structural errors.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a policy file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyError(pub Vec<PolicyProblem>);
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid policy ({} problem{})", self.0.len(), if self.0.len() == 1 { "" } else { "s" })?;
+        for problem in &self.0 {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDefaults {
+    max_duration: Option<String>,
+    require_mfa: Option<bool>,
+    require_justification: Option<bool>,
+    require_ticket: Option<bool>,
+    auth_context: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawApproval {
+    approvers: Vec<String>,
+    min_approvals: Option<u32>,
+    timeout: Option<String>,
+    approver_mfa: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRule {
+    id: String,
+    description: Option<String>,
+    scope: String,
+    roles: Vec<String>,
+    principals: Vec<String>,
+    max_duration: Option<String>,
+    require_mfa: Option<bool>,
+    require_justification: Option<bool>,
+    require_ticket: Option<bool>,
+    auth_context: Option<String>,
+    approval: Option<RawApproval>,
+    expires_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolicy {
+    #[serde(rename = "$schema")]
+    _schema: Option<String>,
+    version: u32,
+    #[serde(default)]
+    defaults: RawDefaults,
+    rules: Vec<RawRule>,
+}
+
+/// Collects problems with their paths while a raw policy is turned into a [`Policy`].
+struct Problems<'a> {
+    file: &'a str,
+    found: Vec<PolicyProblem>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, path: String, message: impl Into<String>) {
+        self.found.push(PolicyProblem { file: self.file.to_owned(), path, message: message.into() });
+    }
+
+    fn parse<T>(&mut self, path: impl Fn() -> String, result: Result<T, ParseError>) -> Option<T> {
+        result.map_err(|e| self.add(path(), e.to_string())).ok()
+    }
+}
+
+impl Policy {
+    /// Parses and validates a policy document (YAML; JSON is valid YAML). `file` names the source
+    /// in every problem reported.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Policy, PolicyError> {
+        let problem =
+            |path: String, message: String| PolicyError(vec![PolicyProblem { file: file.to_owned(), path, message }]);
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        let raw: RawPolicy = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let location =
+                inner.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
+            problem(if path == "." { String::new() } else { path }, format!("{inner}{location}"))
+        })?;
+        let mut p = Problems { file, found: Vec::new() };
+        if raw.version != 1 {
+            p.add("version".into(), format!("unsupported version `{}`; this Elevate reads version 1", raw.version));
+        }
+        let d = &raw.defaults;
+        let default_max = match &d.max_duration {
+            Some(text) => p.parse(|| "defaults.maxDuration".into(), IsoDuration::parse(text)),
+            None => Some(IsoDuration::from_hours(8)),
+        };
+        let default_context = match &d.auth_context {
+            Some(text) => p.parse(|| "defaults.authContext".into(), AuthContextId::parse(text)),
+            None => None,
+        };
+        if let Some(max) = default_max {
+            check_bounds(&mut p, "defaults.maxDuration".into(), max, MIN_ACTIVATION, MAX_ACTIVATION);
+        }
+        if raw.rules.is_empty() {
+            p.add("rules".into(), "the policy has no rules, so nobody could activate anything");
+        }
+        let mut ids = HashSet::new();
+        let mut rules = Vec::new();
+        for (index, r) in raw.rules.iter().enumerate() {
+            let here = |field: &str| format!("rules[{index}] ({}).{field}", r.id);
+            let id = p.parse(|| format!("rules[{index}].id"), RuleId::parse(&r.id));
+            if let Some(id) = &id
+                && !ids.insert(id.clone())
+            {
+                p.add(format!("rules[{index}].id"), format!("rule id `{id}` is used more than once"));
+            }
+            let scope = p.parse(|| here("scope"), Scope::parse(&r.scope));
+            if r.roles.is_empty() {
+                p.add(here("roles"), "must name at least one role");
+            }
+            let roles: Vec<_> = r
+                .roles
+                .iter()
+                .enumerate()
+                .filter_map(|(i, role)| p.parse(|| here(&format!("roles[{i}]")), RoleDefinitionId::parse(role)))
+                .collect();
+            if r.principals.is_empty() {
+                p.add(here("principals"), "must name at least one principal");
+            }
+            let principals: Vec<_> = r
+                .principals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, who)| p.parse(|| here(&format!("principals[{i}]")), PrincipalRef::parse(who)))
+                .collect();
+            let max_duration = match &r.max_duration {
+                Some(text) => p.parse(|| here("maxDuration"), IsoDuration::parse(text)),
+                None => default_max,
+            };
+            if let (Some(max), Some(_)) = (max_duration, &r.max_duration) {
+                check_bounds(&mut p, here("maxDuration"), max, MIN_ACTIVATION, MAX_ACTIVATION);
+            }
+            let auth_context = match &r.auth_context {
+                Some(text) => p.parse(|| here("authContext"), AuthContextId::parse(text)).map(Some),
+                None => Some(default_context.clone()),
+            };
+            let approval = r.approval.as_ref().map(|a| {
+                if a.approvers.is_empty() {
+                    p.add(here("approval.approvers"), "must name at least one approver");
+                }
+                let approvers: Vec<_> = a
+                    .approvers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, who)| {
+                        p.parse(|| here(&format!("approval.approvers[{i}]")), PrincipalRef::parse(who))
+                    })
+                    .collect();
+                let min = a.min_approvals.unwrap_or(1);
+                let users_only = approvers.iter().all(|x| matches!(x, PrincipalRef::User(_)));
+                if min == 0 || min > u32::from(MAX_MIN_APPROVALS) {
+                    p.add(here("approval.minApprovals"), format!("must be between 1 and {MAX_MIN_APPROVALS}"));
+                } else if users_only && !approvers.is_empty() && min as usize > approvers.len() {
+                    p.add(
+                        here("approval.minApprovals"),
+                        format!("needs {min} approvals but only {} approver(s) are listed", approvers.len()),
+                    );
+                }
+                let timeout = match &a.timeout {
+                    Some(text) => p.parse(|| here("approval.timeout"), IsoDuration::parse(text)),
+                    None => Some(IsoDuration::from_hours(24)),
+                };
+                if let Some(t) = timeout {
+                    check_bounds(&mut p, here("approval.timeout"), t, MIN_APPROVAL_WINDOW, MAX_APPROVAL_WINDOW);
+                }
+                timeout.map(|timeout| ApprovalPolicy {
+                    approvers,
+                    min_approvals: u8::try_from(min).unwrap_or(MAX_MIN_APPROVALS),
+                    timeout,
+                    approver_mfa: a.approver_mfa.unwrap_or(false),
+                })
+            });
+            let expires_at = match &r.expires_at {
+                Some(text) => match DateTime::parse_from_rfc3339(text.trim()) {
+                    Ok(at) => Some(Some(at.with_timezone(&Utc))),
+                    Err(_) => {
+                        p.add(
+                            here("expiresAt"),
+                            format!("`{text}` is not an RFC 3339 time such as `2027-06-30T00:00:00Z`"),
+                        );
+                        None
+                    }
+                },
+                None => Some(None),
+            };
+            if let (Some(id), Some(scope), Some(max_duration), Some(auth_context), Some(expires_at)) =
+                (id, scope, max_duration, auth_context, expires_at)
+            {
+                let approval = match approval {
+                    Some(Some(a)) => Some(a),
+                    Some(None) => continue,
+                    None => None,
+                };
+                rules.push(Rule {
+                    id,
+                    description: r.description.clone(),
+                    scope,
+                    roles,
+                    principals,
+                    max_duration,
+                    require_mfa: r.require_mfa.or(d.require_mfa).unwrap_or(true),
+                    require_justification: r.require_justification.or(d.require_justification).unwrap_or(true),
+                    require_ticket: r.require_ticket.or(d.require_ticket).unwrap_or(false),
+                    auth_context,
+                    approval,
+                    expires_at,
+                });
+            }
+        }
+        if p.found.is_empty() { Ok(Policy { rules }) } else { Err(PolicyError(p.found)) }
+    }
+}
+
+fn check_bounds(p: &mut Problems<'_>, path: String, value: IsoDuration, min: IsoDuration, max: IsoDuration) {
+    if value < min || value > max {
+        p.add(path, format!("`{value}` must lie between `{min}` and `{max}`"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const ALICE: &str = "11111111-1111-1111-1111-111111111111";
+    const BOB: &str = "22222222-2222-2222-2222-222222222222";
+    const OPS: &str = "99999999-9999-9999-9999-999999999999";
+    const SUB: &str = "/subscriptions/00000000-0000-0000-0000-000000000001";
+
+    fn policy() -> Policy {
+        let text = format!(
+            r#"
+version: 1
+defaults:
+  maxDuration: PT8H
+  requireMfa: true
+rules:
+  - id: sub-reader
+    scope: {SUB}
+    roles: [Reader]
+    principals: [user:{ALICE}, group:{OPS}]
+    requireJustification: false
+  - id: rg-reader
+    scope: {SUB}/resourceGroups/app
+    roles: [acdd72a7-3385-48ef-bd42-f606fba81ae7]
+    principals: [user:{ALICE}]
+    maxDuration: PT1H
+  - id: old
+    scope: {SUB}
+    roles: [Contributor]
+    principals: [user:{ALICE}]
+    expiresAt: 2020-01-01T00:00:00Z
+  - id: prod
+    scope: {SUB}
+    roles: [Owner]
+    principals: [user:{ALICE}]
+    requireTicket: true
+    authContext: c1
+    approval:
+      approvers: [user:{BOB}]
+      timeout: PT2H
+"#
+        );
+        Policy::from_yaml("test.yaml", &text).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
+    fn subject(mfa: bool) -> Subject {
+        Subject { principal_id: PrincipalId::parse(ALICE).unwrap(), groups: vec![], mfa, auth_contexts: vec![] }
+    }
+
+    fn draft(role: &str, scope: &str) -> ActivationDraft {
+        ActivationDraft {
+            principal_id: PrincipalId::parse(ALICE).unwrap(),
+            role_definition_id: RoleDefinitionId::parse(role).unwrap(),
+            scope: Scope::parse(scope).unwrap(),
+            rule_id: None,
+            duration: None,
+            justification: Some(Justification::parse("INC-1").unwrap()),
+            ticket: None,
+            start_at: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_inherited_and_overridable() {
+        let p = policy();
+        let sub = p.rule(&RuleId::parse("sub-reader").unwrap()).unwrap();
+        assert_eq!(sub.max_duration, IsoDuration::from_hours(8));
+        assert!(sub.require_mfa);
+        assert!(!sub.require_justification);
+        let rg = p.rule(&RuleId::parse("rg-reader").unwrap()).unwrap();
+        assert_eq!(rg.max_duration, IsoDuration::from_hours(1));
+        assert!(rg.require_justification);
+    }
+
+    #[test]
+    fn the_most_specific_rule_wins_unless_one_is_named() {
+        let p = policy();
+        let req = p
+            .authorize_activation(draft("Reader", &format!("{SUB}/resourceGroups/APP")), &subject(true), now())
+            .unwrap();
+        assert_eq!(req.request().rule_id.as_str(), "rg-reader");
+        let mut named = draft("Reader", &format!("{SUB}/resourceGroups/app"));
+        named.rule_id = Some(RuleId::parse("sub-reader").unwrap());
+        let req = p.authorize_activation(named, &subject(true), now()).unwrap();
+        assert_eq!(req.request().rule_id.as_str(), "sub-reader");
+    }
+
+    #[test]
+    fn deny_by_default_with_a_reason() {
+        let p = policy();
+        let bob = Subject { principal_id: PrincipalId::parse(BOB).unwrap(), ..subject(true) };
+        let mut d = draft("Reader", SUB);
+        d.principal_id = bob.principal_id;
+        assert!(matches!(p.authorize_activation(d, &bob, now()), Err(Refusal::Denied(Deny::NotEligible { .. }))));
+        assert!(matches!(
+            p.authorize_activation(
+                draft("Reader", "/subscriptions/00000000-0000-0000-0000-000000000002"),
+                &subject(true),
+                now()
+            ),
+            Err(Refusal::Denied(Deny::NotEligible { .. }))
+        ));
+        assert!(matches!(
+            p.authorize_activation(draft("Contributor", SUB), &subject(true), now()),
+            Err(Refusal::Denied(Deny::EligibilityExpired { .. }))
+        ));
+        assert!(matches!(
+            p.authorize_activation(draft("Reader", SUB), &subject(false), now()),
+            Err(Refusal::Violation(Violation::MfaRequired(_)))
+        ));
+    }
+
+    #[test]
+    fn group_membership_makes_eligible() {
+        let p = policy();
+        let carol = PrincipalId::parse("33333333-3333-3333-3333-333333333333").unwrap();
+        let s = Subject {
+            principal_id: carol,
+            groups: vec![PrincipalId::parse(OPS).unwrap()],
+            mfa: true,
+            auth_contexts: vec![],
+        };
+        let mut d = draft("Reader", SUB);
+        d.principal_id = carol;
+        let req = p.authorize_activation(d, &s, now()).unwrap();
+        assert_eq!(req.request().eligible_via.to_string(), format!("group:{OPS}"));
+    }
+
+    #[test]
+    fn auth_context_and_ticket_are_enforced() {
+        let p = policy();
+        assert!(matches!(
+            p.authorize_activation(draft("Owner", SUB), &subject(true), now()),
+            Err(Refusal::Violation(Violation::AuthContextRequired { .. }))
+        ));
+        let with_context = Subject { auth_contexts: vec![AuthContextId::parse("c1").unwrap()], ..subject(false) };
+        assert!(matches!(
+            p.authorize_activation(draft("Owner", SUB), &with_context, now()),
+            Err(Refusal::Violation(Violation::TicketRequired(_)))
+        ));
+    }
+
+    #[test]
+    fn problems_name_file_rule_and_field() {
+        let text = format!(
+            "version: 1\nrules:\n  - id: a\n    scope: /nope\n    roles: [Superuser]\n    principals: [user:{ALICE}]\n    maxDuration: PT48H\n  - id: a\n    scope: {SUB}\n    roles: [Reader]\n    principals: []\n    approval:\n      approvers: [user:{BOB}]\n      minApprovals: 2\n"
+        );
+        let err = Policy::from_yaml("p.yaml", &text).unwrap_err();
+        let all = err.to_string();
+        for needle in [
+            "p.yaml: rules[0] (a).scope:",
+            "p.yaml: rules[0] (a).roles[0]: `Superuser`",
+            "p.yaml: rules[0] (a).maxDuration: `P2D` must lie between `PT5M` and `P1D`",
+            "p.yaml: rules[1].id: rule id `a` is used more than once",
+            "p.yaml: rules[1] (a).principals: must name at least one principal",
+            "p.yaml: rules[1] (a).approval.minApprovals: needs 2 approvals but only 1 approver(s) are listed",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn structural_problems_carry_a_path_and_line() {
+        let err = Policy::from_yaml(
+            "p.yaml",
+            "version: 1\nrules:\n  - id: a\n    scope: x\n    roles: []\n    principals: []\n    maxDuraton: PT1H\n",
+        )
+        .unwrap_err();
+        let all = err.to_string();
+        assert!(all.contains("rules[0]"), "{all}");
+        assert!(all.contains("maxDuraton"), "{all}");
+        assert!(all.contains("line"), "{all}");
+    }
+}

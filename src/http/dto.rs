@@ -1,0 +1,408 @@
+//! Wire shapes (camelCase JSON) and their conversion to and from domain values. Parsing here
+//! names the offending field in every error.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::activation::{Activation, ApprovalRecord, Decision, DecisionSubject, State};
+use crate::domain::audit::AuditEvent;
+use crate::domain::duration::IsoDuration;
+use crate::domain::ids::{Justification, PrincipalId, RoleDefinitionId, RuleId, Ticket, TicketNumber, TicketSystem};
+use crate::domain::policy::Rule;
+use crate::domain::scope::Scope;
+use crate::service::{ActivationInput, DecisionInput, ExtensionInput};
+
+use super::error::ApiError;
+
+/// Parses a JSON body into `T`, naming the path of the first problem.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            warp::http::StatusCode::BAD_REQUEST,
+            "InvalidRequestBody",
+            "a JSON body is required",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("the body is not valid JSON: {inner}")
+        } else {
+            format!("invalid body: {inner}")
+        };
+        let err = ApiError::new(warp::http::StatusCode::BAD_REQUEST, "InvalidRequestBody", message);
+        if path == "." { err } else { err.with_target(path) }
+    })?;
+    de.end().map_err(|_| {
+        ApiError::new(warp::http::StatusCode::BAD_REQUEST, "InvalidRequestBody", "trailing data after the JSON body")
+    })?;
+    Ok(value)
+}
+
+fn field<T, E: std::fmt::Display>(name: &str, result: Result<T, E>) -> Result<T, ApiError> {
+    result.map_err(|e| ApiError::invalid(name, e))
+}
+
+fn time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+        ApiError::invalid(
+            name,
+            format!("`{}` is not an RFC 3339 time such as `2026-11-25T14:00:00Z`", crate::domain::ids::shorten(value)),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketDto {
+    pub system: String,
+    pub number: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ActivationRequestDto {
+    pub role_definition_id: String,
+    pub scope: String,
+    pub duration: Option<String>,
+    pub justification: Option<String>,
+    pub ticket: Option<TicketDto>,
+    pub start_at: Option<String>,
+    pub rule_id: Option<String>,
+    pub principal_id: Option<String>,
+}
+
+impl ActivationRequestDto {
+    pub fn into_input(self) -> Result<ActivationInput, ApiError> {
+        Ok(ActivationInput {
+            principal_id: self
+                .principal_id
+                .as_deref()
+                .map(|p| field("principalId", PrincipalId::parse(p)))
+                .transpose()?,
+            role_definition_id: field("roleDefinitionId", RoleDefinitionId::parse(&self.role_definition_id))?,
+            scope: field("scope", Scope::parse(&self.scope))?,
+            duration: self.duration.as_deref().map(|d| field("duration", IsoDuration::parse(d))).transpose()?,
+            justification: self
+                .justification
+                .as_deref()
+                .map(|j| field("justification", Justification::parse(j)))
+                .transpose()?,
+            ticket: self
+                .ticket
+                .map(|t| {
+                    Ok::<_, ApiError>(Ticket {
+                        system: field("ticket.system", TicketSystem::parse(&t.system))?,
+                        number: field("ticket.number", TicketNumber::parse(&t.number))?,
+                    })
+                })
+                .transpose()?,
+            start_at: self.start_at.as_deref().map(|s| time("startAt", s)).transpose()?,
+            rule_id: self.rule_id.as_deref().map(|r| field("ruleId", RuleId::parse(r))).transpose()?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExtendDto {
+    pub duration: String,
+    pub justification: Option<String>,
+}
+
+impl ExtendDto {
+    pub fn into_input(self) -> Result<ExtensionInput, ApiError> {
+        Ok(ExtensionInput {
+            duration: field("duration", IsoDuration::parse(&self.duration))?,
+            justification: self
+                .justification
+                .as_deref()
+                .map(|j| field("justification", Justification::parse(j)))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DecisionDto {
+    pub decision: String,
+    pub justification: String,
+    /// Only for form posts from the approval page.
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+impl DecisionDto {
+    pub fn into_input(self) -> Result<DecisionInput, ApiError> {
+        let decision = match self.decision.as_str() {
+            "Approve" | "approve" => Decision::Approve,
+            "Deny" | "deny" => Decision::Deny,
+            other => {
+                return Err(ApiError::invalid(
+                    "decision",
+                    format!("`{}` is not `Approve` or `Deny`", crate::domain::ids::shorten(other)),
+                ));
+            }
+        };
+        Ok(DecisionInput {
+            decision,
+            justification: field("justification", Justification::parse(&self.justification))?,
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketView {
+    pub system: String,
+    pub number: String,
+}
+
+impl From<&Ticket> for TicketView {
+    fn from(t: &Ticket) -> Self {
+        Self { system: t.system.to_string(), number: t.number.to_string() }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalView {
+    pub approver_id: String,
+    pub decision: Decision,
+    pub justification: String,
+    pub at: DateTime<Utc>,
+    /// `Activation`, or `Extension` for a decision on an extension.
+    pub on: &'static str,
+}
+
+impl From<&ApprovalRecord> for ApprovalView {
+    fn from(r: &ApprovalRecord) -> Self {
+        Self {
+            approver_id: r.approver_id.to_string(),
+            decision: r.decision,
+            justification: r.justification.to_string(),
+            at: r.at,
+            on: match r.subject {
+                DecisionSubject::Activation => "Activation",
+                DecisionSubject::Extension(_) => "Extension",
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionView {
+    pub duration: IsoDuration,
+    pub justification: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub timeout_at: DateTime<Utc>,
+    pub min_approvals: u8,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureView {
+    pub code: String,
+    pub message: String,
+}
+
+/// The public shape of an activation (design.md).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationView {
+    pub id: String,
+    pub principal_id: String,
+    pub role_definition_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<&'static str>,
+    pub scope: String,
+    pub rule_id: String,
+    pub status: &'static str,
+    pub duration: IsoDuration,
+    pub justification: Option<String>,
+    pub ticket: Option<TicketView>,
+    pub requested_at: DateTime<Utc>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_approvals: Option<u8>,
+    pub approvals: Vec<ApprovalView>,
+    pub role_assignment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_extension: Option<ExtensionView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<AuditEvent>>,
+}
+
+impl ActivationView {
+    pub fn of(a: &Activation, history: Option<Vec<AuditEvent>>) -> Self {
+        let r = a.request();
+        let (approval_timeout_at, min_approvals) = match a.state() {
+            State::PendingApproval { timeout_at, min_approvals } => (Some(*timeout_at), Some(*min_approvals)),
+            _ => (None, r.approval.map(|t| t.min_approvals)),
+        };
+        let (role_assignment_id, pending_extension) = match a.state() {
+            State::Active { role_assignment_id, extension, .. } => (
+                Some(role_assignment_id.clone()),
+                extension.as_ref().map(|e| ExtensionView {
+                    duration: e.additional,
+                    justification: e.justification.as_ref().map(ToString::to_string),
+                    requested_at: e.requested_at,
+                    timeout_at: e.timeout_at,
+                    min_approvals: e.min_approvals,
+                }),
+            ),
+            _ => (None, None),
+        };
+        let failure = match a.state() {
+            State::Failed { failure, .. } => {
+                Some(FailureView { code: failure.code.clone(), message: failure.message.clone() })
+            }
+            _ => None,
+        };
+        ActivationView {
+            id: a.id().to_string(),
+            principal_id: r.principal_id.to_string(),
+            role_definition_id: r.role_definition_id.to_string(),
+            role_name: r.role_definition_id.built_in_name(),
+            scope: r.scope.to_string(),
+            rule_id: r.rule_id.to_string(),
+            status: a.status().as_str(),
+            duration: r.duration,
+            justification: r.justification.as_ref().map(ToString::to_string),
+            ticket: r.ticket.as_ref().map(TicketView::from),
+            requested_at: r.requested_at,
+            start_at: a.starts_at(),
+            expires_at: a.expires_at(),
+            approval_timeout_at,
+            min_approvals,
+            approvals: a.approvals().iter().map(ApprovalView::from).collect(),
+            role_assignment_id,
+            pending_extension,
+            failure,
+            history,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleView {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EligibilityView {
+    pub rule_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub scope: String,
+    pub roles: Vec<RoleView>,
+    pub max_duration: IsoDuration,
+    pub require_mfa: bool,
+    pub require_justification: bool,
+    pub require_ticket: bool,
+    pub auth_context: Option<String>,
+    pub approval_required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_approvals: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<IsoDuration>,
+    pub eligible_until: Option<DateTime<Utc>>,
+}
+
+impl From<&Rule> for EligibilityView {
+    fn from(rule: &Rule) -> Self {
+        Self {
+            rule_id: rule.id.to_string(),
+            description: rule.description.clone(),
+            scope: rule.scope.to_string(),
+            roles: rule.roles.iter().map(|r| RoleView { id: r.to_string(), name: r.built_in_name() }).collect(),
+            max_duration: rule.max_duration,
+            require_mfa: rule.require_mfa,
+            require_justification: rule.require_justification,
+            require_ticket: rule.require_ticket,
+            auth_context: rule.auth_context.as_ref().map(ToString::to_string),
+            approval_required: rule.approval.is_some(),
+            min_approvals: rule.approval.as_ref().map(|a| a.min_approvals),
+            approval_timeout: rule.approval.as_ref().map(|a| a.timeout),
+            eligible_until: rule.expires_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct List<T: Serialize> {
+    pub value: Vec<T>,
+}
+
+/// Query parameters of `GET /api/activations`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub mine: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// Query parameters of `GET /api/approvals`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsQuery {
+    pub status: Option<String>,
+}
+
+/// Query parameters of `GET /api/audit`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuditQueryDto {
+    pub activation_id: Option<String>,
+    pub principal_id: Option<String>,
+    pub since: Option<String>,
+    pub limit: Option<String>,
+}
+
+pub fn parse_query<T: serde::de::DeserializeOwned + Default>(raw: &str) -> Result<T, ApiError> {
+    if raw.is_empty() {
+        return Ok(T::default());
+    }
+    serde_urlencoded::from_str(raw).map_err(|e| {
+        ApiError::new(warp::http::StatusCode::BAD_REQUEST, "InvalidQuery", format!("invalid query string: {e}"))
+    })
+}
+
+pub fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    time(name, value)
+}
+
+pub fn parse_limit(value: Option<&str>) -> Result<Option<usize>, ApiError> {
+    value
+        .map(|v| match v.parse::<usize>() {
+            Ok(n) if (1..=crate::service::query_max()).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid(
+                "limit",
+                format!("must be a whole number from 1 to {}", crate::service::query_max()),
+            )),
+        })
+        .transpose()
+}
+
+pub fn parse_bool(name: &str, value: Option<&str>, default: bool) -> Result<bool, ApiError> {
+    match value {
+        None => Ok(default),
+        Some("true") | Some("1") => Ok(true),
+        Some("false") | Some("0") => Ok(false),
+        Some(_) => Err(ApiError::invalid(name, "must be `true` or `false`")),
+    }
+}

@@ -1,0 +1,233 @@
+//! Route handlers: extract the caller, convert the DTO, call one service function, map.
+
+use warp::http::{HeaderValue, StatusCode, header};
+
+use crate::domain::activation::Status;
+use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::service::ListFilter;
+use crate::service::ports::IdempotencyKey;
+
+use super::dto::{self, ActivationRequestDto, ActivationView, DecisionDto, EligibilityView, ExtendDto, List};
+use super::error::ApiError;
+use super::{HttpContext, Request, Response, caller, json, pages};
+
+fn activation_id(raw: &str) -> Result<ActivationId, ApiError> {
+    parse_id("id", raw)
+}
+
+fn parse_id(field: &str, raw: &str) -> Result<ActivationId, ApiError> {
+    ActivationId::parse(raw).map_err(|e| ApiError::invalid(field, e))
+}
+
+/// `GET /`: readiness for the Functions host; answers at once, touches nothing.
+pub fn readiness(ctx: &HttpContext) -> Result<Response, ApiError> {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "authMode": ctx.auth_mode}),
+    )
+}
+
+/// `GET /api/health`: liveness plus a self-check of configuration and store.
+#[tracing::instrument(skip_all)]
+pub async fn health(ctx: &HttpContext) -> Result<Response, ApiError> {
+    let store_ok = ctx.service.store_ready().await;
+    let body = serde_json::json!({
+        "status": if store_ok { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "authMode": ctx.auth_mode,
+        "provider": ctx.service.access_kind(),
+        "simulated": ctx.service.access_kind() == "local",
+        "store": if store_ok { "ok" } else { "unavailable" },
+        "policyRules": ctx.service.policy().rules().len(),
+    });
+    json(if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn eligibilities(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    let rules = ctx.service.eligibilities(&who, ctx.clock.now());
+    json(StatusCode::OK, &List { value: rules.into_iter().map(EligibilityView::from).collect() })
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn request_activation(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    let key = match req.headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))
+                .and_then(|s| IdempotencyKey::parse(s).map_err(|e| ApiError::invalid("Idempotency-Key", e)))?,
+        ),
+        None => None,
+    };
+    let input = dto::parse_json::<ActivationRequestDto>(&req.body)?.into_input()?;
+    let outcome = ctx.service.request_activation(&who, input, key, ctx.clock.now()).await?;
+    let mut response = json(StatusCode::CREATED, &ActivationView::of(&outcome.activation, None))?;
+    let location = format!("/api/activations/{}", outcome.activation.id());
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    if outcome.replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn get_activation(ctx: &HttpContext, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    let id = activation_id(raw_id)?;
+    let details = ctx.service.activation(&who, id).await?;
+    json(StatusCode::OK, &ActivationView::of(&details.activation, Some(details.history)))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn list_activations(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    let q: dto::ListQuery = dto::parse_query(&req.query)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                ApiError::invalid("status", format!("`{}` is not a status", crate::domain::ids::shorten(s)))
+            })
+        })
+        .transpose()?;
+    let filter = ListFilter {
+        status,
+        mine: dto::parse_bool("mine", q.mine.as_deref(), true)?,
+        limit: dto::parse_limit(q.limit.as_deref())?,
+    };
+    let found = ctx.service.list_activations(&who, filter).await?;
+    json(StatusCode::OK, &List { value: found.iter().map(|a| ActivationView::of(a, None)).collect() })
+}
+
+/// `POST /api/activations/{id}/{deactivate|cancel|extend}`.
+#[tracing::instrument(skip_all, fields(action))]
+pub async fn act(ctx: &HttpContext, req: &Request, raw_id: &str, action: &str) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    let id = activation_id(raw_id)?;
+    let now = ctx.clock.now();
+    let activation = match action {
+        "deactivate" => ctx.service.deactivate(&who, id, now).await?,
+        "cancel" => ctx.service.cancel(&who, id, now).await?,
+        _ => {
+            let input = dto::parse_json::<ExtendDto>(&req.body)?.into_input()?;
+            ctx.service.extend(&who, id, input, now).await?
+        }
+    };
+    json(StatusCode::OK, &ActivationView::of(&activation, None))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn pending_approvals(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    let q: dto::ApprovalsQuery = dto::parse_query(&req.query)?;
+    if let Some(s) = q.status.as_deref().filter(|s| !s.eq_ignore_ascii_case("Pending")) {
+        return Err(ApiError::invalid(
+            "status",
+            format!("`{}` is not supported; use `Pending`", crate::domain::ids::shorten(s)),
+        ));
+    }
+    let pending = ctx.service.pending_approvals(&who, ctx.clock.now()).await?;
+    json(StatusCode::OK, &List { value: pending.iter().map(|a| ActivationView::of(a, None)).collect() })
+}
+
+/// `GET /api/approvals/{id}`: the approval page, or JSON with `Accept: application/json`.
+#[tracing::instrument(skip_all)]
+pub async fn approval_page(ctx: &HttpContext, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
+    let html = req.wants_html();
+    let who = match caller(ctx, req).await {
+        Ok(who) => who,
+        Err(e) if html && e.status == StatusCode::UNAUTHORIZED => {
+            return Ok(pages::sign_in_required(ctx, &req.path, &e));
+        }
+        Err(e) => return Err(e),
+    };
+    let id = activation_id(raw_id)?;
+    let now = ctx.clock.now();
+    let details = match ctx.service.activation(&who, id).await {
+        Ok(d) => d,
+        Err(e) if html => return Ok(pages::refusal(&ApiError::from(e))),
+        Err(e) => return Err(e.into()),
+    };
+    let can_decide = ctx.service.can_decide(&who, &details.activation, now);
+    if html {
+        return Ok(pages::approval(ctx, &who, &details.activation, can_decide.err(), now));
+    }
+    let mut view = serde_json::to_value(ActivationView::of(&details.activation, Some(details.history)))
+        .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e))?;
+    if let Some(map) = view.as_object_mut() {
+        map.insert("canDecide".into(), serde_json::Value::Bool(can_decide.is_ok()));
+    }
+    json(StatusCode::OK, &view)
+}
+
+/// `POST /api/approvals/{id}`: a decision, as JSON or as a form post from the page (which needs
+/// the page's CSRF token and is answered with a redirect back to the page).
+#[tracing::instrument(skip_all)]
+pub async fn decide(ctx: &HttpContext, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
+    let form = req.is_form();
+    let who = caller(ctx, req).await?;
+    let id = activation_id(raw_id)?;
+    let dto: DecisionDto = if form {
+        serde_urlencoded::from_bytes(&req.body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestBody", format!("invalid form: {e}")))?
+    } else {
+        dto::parse_json(&req.body)?
+    };
+    if form && !pages::csrf_valid(ctx, &who.principal_id, id, dto.csrf.as_deref()) {
+        return Ok(pages::refusal(&ApiError::new(
+            StatusCode::FORBIDDEN,
+            "CsrfTokenInvalid",
+            "the form is missing its security token or it does not match; reload the page and try again",
+        )));
+    }
+    let input = dto.into_input()?;
+    let result = ctx.service.decide(&who, id, input, ctx.clock.now()).await;
+    if form {
+        return Ok(match result {
+            Ok(_) => pages::see_other(&format!("/api/approvals/{id}")),
+            Err(e) => pages::refusal(&ApiError::from(e)),
+        });
+    }
+    json(StatusCode::OK, &ActivationView::of(&result?, None))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn audit(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    let q: dto::AuditQueryDto = dto::parse_query(&req.query)?;
+    let activation = q.activation_id.as_deref().map(|a| parse_id("activationId", a)).transpose()?;
+    let principal = q
+        .principal_id
+        .as_deref()
+        .map(|p| PrincipalId::parse(p).map_err(|e| ApiError::invalid("principalId", e)))
+        .transpose()?;
+    let since = q.since.as_deref().map(|s| dto::parse_time("since", s)).transpose()?;
+    let limit = dto::parse_limit(q.limit.as_deref())?;
+    let events = ctx.service.audit(&who, activation, principal, since, limit).await?;
+    json(StatusCode::OK, &List { value: events })
+}
+
+/// Dev mode only: the issuer's discovery document and keys, and the page sign-in.
+pub async fn dev(ctx: &HttpContext, req: &Request, parts: &[&str]) -> Result<Response, ApiError> {
+    let Some(issuer) = ctx.dev.as_ref() else {
+        return Err(ApiError::not_found_route(req.method.as_str(), &req.path));
+    };
+    match (req.method.as_str(), parts) {
+        ("GET", ["dev", ".well-known", "openid-configuration"]) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "issuer": crate::adapters::identity::dev::DEV_ISSUER,
+                "jwks_uri": format!("{}/dev/keys", ctx.public_url),
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }),
+        ),
+        ("GET", ["dev", "keys"]) => json(StatusCode::OK, issuer.jwks()),
+        ("POST", ["dev", "sign-in"]) => pages::dev_sign_in(ctx, req).await,
+        _ => Err(ApiError::not_found_route(req.method.as_str(), &req.path)),
+    }
+}

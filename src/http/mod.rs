@@ -1,0 +1,285 @@
+//! The warp edge. One filter captures the raw request (method, path, query, headers, body read
+//! up to a limit, also when chunked, as the Functions host sends it) and `route` dispatches it, so
+//! that every answer, 404, 405 and 413 included, is ours and shaped as the API promises.
+//!
+//! Must never contain business rules: handlers extract the caller, convert the DTO, call one
+//! service function and map the result.
+
+pub mod dto;
+pub mod error;
+mod handlers;
+pub mod invoke;
+pub mod openapi;
+pub mod pages;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use warp::Filter;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+
+use crate::adapters::identity::dev::DevIssuer;
+use crate::clock::Clock;
+use crate::service::Elevate;
+use crate::service::ports::{Authenticator, Caller, Credentials};
+
+use error::ApiError;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// The dev sign-in cookie (dev mode only).
+pub const DEV_COOKIE: &str = "elevate_dev_token";
+
+pub type Response = warp::http::Response<Vec<u8>>;
+
+/// Everything a handler may use.
+pub struct HttpContext {
+    pub service: Arc<Elevate>,
+    pub auth: Arc<dyn Authenticator>,
+    pub clock: Arc<dyn Clock>,
+    /// Present only in `dev` mode.
+    pub dev: Option<Arc<DevIssuer>>,
+    /// Keys the CSRF tokens of the approval page.
+    pub csrf_key: [u8; 32],
+    pub public_url: String,
+    pub auth_mode: &'static str,
+}
+
+/// A request as the router sees it.
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether the client prefers HTML (a browser) over JSON.
+    pub fn wants_html(&self) -> bool {
+        let accept = self.header("accept").unwrap_or("");
+        accept.contains("text/html") && !accept.contains("application/json")
+    }
+
+    fn is_form(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+    }
+
+    /// Bearer token from `Authorization`, or in dev mode the sign-in cookie.
+    fn credentials(&self, dev: bool) -> Credentials {
+        let bearer = self.header("authorization").and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+        });
+        let cookie = || {
+            self.headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| {
+                    let (name, value) = c.trim().split_once('=')?;
+                    (name == DEV_COOKIE && !value.is_empty()).then(|| value.to_owned())
+                })
+        };
+        Credentials { bearer: bearer.or_else(|| if dev { cookie() } else { None }) }
+    }
+}
+
+/// The single warp filter serving every route.
+pub fn filter(ctx: Arc<HttpContext>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body| {
+            let ctx = Arc::clone(&ctx);
+            async move {
+                let path = path.as_str().to_owned();
+                let response = match read_body(&headers, body).await {
+                    Ok(body) => {
+                        route(&ctx, Request { method: method.clone(), path: path.clone(), query, headers, body }).await
+                    }
+                    Err(e) => Err(e),
+                };
+                let response = response.unwrap_or_else(|e| error_response(&e));
+                tracing::info!(method = %method, path = %path, status = response.status().as_u16(), "request");
+                response
+            }
+        })
+        .recover(|_rejection: warp::Rejection| async {
+            Ok::<_, Infallible>(error_response(&ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "the request could not be read",
+            )))
+        })
+        .unify()
+}
+
+async fn read_body<S, B>(headers: &HeaderMap, stream: S) -> Result<Bytes, ApiError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: warp::Buf,
+{
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLarge", format!("the body exceeds {BODY_LIMIT} bytes"))
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let mut stream = stream;
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk =
+            chunk.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", "the body could not be read"))?;
+        if buf.len() + chunk.remaining() > BODY_LIMIT {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buf.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Routes by method and path. Literal segments match case-insensitively (as the Functions
+/// host's routes do); one trailing slash is ignored.
+async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
+    let path = req.path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(&req.path).to_owned();
+    let segments: Vec<String> = path.split('/').skip(1).map(str::to_owned).collect();
+    let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let parts: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let raw = |i: usize| segments.get(i).map(String::as_str).unwrap_or_default();
+    let m = &req.method;
+    let allow = |methods: &'static str| Err(method_not_allowed(methods));
+    match parts.as_slice() {
+        [""] => match *m {
+            Method::GET | Method::HEAD => handlers::readiness(ctx),
+            _ => allow("GET"),
+        },
+        ["api", "health"] => match *m {
+            Method::GET => handlers::health(ctx).await,
+            _ => allow("GET"),
+        },
+        ["api", "openapi.json"] => match *m {
+            Method::GET => Ok(json_raw(StatusCode::OK, openapi::DOCUMENT.as_bytes().to_vec())),
+            _ => allow("GET"),
+        },
+        ["api", "eligibilities"] => match *m {
+            Method::GET => handlers::eligibilities(ctx, &req).await,
+            _ => allow("GET"),
+        },
+        ["api", "activations"] => match *m {
+            Method::GET => handlers::list_activations(ctx, &req).await,
+            Method::POST => handlers::request_activation(ctx, &req).await,
+            _ => allow("GET, POST"),
+        },
+        ["api", "activations", _] => match *m {
+            Method::GET => handlers::get_activation(ctx, &req, raw(2)).await,
+            _ => allow("GET"),
+        },
+        ["api", "activations", _, action @ ("deactivate" | "cancel" | "extend")] => match *m {
+            Method::POST => handlers::act(ctx, &req, raw(2), action).await,
+            _ => allow("POST"),
+        },
+        ["api", "approvals"] => match *m {
+            Method::GET => handlers::pending_approvals(ctx, &req).await,
+            _ => allow("GET"),
+        },
+        ["api", "approvals", _] => match *m {
+            Method::GET => handlers::approval_page(ctx, &req, raw(2)).await,
+            Method::POST => handlers::decide(ctx, &req, raw(2)).await,
+            _ => allow("GET, POST"),
+        },
+        ["api", "audit"] => match *m {
+            Method::GET => handlers::audit(ctx, &req).await,
+            _ => allow("GET"),
+        },
+        ["expiry-sweeper"] => match *m {
+            Method::POST => invoke::expiry_sweeper(ctx, &req).await,
+            _ => allow("POST"),
+        },
+        ["dev", ..] if ctx.dev.is_some() => handlers::dev(ctx, &req, &parts).await,
+        _ => Err(ApiError::not_found_route(req.method.as_str(), &req.path)),
+    }
+}
+
+fn method_not_allowed(allowed: &'static str) -> ApiError {
+    let mut e = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("use {allowed}"));
+    e.target = Some(allowed.to_owned());
+    e
+}
+
+/// Headers every response carries.
+fn harden(response: &mut Response) {
+    let h = response.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+}
+
+pub fn json_raw(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = warp::http::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    harden(&mut response);
+    response
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(value)
+        .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e))?;
+    Ok(json_raw(status, body))
+}
+
+pub fn html(status: StatusCode, body: String) -> Response {
+    let mut response = warp::http::Response::new(body.into_bytes());
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    if let Ok(csp) = HeaderValue::from_str(&pages::content_security_policy()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    harden(&mut response);
+    response
+}
+
+pub fn error_response(e: &ApiError) -> Response {
+    let mut response = json_raw(e.status, e.body());
+    if let Some(challenge) = e.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    if let Some(seconds) = e.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if e.status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = e.target.as_deref().and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
+}
+
+/// Authenticates the request. Never trusts a caller-supplied identity field.
+async fn caller(ctx: &HttpContext, req: &Request) -> Result<Caller, ApiError> {
+    let credentials = req.credentials(ctx.dev.is_some());
+    ctx.auth.authenticate(&credentials, ctx.clock.now()).await.map_err(|e| {
+        tracing::info!(error = %e, "authentication refused");
+        ApiError::from(e)
+    })
+}

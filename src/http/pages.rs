@@ -1,0 +1,278 @@
+//! Server-rendered pages: the approval page, refusals, and the dev-mode sign-in.
+//!
+//! No JavaScript. Every string that came from a user or a token is escaped (justifications are
+//! attacker-controlled). Form posts carry a CSRF token bound to the approver and the activation.
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use warp::http::{HeaderValue, StatusCode, header};
+
+use crate::domain::activation::{Activation, Decision, State};
+use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::service::ServiceError;
+use crate::service::ports::Caller;
+
+use super::error::ApiError;
+use super::{DEV_COOKIE, HttpContext, Request, Response, html};
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b;background:#fff;line-height:1.5}\
+h1{font-size:1.5rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem}dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}\
+.note{padding:.75rem 1rem;border-left:4px solid #0a5ca8;background:#eef4fb}.warn{border-color:#a4262c;background:#fdf0f0}\
+label{display:block;font-weight:600;margin-top:1rem}textarea,input[type=text]{width:100%;font:inherit;padding:.4rem;border:1px solid #555}\
+button{font:inherit;padding:.5rem 1.2rem;margin:1rem .5rem 0 0;border:2px solid #1b1b1b;background:#fff;cursor:pointer}\
+button.approve{background:#0b6a0b;color:#fff;border-color:#0b6a0b}button.deny{background:#a4262c;color:#fff;border-color:#a4262c}\
+button:focus,textarea:focus,input:focus{outline:3px solid #ffb900;outline-offset:2px}table{border-collapse:collapse}td,th{padding:.25rem .6rem;border-bottom:1px solid #ccc;text-align:left}";
+
+/// The page CSP: nothing but our own inline style (by hash) and forms posting to ourselves.
+pub fn content_security_policy() -> String {
+    let hash = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, Sha256::digest(STYLE.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{} · Elevate</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        esc(title)
+    )
+}
+
+fn csrf_mac(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId) -> Option<Hmac<Sha256>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&ctx.csrf_key).ok()?;
+    mac.update(format!("approval-form|{approver}|{id}").as_bytes());
+    Some(mac)
+}
+
+pub fn csrf_token(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId) -> String {
+    csrf_mac(ctx, approver, id)
+        .map(|m| m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
+}
+
+/// Constant-time check of a form's CSRF token.
+pub fn csrf_valid(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId, token: Option<&str>) -> bool {
+    let Some(token) = token.filter(|t| t.len() == 64) else {
+        return false;
+    };
+    let bytes: Option<Vec<u8>> =
+        (0..32).map(|i| token.get(i * 2..i * 2 + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+    match (bytes, csrf_mac(ctx, approver, id)) {
+        (Some(bytes), Some(mac)) => mac.verify_slice(&bytes).is_ok(),
+        _ => false,
+    }
+}
+
+fn fmt_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn left(until: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let minutes = (until - now).num_minutes();
+    if minutes <= 0 { "no time left".into() } else { format!("{} h {} min left", minutes / 60, minutes % 60) }
+}
+
+/// The approval page.
+pub fn approval(
+    ctx: &HttpContext,
+    who: &Caller,
+    a: &Activation,
+    cannot: Option<ServiceError>,
+    now: DateTime<Utc>,
+) -> Response {
+    let r = a.request();
+    let role = match r.role_definition_id.built_in_name() {
+        Some(name) => format!("{} <small>({})</small>", esc(name), r.role_definition_id),
+        None => r.role_definition_id.to_string(),
+    };
+    let portal = format!("https://portal.azure.com/#@/resource{}", r.scope.as_str());
+    let mut facts = vec![
+        ("Requester", format!("<code>{}</code>", r.principal_id)),
+        ("Role", role),
+        ("Scope", format!("<a href=\"{}\" rel=\"noreferrer\">{}</a>", esc(&portal), esc(r.scope.as_str()))),
+        ("Duration", esc(&r.duration.to_string())),
+        ("Justification", r.justification.as_ref().map_or("<em>none</em>".into(), |j| esc(j.as_str()))),
+        (
+            "Ticket",
+            r.ticket
+                .as_ref()
+                .map_or("<em>none</em>".into(), |t| format!("{} {}", esc(t.system.as_str()), esc(t.number.as_str()))),
+        ),
+        ("Policy rule", format!("<code>{}</code>", esc(r.rule_id.as_str()))),
+        ("Status", esc(a.status().as_str())),
+        ("Requested", fmt_time(r.requested_at)),
+    ];
+    let mut subject_note = String::new();
+    match a.state() {
+        State::PendingApproval { timeout_at, min_approvals } => {
+            facts.push(("Approvals needed", min_approvals.to_string()));
+            facts.push(("Decide by", format!("{} ({})", fmt_time(*timeout_at), left(*timeout_at, now))));
+        }
+        State::Active { expires_at, extension: Some(ext), .. } => {
+            subject_note = format!(
+                "<p class=\"note\">This is a request to <strong>extend</strong> active access by {} (access now ends {}).</p>",
+                esc(&ext.additional.to_string()),
+                fmt_time(*expires_at)
+            );
+            facts.push((
+                "Extension reason",
+                ext.justification.as_ref().map_or("<em>none</em>".into(), |j| esc(j.as_str())),
+            ));
+            facts.push(("Decide by", format!("{} ({})", fmt_time(ext.timeout_at), left(ext.timeout_at, now))));
+        }
+        _ => {}
+    }
+    let facts_html: String = facts.iter().map(|(k, v)| format!("<dt>{k}</dt><dd>{v}</dd>")).collect();
+    let decisions: String = a
+        .approvals()
+        .iter()
+        .map(|d| {
+            format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                d.approver_id,
+                match d.decision {
+                    Decision::Approve => "Approved",
+                    Decision::Deny => "Denied",
+                },
+                esc(d.justification.as_str()),
+                fmt_time(d.at)
+            )
+        })
+        .collect();
+    let decisions_html = if decisions.is_empty() {
+        "<p>No decisions yet.</p>".to_owned()
+    } else {
+        format!(
+            "<table><thead><tr><th scope=\"col\">Approver</th><th scope=\"col\">Decision</th><th scope=\"col\">Justification</th><th scope=\"col\">When</th></tr></thead><tbody>{decisions}</tbody></table>"
+        )
+    };
+    let action = match cannot {
+        None => format!(
+            "<form method=\"post\" action=\"/api/approvals/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<label for=\"justification\">Your justification (required)</label><textarea id=\"justification\" name=\"justification\" rows=\"3\" required maxlength=\"1000\"></textarea>\
+<button class=\"approve\" type=\"submit\" name=\"decision\" value=\"Approve\">Approve</button><button class=\"deny\" type=\"submit\" name=\"decision\" value=\"Deny\">Deny</button></form>",
+            id = a.id(),
+            csrf = csrf_token(ctx, &who.principal_id, a.id())
+        ),
+        Some(reason) => {
+            let e = ApiError::from(reason);
+            let text = match e.code {
+                "SelfApprovalForbidden" => {
+                    "You requested this access, so you cannot decide on it. Another approver must.".to_owned()
+                }
+                "NotAnApprover" => "You are not an approver for this request's policy rule.".to_owned(),
+                "NotPending" => format!("Nothing waits for a decision: this request is {}.", a.status()),
+                "AlreadyDecided" => "You have already decided on this request.".to_owned(),
+                _ => e.message.clone(),
+            };
+            format!("<p class=\"note warn\" role=\"status\">{}</p>", esc(&text))
+        }
+    };
+    let body = format!(
+        "<h1>Access request</h1>{subject_note}<dl>{facts_html}</dl><h2>Decisions</h2>{decisions_html}<h2>Your decision</h2>{action}\
+<p><small>Signed in as <code>{}</code>. Role changes can take several minutes to take effect in Azure.</small></p>",
+        who.principal_id
+    );
+    html(StatusCode::OK, page("Access request", &body))
+}
+
+/// An error as a page, with the error's status.
+pub fn refusal(e: &ApiError) -> Response {
+    let body = format!("<h1>{}</h1><p class=\"note warn\" role=\"alert\">{}</p>", esc(e.code), esc(&e.message));
+    html(e.status, page("Not possible", &body))
+}
+
+/// 401 for a browser: in dev mode a sign-in form; elsewhere a pointer to the platform sign-in.
+pub fn sign_in_required(ctx: &HttpContext, path: &str, e: &ApiError) -> Response {
+    let body = if ctx.dev.is_some() {
+        format!(
+            "<h1>Sign in (dev mode)</h1><p class=\"note\">{}</p><p>Paste a token from <code>elevate token --user &lt;object id&gt; --mfa</code>.</p>\
+<form method=\"post\" action=\"/dev/sign-in\"><input type=\"hidden\" name=\"returnTo\" value=\"{}\"><label for=\"token\">Dev token</label>\
+<input type=\"text\" id=\"token\" name=\"token\" autocomplete=\"off\" required><button type=\"submit\">Sign in</button></form>",
+            esc(&e.message),
+            esc(path)
+        )
+    } else {
+        format!("<h1>Sign-in required</h1><p class=\"note warn\">{}</p>", esc(&e.message))
+    };
+    let mut response = html(StatusCode::UNAUTHORIZED, page("Sign in", &body));
+    if let Some(challenge) = e.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    response
+}
+
+pub fn see_other(location: &str) -> Response {
+    let mut response = html(StatusCode::SEE_OTHER, page("Redirect", "<p>Continue.</p>"));
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignInForm {
+    token: String,
+    return_to: Option<String>,
+}
+
+/// Dev mode: checks a pasted token and keeps it in an HttpOnly, SameSite=Strict cookie.
+pub async fn dev_sign_in(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let form: SignInForm = serde_urlencoded::from_bytes(&req.body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestBody", format!("invalid form: {e}")))?;
+    let token = form.token.trim().to_owned();
+    let credentials = crate::service::ports::Credentials { bearer: Some(token.clone()) };
+    if let Err(e) = ctx.auth.authenticate(&credentials, ctx.clock.now()).await {
+        return Ok(refusal(&ApiError::from(e)));
+    }
+    // Only back to an approval page: never an open redirect.
+    let target = form
+        .return_to
+        .filter(|p| {
+            p.starts_with("/api/approvals/") && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-'))
+        })
+        .unwrap_or_else(|| "/api/approvals".to_owned());
+    let mut response = see_other(&target);
+    let cookie = format!("{DEV_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_neutralises_markup() {
+        assert_eq!(esc("<script>alert('x')</script>&\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;");
+    }
+
+    #[test]
+    fn the_csp_pins_the_stylesheet() {
+        let csp = content_security_policy();
+        assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"));
+        assert!(csp.contains("frame-ancestors 'none'"));
+    }
+}

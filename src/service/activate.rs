@@ -1,0 +1,250 @@
+//! Requesting an activation, and provisioning the role assignment once it may start.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::domain::activation::{Activation, Failure, Status};
+use crate::domain::audit::{Actor, AuditEvent};
+use crate::domain::duration::IsoDuration;
+use crate::domain::ids::{ActivationId, Justification, PrincipalId, RoleDefinitionId, RuleId, Ticket};
+use crate::domain::policy::{ActivationDraft, Refusal, Subject, Violation};
+use crate::domain::scope::Scope;
+
+use super::ports::{AccessError, AssignmentSpec, Caller, IdempotencyKey, IdempotencyRecord, StoreError, Versioned};
+use super::{Elevate, ServiceError};
+
+/// A parsed activation request from the wire.
+#[derive(Clone, Debug)]
+pub struct ActivationInput {
+    /// Set only by brokers acting for a user.
+    pub principal_id: Option<PrincipalId>,
+    pub role_definition_id: RoleDefinitionId,
+    pub scope: Scope,
+    pub duration: Option<IsoDuration>,
+    pub justification: Option<Justification>,
+    pub ticket: Option<Ticket>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub rule_id: Option<RuleId>,
+}
+
+impl ActivationInput {
+    /// A stable digest of what was asked, to tell a retry from a reused key.
+    fn digest(&self, principal: &PrincipalId) -> String {
+        let ticket = self.ticket.as_ref().map(|t| format!("{}\u{1f}{}", t.system, t.number));
+        let parts = [
+            principal.to_string(),
+            self.role_definition_id.to_string(),
+            self.scope.key(),
+            self.duration.map(|d| d.to_string()).unwrap_or_default(),
+            self.justification.as_ref().map(|j| j.as_str().to_owned()).unwrap_or_default(),
+            ticket.unwrap_or_default(),
+            self.start_at.map(|s| s.to_rfc3339()).unwrap_or_default(),
+            self.rule_id.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        ];
+        let mut hash = Sha256::new();
+        for part in parts {
+            hash.update(part.as_bytes());
+            hash.update([0x1e]);
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The outcome of a request: the activation, and whether it was an idempotent replay.
+#[derive(Debug)]
+pub struct Requested {
+    pub activation: Activation,
+    pub replayed: bool,
+}
+
+impl Elevate {
+    #[tracing::instrument(skip_all, fields(caller = %caller.principal_id, role = %input.role_definition_id, scope = %input.scope))]
+    pub async fn request_activation(
+        &self,
+        caller: &Caller,
+        input: ActivationInput,
+        idempotency_key: Option<IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> Result<Requested, ServiceError> {
+        let (principal, subject, actor) = self.requester(caller, input.principal_id)?;
+        let digest = input.digest(&principal);
+        if let Some(key) = &idempotency_key
+            && let Some(replay) = self.replay(caller, key, &digest).await?
+        {
+            return Ok(replay);
+        }
+        let draft = ActivationDraft {
+            principal_id: principal,
+            role_definition_id: input.role_definition_id,
+            scope: input.scope,
+            rule_id: input.rule_id,
+            duration: input.duration,
+            justification: input.justification,
+            ticket: input.ticket,
+            start_at: input.start_at,
+        };
+        let brokered = matches!(actor, Actor::Broker { .. });
+        let authorized = self.policy.authorize_activation(draft, &subject, now).map_err(|refusal| match refusal {
+            Refusal::Violation(Violation::MfaRequired(_) | Violation::AuthContextRequired { .. }) if brokered => {
+                ServiceError::UserConfirmationRequired
+            }
+            other => ServiceError::Refused(other),
+        })?;
+        let id = ActivationId::new_random();
+        let opened = Activation::open(id, authorized, now);
+        let event = AuditEvent::of(&opened, actor, None, None, now);
+        let record = idempotency_key.map(|key| IdempotencyRecord {
+            caller: caller.principal_id,
+            key,
+            request_hash: digest.clone(),
+            activation_id: id,
+        });
+        let version = match self.store.insert(&opened.activation, &event, record.as_ref()).await {
+            Ok(version) => version,
+            Err(StoreError::IdempotencyKeyTaken) => {
+                // A concurrent retry with the same key won the race: answer as it did.
+                let key = record.map(|r| r.key).ok_or(ServiceError::IdempotencyKeyReused)?;
+                return self.replay(caller, &key, &digest).await?.ok_or(ServiceError::Contention);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(activation = %id, status = %opened.activation.status(), rule = %opened.activation.request().rule_id, "activation requested");
+        let stored = Versioned { value: opened.activation, version };
+        let activation = if stored.value.status() == Status::Provisioning {
+            self.provision_or_defer(stored, now).await?
+        } else {
+            stored.value
+        };
+        Ok(Requested { activation, replayed: false })
+    }
+
+    /// Who will hold the access, the evidence about them, and who acts. Only allow-listed
+    /// brokers with the broker app role may name another principal.
+    fn requester(
+        &self,
+        caller: &Caller,
+        principal: Option<PrincipalId>,
+    ) -> Result<(PrincipalId, Subject, Actor), ServiceError> {
+        match principal {
+            None => Ok((caller.principal_id, caller.subject(), Elevate::actor(caller))),
+            Some(p) if p == caller.principal_id => Ok((p, caller.subject(), Elevate::actor(caller))),
+            Some(p) => {
+                let app_id = caller.app_id.clone().unwrap_or_default();
+                let allowed = caller.app_only
+                    && caller.has_role(super::ports::ROLE_BROKER)
+                    && self.broker_app_ids.contains(&app_id.to_ascii_lowercase());
+                if !allowed {
+                    return Err(ServiceError::BrokerNotAllowed(if app_id.is_empty() {
+                        caller.principal_id.to_string()
+                    } else {
+                        app_id
+                    }));
+                }
+                // Nothing about the user's sign-in travels with a brokered request: no groups,
+                // no MFA. Group-based and MFA-requiring rules therefore need the user.
+                let subject = Subject { principal_id: p, groups: Vec::new(), mfa: false, auth_contexts: Vec::new() };
+                Ok((p, subject, Actor::Broker { id: caller.principal_id, app_id }))
+            }
+        }
+    }
+
+    async fn replay(
+        &self,
+        caller: &Caller,
+        key: &IdempotencyKey,
+        digest: &str,
+    ) -> Result<Option<Requested>, ServiceError> {
+        let Some(record) = self.store.idempotency(caller.principal_id, key).await? else {
+            return Ok(None);
+        };
+        if record.request_hash != digest {
+            return Err(ServiceError::IdempotencyKeyReused);
+        }
+        let activation = self.load(record.activation_id).await?.value;
+        Ok(Some(Requested { activation, replayed: true }))
+    }
+
+    /// For a caller waiting on an answer: a transient provider failure leaves the activation
+    /// Provisioning (reported as such) for the sweeper to finish.
+    pub(super) async fn provision_or_defer(
+        &self,
+        current: Versioned<Activation>,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, ServiceError> {
+        let pending = current.value.clone();
+        match self.provision(current, now).await {
+            Err(ServiceError::Access(e)) if e.is_transient() => Ok(pending),
+            other => other,
+        }
+    }
+
+    /// Creates the role assignment of a Provisioning activation and records the outcome.
+    /// A transient provider failure changes nothing and is returned as `ServiceError::Access`.
+    pub(super) async fn provision(
+        &self,
+        current: Versioned<Activation>,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, ServiceError> {
+        let id = current.value.id();
+        let Some(spec) = AssignmentSpec::for_activation(&current.value) else {
+            return Ok(current.value);
+        };
+        if current.value.expires_at().is_some_and(|at| at <= now) {
+            // Too late to grant: the sweeper will close it.
+            return Ok(current.value);
+        }
+        match self.access.grant(&spec).await {
+            Ok(assignment) => {
+                let updated = self
+                    .apply(id, &Actor::System, now, |a| {
+                        if a.status() != Status::Provisioning {
+                            return Err(ServiceError::Contention);
+                        }
+                        Ok((
+                            a.provisioned(assignment.id.clone(), now)?,
+                            None,
+                            Some(format!("role assignment {}", assignment.id)),
+                        ))
+                    })
+                    .await;
+                match updated {
+                    Ok(v) => {
+                        tracing::info!(activation = %id, expires_at = ?v.value.expires_at(), "access granted");
+                        Ok(v.value)
+                    }
+                    // Someone (the sweeper) finished it first.
+                    Err(ServiceError::Contention) => Ok(self.load(id).await?.value),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(AccessError::AlreadyAssigned { existing_id }) => {
+                tracing::warn!(activation = %id, existing = %existing_id, "principal already holds the role outside Elevate; not touching it");
+                let failure = Failure {
+                    code: "RoleAssignmentExists".into(),
+                    message: format!(
+                        "the principal already holds this role at this scope through assignment {existing_id}, which Elevate did not create"
+                    ),
+                };
+                self.apply(id, &Actor::System, now, |a| {
+                    Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
+                })
+                .await?;
+                Err(ServiceError::RoleAlreadyAssigned { activation: id, existing_id })
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(activation = %id, error = %e, "grant failed transiently; the sweeper will retry");
+                Err(ServiceError::Access(e))
+            }
+            Err(e) => {
+                tracing::error!(activation = %id, error = %e, "grant refused");
+                let failure = Failure { code: "ProvisioningFailed".into(), message: e.to_string() };
+                let failed = self
+                    .apply(id, &Actor::System, now, |a| {
+                        Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
+                    })
+                    .await?;
+                Ok(failed.value)
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! What a use case can answer instead of a result. The HTTP edge alone picks status codes.
+
+use crate::domain::activation::TransitionError;
+use crate::domain::approver::ApproverDenied;
+use crate::domain::ids::ActivationId;
+use crate::domain::policy::Refusal;
+
+use super::ports::{AccessError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("activation `{0}` was not found")]
+    NotFound(ActivationId),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("application `{0}` may not request access for other principals")]
+    BrokerNotAllowed(String),
+    #[error(
+        "rule requires the user's own multi-factor proof, which a request made on their behalf cannot carry; the user must request it themselves"
+    )]
+    UserConfirmationRequired,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    ApproverDenied(#[from] ApproverDenied),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("activation `{0}` for the same principal, role and scope is still open; extend or deactivate it instead")]
+    OpenActivationExists(ActivationId),
+    #[error("the Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error(
+        "the principal already holds this role at this scope outside Elevate (assignment `{existing_id}`); activation `{activation}` failed and the existing assignment was left untouched"
+    )]
+    RoleAlreadyAssigned { activation: ActivationId, existing_id: String },
+    #[error("the activation kept changing while this request was applied; try again")]
+    Contention,
+    #[error("revoking access failed, the activation is unchanged and will still expire on time: {0}")]
+    RevocationFailed(AccessError),
+    #[error(transparent)]
+    Access(AccessError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::OpenActivationExists(id) => ServiceError::OpenActivationExists(id),
+            other => ServiceError::Store(other),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Ending and extending activations: cancel, deactivate, extend.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::activation::{Activation, State, Status};
+use crate::domain::duration::IsoDuration;
+use crate::domain::ids::{ActivationId, Justification};
+use crate::domain::policy::ExtensionDraft;
+
+use super::ports::{AccessError, Caller};
+use super::{Elevate, ServiceError};
+
+#[derive(Clone, Debug)]
+pub struct ExtensionInput {
+    pub duration: IsoDuration,
+    pub justification: Option<Justification>,
+}
+
+impl Elevate {
+    /// The requester withdraws a request that has granted nothing yet.
+    #[tracing::instrument(skip_all, fields(caller = %caller.principal_id, activation = %id))]
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: ActivationId,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, ServiceError> {
+        let current = self.load(id).await?;
+        self.ensure_requester(caller, &current.value)?;
+        let updated = self.apply(id, &Elevate::actor(caller), now, |a| Ok((a.cancel(now)?, None, None))).await?;
+        Ok(updated.value)
+    }
+
+    /// Ends access early: revoke, verify it is gone, then record. If the provider fails,
+    /// nothing changes and the activation still expires on time.
+    #[tracing::instrument(skip_all, fields(caller = %caller.principal_id, activation = %id))]
+    pub async fn deactivate(
+        &self,
+        caller: &Caller,
+        id: ActivationId,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, ServiceError> {
+        let current = self.load(id).await?;
+        if current.value.request().principal_id != caller.principal_id && !caller.is_admin() {
+            return Err(self.hidden_or_forbidden(
+                caller,
+                &current.value,
+                "only the requester or an Elevate.Admin may deactivate",
+            ));
+        }
+        if current.value.status() != Status::Active {
+            return Err(current
+                .value
+                .deactivate(now)
+                .err()
+                .map(ServiceError::from)
+                .unwrap_or(ServiceError::Contention));
+        }
+        self.revoke_and_verify(&current.value).await.map_err(ServiceError::RevocationFailed)?;
+        let updated = self.apply(id, &Elevate::actor(caller), now, |a| Ok((a.deactivate(now)?, None, None))).await?;
+        tracing::info!("access revoked early");
+        Ok(updated.value)
+    }
+
+    /// More time under the same rule, up to its maximum from the original start; re-approved
+    /// when the rule demands approval.
+    #[tracing::instrument(skip_all, fields(caller = %caller.principal_id, activation = %id))]
+    pub async fn extend(
+        &self,
+        caller: &Caller,
+        id: ActivationId,
+        input: ExtensionInput,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, ServiceError> {
+        let current = self.load(id).await?;
+        self.ensure_requester(caller, &current.value)?;
+        let subject = caller.subject();
+        let updated = self
+            .apply(id, &Elevate::actor(caller), now, |a| {
+                let State::Active { activated_at, expires_at, .. } = a.state().clone() else {
+                    return Err(a.extend_refusal());
+                };
+                let draft = ExtensionDraft {
+                    request: a.request(),
+                    activated_at,
+                    current_expiry: expires_at,
+                    additional: input.duration,
+                    justification: input.justification.clone(),
+                };
+                let extension = self.policy.authorize_extension(draft, &subject, now)?;
+                Ok((
+                    a.extend(extension, now)?,
+                    input.justification.clone(),
+                    Some(format!("extend by {}", input.duration)),
+                ))
+            })
+            .await?;
+        Ok(updated.value)
+    }
+
+    /// Deletes the activation's assignment and confirms with a read that it is gone.
+    pub(super) async fn revoke_and_verify(&self, activation: &Activation) -> Result<(), AccessError> {
+        let request = activation.request();
+        let name = activation.id().role_assignment_name();
+        self.access.revoke(&request.scope, name).await?;
+        match self.access.inspect(&request.scope, name).await? {
+            None => Ok(()),
+            Some(still) => Err(AccessError::Transient(format!("assignment {} still present after delete", still.id))),
+        }
+    }
+
+    fn ensure_requester(&self, caller: &Caller, activation: &Activation) -> Result<(), ServiceError> {
+        if activation.request().principal_id == caller.principal_id {
+            Ok(())
+        } else {
+            Err(self.hidden_or_forbidden(caller, activation, "only the requester may do this"))
+        }
+    }
+
+    /// Callers who may not see an activation learn nothing about it (404); those who may see it
+    /// but not act on it get 403.
+    pub(super) fn hidden_or_forbidden(&self, caller: &Caller, activation: &Activation, why: &str) -> ServiceError {
+        if self.may_view(caller, activation) {
+            ServiceError::Forbidden(why.to_owned())
+        } else {
+            ServiceError::NotFound(activation.id())
+        }
+    }
+}
+
+trait ExtendRefusal {
+    fn extend_refusal(&self) -> ServiceError;
+}
+
+impl ExtendRefusal for Activation {
+    fn extend_refusal(&self) -> ServiceError {
+        ServiceError::Transition(crate::domain::activation::TransitionError::WrongStatus {
+            status: self.status(),
+            action: "extended",
+        })
+    }
+}

@@ -1,0 +1,106 @@
+//! Use cases. Each takes the authenticated caller and `now`, checks authorisation through the
+//! domain, and talks to the ports. Must never read the clock, know HTTP, or name an Azure type.
+
+mod activate;
+pub mod error;
+mod lifecycle;
+pub mod ports;
+mod query;
+mod review;
+mod sweep;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::activation::{Activation, Transition};
+use crate::domain::audit::{Actor, AuditEvent};
+use crate::domain::ids::{ActivationId, Justification};
+use crate::domain::policy::Policy;
+
+pub use activate::{ActivationInput, Requested};
+pub use error::ServiceError;
+pub use lifecycle::ExtensionInput;
+pub use query::{ActivationDetails, ListFilter, MAX_LIST};
+
+/// Most rows any list answers with.
+pub fn query_max() -> usize {
+    MAX_LIST
+}
+pub use review::DecisionInput;
+pub use sweep::{SweepFailure, SweepReport, SweepSettings};
+
+use ports::{AccessProvider, Caller, Store, Versioned};
+
+/// How many times a use case re-reads and re-applies after losing an optimistic-concurrency race.
+const MAX_ATTEMPTS: usize = 5;
+
+/// The application: policy and ports.
+pub struct Elevate {
+    store: Arc<dyn Store>,
+    access: Arc<dyn AccessProvider>,
+    policy: Arc<Policy>,
+    broker_app_ids: Vec<String>,
+    sweep: SweepSettings,
+}
+
+impl Elevate {
+    pub fn new(
+        store: Arc<dyn Store>,
+        access: Arc<dyn AccessProvider>,
+        policy: Arc<Policy>,
+        broker_app_ids: Vec<String>,
+        sweep: SweepSettings,
+    ) -> Self {
+        let broker_app_ids = broker_app_ids.into_iter().map(|a| a.to_ascii_lowercase()).collect();
+        Self { store, access, policy, broker_app_ids, sweep }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn access_kind(&self) -> &'static str {
+        self.access.kind()
+    }
+
+    /// Whether the store answers (health check).
+    pub async fn store_ready(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+
+    fn actor(caller: &Caller) -> Actor {
+        Actor::Principal { id: caller.principal_id }
+    }
+
+    async fn load(&self, id: ActivationId) -> Result<Versioned<Activation>, ServiceError> {
+        self.store.get(id).await?.ok_or(ServiceError::NotFound(id))
+    }
+
+    /// Applies `step` to the latest stored activation and writes it with its audit event,
+    /// re-reading and re-applying when another writer got there first.
+    async fn apply<F>(
+        &self,
+        id: ActivationId,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        mut step: F,
+    ) -> Result<Versioned<Activation>, ServiceError>
+    where
+        F: FnMut(Activation) -> Result<(Transition, Option<Justification>, Option<String>), ServiceError>,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.load(id).await?;
+            let (transition, justification, detail) = step(current.value)?;
+            let event = AuditEvent::of(&transition, actor.clone(), justification, detail, now);
+            match self.store.update(&transition.activation, &current.version, &event).await {
+                Ok(version) => {
+                    return Ok(Versioned { value: transition.activation, version });
+                }
+                Err(ports::StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+}

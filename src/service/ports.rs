@@ -1,0 +1,344 @@
+//! The ports the service needs, implemented by adapters. No Azure, SQL or HTTP type crosses them.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::activation::{Activation, Status};
+use crate::domain::audit::AuditEvent;
+use crate::domain::ids::{
+    ActivationId, AuthContextId, DisplayName, ParseError, PrincipalId, RoleDefinitionId, TenantId,
+};
+use crate::domain::policy::Subject;
+use crate::domain::scope::Scope;
+
+/// An opaque version (a row version in SQLite, an ETag in Table Storage).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version(pub String);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: Version,
+}
+
+/// A client-chosen `Idempotency-Key`: 1 to 200 visible ASCII characters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        if value.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        if value.len() > 200 {
+            return Err(ParseError::TooLong { max: 200 });
+        }
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ParseError::malformed(value, "an idempotency key (visible ASCII characters)"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdempotencyKey({:?})", self.0)
+    }
+}
+
+/// Remembers which activation a caller's idempotency key produced, and for which request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub caller: PrincipalId,
+    pub key: IdempotencyKey,
+    /// SHA-256 of the canonical request, so a reused key with another request is refused.
+    pub request_hash: String,
+    pub activation_id: ActivationId,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ActivationQuery {
+    pub principal_id: Option<PrincipalId>,
+    /// Empty means every status.
+    pub statuses: Vec<Status>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub activation_id: Option<ActivationId>,
+    pub principal_id: Option<PrincipalId>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: usize,
+}
+
+/// Resumes a due scan after the last item seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueCursor {
+    pub due_at: DateTime<Utc>,
+    pub id: ActivationId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stored version changed since it was read (optimistic concurrency).
+    #[error("the activation was changed by someone else")]
+    Conflict,
+    #[error("activation `{0}` for the same principal, role and scope is still open")]
+    OpenActivationExists(ActivationId),
+    #[error("the idempotency key was used concurrently")]
+    IdempotencyKeyTaken,
+    #[error("activation `{0}` already exists")]
+    Duplicate(ActivationId),
+    /// Worth retrying later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or corruption: retrying will not help.
+    #[error("store failure: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Where activations, audit events and idempotency records live.
+///
+/// INVARIANT: `insert` and `update` write the activation and its audit event atomically, and
+/// `update` succeeds only if the stored version is still `expected`. An activation whose status
+/// is not terminal is unique per (principal, role, scope).
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn insert(
+        &self,
+        activation: &Activation,
+        event: &AuditEvent,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<Version, StoreError>;
+    async fn get(&self, id: ActivationId) -> Result<Option<Versioned<Activation>>, StoreError>;
+    async fn update(
+        &self,
+        activation: &Activation,
+        expected: &Version,
+        event: &AuditEvent,
+    ) -> Result<Version, StoreError>;
+    async fn idempotency(
+        &self,
+        caller: PrincipalId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Newest first.
+    async fn list(&self, query: &ActivationQuery) -> Result<Vec<Activation>, StoreError>;
+    /// Activations whose `due_at` is at or before `now`, in (due_at, id) order after `after`.
+    /// INVARIANT: reads an index; cost grows with due items, not with history.
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Activation>>, StoreError>;
+    /// Oldest first.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The principal types ARM knows; Elevate grants to users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrincipalType {
+    User,
+    Group,
+    ServicePrincipal,
+}
+
+impl PrincipalType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalType::User => "User",
+            PrincipalType::Group => "Group",
+            PrincipalType::ServicePrincipal => "ServicePrincipal",
+        }
+    }
+}
+
+/// A role assignment Elevate wants to exist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssignmentSpec {
+    /// Deterministic: UUIDv5 of the activation id.
+    pub name: Uuid,
+    pub scope: Scope,
+    pub principal_id: PrincipalId,
+    pub principal_type: PrincipalType,
+    pub role_definition_id: RoleDefinitionId,
+    /// `elevate:<activation id>:<expiresAt RFC 3339>`.
+    pub description: String,
+}
+
+impl AssignmentSpec {
+    /// The assignment for an activation whose expiry is fixed (Provisioning or later).
+    pub fn for_activation(activation: &Activation) -> Option<AssignmentSpec> {
+        let expires_at = activation.expires_at()?;
+        let request = activation.request();
+        Some(AssignmentSpec {
+            name: activation.id().role_assignment_name(),
+            scope: request.scope.clone(),
+            principal_id: request.principal_id,
+            principal_type: PrincipalType::User,
+            role_definition_id: request.role_definition_id,
+            description: marker(activation.id(), expires_at),
+        })
+    }
+}
+
+/// The description marker that lets an assignment be traced to its activation and expiry even
+/// without the store.
+pub fn marker(id: ActivationId, expires_at: DateTime<Utc>) -> String {
+    format!("elevate:{id}:{}", expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// Reads a marker back: the activation id and expiry.
+pub fn parse_marker(description: &str) -> Option<(ActivationId, DateTime<Utc>)> {
+    let rest = description.strip_prefix("elevate:")?;
+    let (id, at) = rest.split_once(':')?;
+    let id = ActivationId::parse(id).ok()?;
+    let at = DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc);
+    Some((id, at))
+}
+
+/// A role assignment as the provider reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assignment {
+    /// The full ARM id.
+    pub id: String,
+    pub name: Uuid,
+    pub scope: Scope,
+    pub principal_id: PrincipalId,
+    pub role_definition_id: RoleDefinitionId,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The principal already holds the role at the scope through an assignment that is not
+    /// this activation's. It must never be deleted by Elevate.
+    #[error("principal already holds the role at this scope through assignment `{existing_id}`")]
+    AlreadyAssigned { existing_id: String },
+    /// Elevate's own identity may not do this: a configuration error.
+    #[error("Elevate is not allowed to manage role `{role}` at scope `{scope}`: {message}")]
+    Forbidden { role: String, scope: String, message: String },
+    /// Worth retrying (throttling, timeouts, 5xx).
+    #[error("access provider unavailable: {0}")]
+    Transient(String),
+    #[error("access provider refused: {0}")]
+    Permanent(String),
+}
+
+impl AccessError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AccessError::Transient(_))
+    }
+}
+
+/// Grants and revokes access: Azure RBAC through ARM, or a local simulation.
+#[async_trait]
+pub trait AccessProvider: Send + Sync {
+    /// Creates the assignment, or confirms that this very assignment (same name) exists.
+    async fn grant(&self, spec: &AssignmentSpec) -> Result<Assignment, AccessError>;
+    /// Deletes the assignment with this name; succeeds when it is already gone.
+    async fn revoke(&self, scope: &Scope, name: Uuid) -> Result<(), AccessError>;
+    async fn inspect(&self, scope: &Scope, name: Uuid) -> Result<Option<Assignment>, AccessError>;
+    /// Assignments at or below `scope` that carry an Elevate marker.
+    async fn list_managed(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError>;
+    /// A short name for logs and health (`local`, `arm`).
+    fn kind(&self) -> &'static str;
+}
+
+/// An authenticated caller, as the identity adapter saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Caller {
+    pub principal_id: PrincipalId,
+    pub tenant_id: TenantId,
+    pub name: Option<DisplayName>,
+    /// The client application (`azp`/`appid`).
+    pub app_id: Option<String>,
+    /// An application acting as itself (no user).
+    pub app_only: bool,
+    pub roles: Vec<String>,
+    pub groups: Vec<PrincipalId>,
+    pub mfa: bool,
+    pub auth_contexts: Vec<AuthContextId>,
+}
+
+pub const ROLE_ADMIN: &str = "Elevate.Admin";
+pub const ROLE_AUDITOR: &str = "Elevate.Auditor";
+pub const ROLE_BROKER: &str = "Elevate.Broker";
+
+impl Caller {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+    pub fn is_admin(&self) -> bool {
+        self.has_role(ROLE_ADMIN)
+    }
+    pub fn can_read_audit(&self) -> bool {
+        self.is_admin() || self.has_role(ROLE_AUDITOR)
+    }
+    pub fn subject(&self) -> Subject {
+        Subject {
+            principal_id: self.principal_id,
+            groups: self.groups.clone(),
+            mfa: self.mfa,
+            auth_contexts: self.auth_contexts.clone(),
+        }
+    }
+}
+
+/// What a request presented to prove who it is. Taken from headers by the HTTP edge.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub bearer: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("bearer", &self.bearer.as_ref().map(|_| "<redacted>")).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials were presented")]
+    Missing,
+    #[error("the token is not acceptable: {0}")]
+    Invalid(String),
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Turns credentials into a caller. Never trusts a caller-supplied identity field.
+#[async_trait]
+pub trait Authenticator: Send + Sync {
+    async fn authenticate(&self, credentials: &Credentials, now: DateTime<Utc>) -> Result<Caller, AuthError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip() {
+        let id = ActivationId::parse("05c5a614-a7d6-4502-b150-c2fb455033ff").unwrap();
+        let at: DateTime<Utc> = "2026-11-25T14:00:00Z".parse().unwrap();
+        let m = marker(id, at);
+        assert_eq!(m, "elevate:05c5a614-a7d6-4502-b150-c2fb455033ff:2026-11-25T14:00:00Z");
+        assert_eq!(parse_marker(&m), Some((id, at)));
+        assert_eq!(parse_marker("JIT grant"), None);
+    }
+}

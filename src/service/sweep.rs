@@ -1,0 +1,234 @@
+//! The sweeper: one idempotent pass over what is due. Expire (revoke, verify, record), time out
+//! stale approvals and extensions, start scheduled activations, finish or close interrupted
+//! provisioning. A failure on one activation never stops the others: it stays due and is
+//! reported on every pass until it succeeds.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::activation::{Activation, State, Status};
+use crate::domain::audit::Actor;
+use crate::domain::ids::ActivationId;
+
+use super::ports::{DueCursor, Versioned};
+use super::{Elevate, ServiceError};
+
+#[derive(Clone, Copy, Debug)]
+pub struct SweepSettings {
+    /// Due items read per store query.
+    pub batch: usize,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self { batch: 200 }
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    pub examined: usize,
+    pub expired: usize,
+    pub timed_out: usize,
+    pub extensions_timed_out: usize,
+    pub started: usize,
+    pub provisioned: usize,
+    pub provisioning_failed: usize,
+    /// Lost a race with another writer; the other writer's outcome stands.
+    pub skipped: usize,
+    pub failures: Vec<SweepFailure>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepFailure {
+    /// `None` when the pass itself failed (the store could not be read).
+    pub activation_id: Option<ActivationId>,
+    pub status: Option<Status>,
+    pub error: String,
+}
+
+enum Outcome {
+    Expired,
+    TimedOut,
+    ExtensionTimedOut,
+    Started(Status),
+    Provisioned(Status),
+    Nothing,
+}
+
+impl Elevate {
+    #[tracing::instrument(skip_all, fields(now = %now))]
+    pub async fn sweep(&self, now: DateTime<Utc>) -> SweepReport {
+        let mut report = SweepReport::default();
+        let mut cursor: Option<DueCursor> = None;
+        loop {
+            let batch = match self.store.due(now, cursor.as_ref(), self.sweep.batch).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::error!(error = %e, "sweep could not read due activations");
+                    report.failures.push(SweepFailure {
+                        activation_id: None,
+                        status: None,
+                        error: format!("reading due activations: {e}"),
+                    });
+                    break;
+                }
+            };
+            let full = batch.len() >= self.sweep.batch;
+            for item in batch {
+                let id = item.value.id();
+                let status = item.value.status();
+                cursor = item.value.due_at().map(|due_at| DueCursor { due_at, id });
+                report.examined += 1;
+                match self.sweep_one(item, now).await {
+                    Ok(Outcome::Expired) => report.expired += 1,
+                    Ok(Outcome::TimedOut) => report.timed_out += 1,
+                    Ok(Outcome::ExtensionTimedOut) => report.extensions_timed_out += 1,
+                    Ok(Outcome::Started(after)) => {
+                        report.started += 1;
+                        count_provisioning(&mut report, after);
+                    }
+                    Ok(Outcome::Provisioned(after)) => count_provisioning(&mut report, after),
+                    Ok(Outcome::Nothing) => {}
+                    Err(ServiceError::Contention) => report.skipped += 1,
+                    Err(e) => {
+                        tracing::error!(activation = %id, status = %status, error = %e, "sweep could not finish an activation; it stays due");
+                        report.failures.push(SweepFailure {
+                            activation_id: Some(id),
+                            status: Some(status),
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if report.examined > 0 || !report.failures.is_empty() {
+            tracing::info!(report = ?report, "sweep finished");
+        }
+        report
+    }
+
+    async fn sweep_one(&self, item: Versioned<Activation>, now: DateTime<Utc>) -> Result<Outcome, ServiceError> {
+        let id = item.value.id();
+        match item.value.state().clone() {
+            State::PendingApproval { timeout_at, .. } if timeout_at <= now => {
+                self.apply_fresh(id, &item, now, |a| Ok((a.time_out(now)?, None, None))).await?;
+                Ok(Outcome::TimedOut)
+            }
+            State::Scheduled { start_at } if start_at <= now => {
+                let started = self.apply_fresh(id, &item, now, |a| Ok((a.start(now)?, None, None))).await?;
+                Ok(Outcome::Started(self.provision_closing(started, now).await?))
+            }
+            State::Provisioning { expires_at, .. } if expires_at <= now => {
+                // Interrupted and out of time: make sure nothing was left behind, then close.
+                self.revoke_and_verify(&item.value).await.map_err(ServiceError::RevocationFailed)?;
+                self.apply_fresh(id, &item, now, |a| {
+                    Ok((a.expire(now)?, None, Some("provisioning was interrupted; closed at expiry".into())))
+                })
+                .await?;
+                Ok(Outcome::Expired)
+            }
+            State::Provisioning { .. } => {
+                // Interrupted: the assignment may or may not exist. A read tells which.
+                let name = id.role_assignment_name();
+                let found =
+                    self.access.inspect(&item.value.request().scope, name).await.map_err(ServiceError::Access)?;
+                let after = match found {
+                    Some(assignment) => {
+                        self.apply_fresh(id, &item, now, |a| {
+                            Ok((
+                                a.provisioned(assignment.id.clone(), now)?,
+                                None,
+                                Some("recovered interrupted provisioning".into()),
+                            ))
+                        })
+                        .await?
+                        .value
+                    }
+                    None => {
+                        return Ok(Outcome::Provisioned(self.provision_closing(item, now).await?));
+                    }
+                };
+                Ok(Outcome::Provisioned(after.status()))
+            }
+            State::Active { expires_at, .. } if expires_at <= now => {
+                self.revoke_and_verify(&item.value).await.map_err(ServiceError::RevocationFailed)?;
+                self.apply_fresh(id, &item, now, |a| Ok((a.expire(now)?, None, None))).await?;
+                tracing::info!(activation = %id, "access expired and revoked");
+                Ok(Outcome::Expired)
+            }
+            State::Active { extension: Some(ext), .. } if ext.timeout_at <= now => {
+                self.apply_fresh(id, &item, now, |a| Ok((a.time_out(now)?, None, None))).await?;
+                Ok(Outcome::ExtensionTimedOut)
+            }
+            State::PendingApproval { .. }
+            | State::Scheduled { .. }
+            | State::Active { .. }
+            | State::Denied { .. }
+            | State::Canceled { .. }
+            | State::TimedOut { .. }
+            | State::Expired { .. }
+            | State::Deactivated { .. }
+            | State::Failed { .. } => Ok(Outcome::Nothing),
+        }
+    }
+
+    /// Provisions, counting a pre-existing assignment as the recorded failure it is.
+    async fn provision_closing(&self, item: Versioned<Activation>, now: DateTime<Utc>) -> Result<Status, ServiceError> {
+        match self.provision(item, now).await {
+            Ok(after) => Ok(after.status()),
+            Err(ServiceError::RoleAlreadyAssigned { .. }) => Ok(Status::Failed),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes one sweeper transition, but only onto the version the sweeper read: if another
+    /// writer changed the activation meanwhile, its outcome stands (reported as skipped).
+    async fn apply_fresh<F>(
+        &self,
+        id: ActivationId,
+        read: &Versioned<Activation>,
+        now: DateTime<Utc>,
+        step: F,
+    ) -> Result<Versioned<Activation>, ServiceError>
+    where
+        F: FnOnce(
+            Activation,
+        ) -> Result<
+            (crate::domain::activation::Transition, Option<crate::domain::ids::Justification>, Option<String>),
+            ServiceError,
+        >,
+    {
+        let (transition, justification, detail) = step(read.value.clone())?;
+        let event = crate::domain::audit::AuditEvent::of(&transition, Actor::System, justification, detail, now);
+        match self.store.update(&transition.activation, &read.version, &event).await {
+            Ok(version) => Ok(Versioned { value: transition.activation, version }),
+            Err(super::ports::StoreError::Conflict) => {
+                tracing::debug!(activation = %id, "another writer changed the activation first");
+                Err(ServiceError::Contention)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn count_provisioning(report: &mut SweepReport, after: Status) {
+    match after {
+        Status::Active => report.provisioned += 1,
+        Status::Failed => report.provisioning_failed += 1,
+        Status::PendingApproval
+        | Status::Scheduled
+        | Status::Provisioning
+        | Status::Denied
+        | Status::Canceled
+        | Status::TimedOut
+        | Status::Expired
+        | Status::Deactivated => {}
+    }
+}

@@ -1,0 +1,174 @@
+//! Builds the application from `Settings` and serves it. Tests use the very same functions with a
+//! manual clock and port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+
+use crate::adapters::access::local::LocalAccessProvider;
+use crate::adapters::identity::dev::{DevIssuer, DevIssuerError};
+use crate::adapters::identity::jwt::BearerAuthenticator;
+use crate::adapters::store::sqlite::SqliteStore;
+use crate::clock::Clock;
+use crate::config::{AuthSetting, ProviderSetting, RunMode, Settings, StoreSetting};
+use crate::domain::policy::{Policy, PolicyError};
+use crate::http::HttpContext;
+use crate::service::ports::{AccessError, AccessProvider, Authenticator, Store, StoreError};
+use crate::service::{Elevate, SweepSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot read policy file `{path}`: {source}")]
+    PolicyFile { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start the access provider: {0}")]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    DevIssuer(#[from] DevIssuerError),
+    #[error("cannot set up authentication: {0}")]
+    Auth(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A built application, with handles tests and the CLI need.
+pub struct Built {
+    pub context: Arc<HttpContext>,
+    pub service: Arc<Elevate>,
+    pub dev_issuer: Option<Arc<DevIssuer>>,
+    /// Present with the `local` provider.
+    pub local_access: Option<Arc<LocalAccessProvider>>,
+}
+
+pub fn load_policy(path: &Path) -> Result<Policy, StartupError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| StartupError::PolicyFile { path: path.display().to_string(), source })?;
+    Ok(Policy::from_yaml(&path.display().to_string(), &text)?)
+}
+
+pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Built, StartupError> {
+    let policy = Arc::new(load_policy(&settings.policy_file)?);
+    tracing::info!(file = %settings.policy_file.display(), rules = policy.rules().len(), "policy loaded");
+    let (store, local_access): (Arc<dyn Store>, Option<Arc<LocalAccessProvider>>) = match &settings.store {
+        StoreSetting::Sqlite(path) => {
+            let store = Arc::new(SqliteStore::open(path)?);
+            let local = match settings.provider {
+                ProviderSetting::Local => Some(Arc::new(LocalAccessProvider::open(path)?)),
+            };
+            (store, local)
+        }
+    };
+    let access: Arc<dyn AccessProvider> = match (&settings.provider, &local_access) {
+        (ProviderSetting::Local, Some(local)) => Arc::clone(local) as Arc<dyn AccessProvider>,
+        (ProviderSetting::Local, None) => {
+            return Err(StartupError::Access(AccessError::Permanent("no local store".into())));
+        }
+    };
+    let (auth, dev_issuer): (Arc<dyn Authenticator>, Option<Arc<DevIssuer>>) = match &settings.auth {
+        AuthSetting::Dev { key_file } => {
+            let issuer = Arc::new(DevIssuer::load_or_create(key_file)?);
+            let validator = issuer.validator().map_err(|e| StartupError::Auth(e.to_string()))?;
+            tracing::warn!(
+                "ELEVATE_AUTH_MODE=dev: tokens come from the local dev issuer; never use this mode with real access"
+            );
+            (Arc::new(BearerAuthenticator::new(validator)), Some(issuer))
+        }
+    };
+    let service =
+        Arc::new(Elevate::new(store, access, policy, settings.broker_app_ids.clone(), SweepSettings::default()));
+    let mut csrf_key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut csrf_key);
+    let context = Arc::new(HttpContext {
+        service: Arc::clone(&service),
+        auth,
+        clock,
+        dev: dev_issuer.clone(),
+        csrf_key,
+        public_url: settings.public_url.clone(),
+        auth_mode: settings.auth.name(),
+    });
+    Ok(Built { context, service, dev_issuer, local_access })
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    context: Arc<HttpContext>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(crate::http::filter(context)).incoming(listener).graceful(shutdown).run().await;
+}
+
+/// Standalone mode: one sweep at the start of every minute (the timer's `0 */1 * * * *`), until
+/// `stop` fires. Under the Functions host the timer trigger does this instead.
+pub async fn run_sweeper(service: Arc<Elevate>, clock: Arc<dyn Clock>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = clock.now();
+        let wait = until_next_minute(now);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        let report = service.sweep(clock.now()).await;
+        if !report.failures.is_empty() {
+            tracing::error!(failures = report.failures.len(), "sweep left failures; they stay due");
+        }
+    }
+}
+
+fn until_next_minute(now: DateTime<Utc>) -> std::time::Duration {
+    let into_minute = now.timestamp_subsec_millis() as u64 + (now.timestamp().rem_euclid(60) as u64) * 1000;
+    std::time::Duration::from_millis(60_000 - into_minute.min(59_999))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Whether the settings say the sweeper must run in-process.
+pub fn runs_own_sweeper(settings: &Settings) -> bool {
+    settings.mode == RunMode::Standalone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweeper_wakes_on_the_minute() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(until_next_minute(at("2026-11-25T12:00:00Z")).as_millis(), 60_000);
+        assert_eq!(until_next_minute(at("2026-11-25T12:00:59.500Z")).as_millis(), 500);
+        assert_eq!(until_next_minute(at("2026-11-25T12:00:30Z")).as_millis(), 30_000);
+    }
+}

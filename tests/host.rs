@@ -1,0 +1,380 @@
+//! Host conformance: the tests play the Azure Functions host. They read `host.json` and every
+//! `functions/*/function.json`, start the real binary as the host does (port in the environment,
+//! arguments from host.json, readiness = any answer to `GET /`), send requests to the routes the
+//! function files declare, fire the timer with the payload variants of azure-spec §1.5, and check
+//! that answers have the shape the host parses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{ALICE, BOB, raw_http, timer_payload};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+struct Function {
+    name: String,
+    trigger: Value,
+}
+
+fn functions() -> Vec<Function> {
+    let mut all: Vec<Function> = std::fs::read_dir(repo().join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("function.json").exists())
+        .map(|p| {
+            let doc = read_json(&p.join("function.json"));
+            let trigger = doc["bindings"].as_array().unwrap().iter().find(|b| b["direction"] == "in").unwrap().clone();
+            Function { name: p.file_name().unwrap().to_string_lossy().into_owned(), trigger }
+        })
+        .collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
+}
+
+/// The real binary, started as the host starts a custom handler.
+struct Handler {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+    stderr: PathBuf,
+    exe: PathBuf,
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_handler() -> Handler {
+    let host = read_json(&repo().join("host.json"));
+    let description = &host["customHandler"]["description"];
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_elevate"));
+    assert_eq!(
+        exe.file_name().unwrap().to_string_lossy(),
+        description["defaultExecutablePath"].as_str().unwrap(),
+        "host.json must name the binary cargo builds"
+    );
+    let args: Vec<String> =
+        description["arguments"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("policy.yaml"), dir.path().join("policy.yaml")).unwrap();
+    let port = free_port();
+    let stderr = dir.path().join("handler.log");
+    let child = Command::new(&exe)
+        .args(&args)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
+        .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "8a1e3c9e-0000-4000-8000-000000000001")
+        .env("FUNCTIONS_APP_ROOT_PATH", dir.path())
+        .env("ELEVATE_AUTH_MODE", "dev")
+        .env("ELEVATE_POLICY_FILE", dir.path().join("policy.yaml"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut handler = Handler { child, base: format!("http://127.0.0.1:{port}"), dir, stderr, exe };
+    // The host's readiness loop: every 25 ms, any HTTP answer to GET / means ready (30 s limit).
+    let started = Instant::now();
+    loop {
+        if let Ok(res) = reqwest::get(format!("{}/", handler.base)).await {
+            assert!(res.status().is_success());
+            break;
+        }
+        assert!(
+            handler.child.try_wait().unwrap().is_none(),
+            "handler exited: {}",
+            std::fs::read_to_string(&handler.stderr).unwrap()
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "not ready within the host's InitializationTimeout");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    handler.stderr = handler.dir.path().join("handler.log");
+    handler
+}
+
+impl Handler {
+    fn token(&self, user: &str, extra: &[&str]) -> String {
+        let out = Command::new(&self.exe)
+            .args(["token", "--user", user, "--mfa"])
+            .args(extra)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+/// ASP.NET route template matching, enough for our templates: literals, `{p}`, `{p?}`,
+/// `{p:constraint}`, `{*p}`.
+fn template_matches(template: &str, path: &str) -> bool {
+    let t: Vec<&str> = template.split('/').collect();
+    let p: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    for (i, seg) in t.iter().enumerate() {
+        let param = seg.starts_with('{') && seg.ends_with('}');
+        match p.get(i) {
+            Some(actual) if !param => {
+                if !seg.eq_ignore_ascii_case(actual) {
+                    return false;
+                }
+            }
+            Some(_) => {
+                if seg.starts_with("{*") {
+                    return true;
+                }
+            }
+            None => {
+                return param
+                    && (seg.ends_with("?}") || seg.starts_with("{*"))
+                    && t[i..].iter().all(|s| s.ends_with("?}") || s.starts_with("{*"));
+            }
+        }
+    }
+    p.len() <= t.len()
+}
+
+/// Every concrete path a template declares, with sample values for its parameters.
+fn expand(template: &str, samples: &BTreeMap<&str, Vec<String>>) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut results = Vec::new();
+    for seg in template.split('/') {
+        if seg.ends_with("?}") {
+            results.extend(out.iter().map(|p| p.trim_start_matches('/').to_owned()));
+        }
+        let next: Vec<String> = if seg.starts_with('{') {
+            let name = seg.trim_matches(|c| c == '{' || c == '}' || c == '?' || c == '*').split(':').next().unwrap();
+            out.iter().flat_map(|p| samples[name].iter().map(move |v| format!("{p}/{v}"))).collect()
+        } else {
+            out.iter().map(|p| format!("{p}/{seg}")).collect()
+        };
+        out = next;
+    }
+    results.extend(out.iter().map(|p| p.trim_start_matches('/').to_owned()));
+    results.sort();
+    results.dedup();
+    results
+}
+
+#[test]
+fn host_json_declares_the_custom_handler() {
+    let host = read_json(&repo().join("host.json"));
+    assert_eq!(host["version"], "2.0");
+    assert_eq!(host["customHandler"]["description"]["defaultExecutablePath"], "elevate");
+    assert_eq!(host["customHandler"]["enableProxyingHttpRequest"], true);
+    assert!(host["customHandler"].get("enableForwardingHttpRequest").is_none(), "the legacy mode must not be set too");
+    assert_eq!(host["extensions"]["http"]["routePrefix"], "api");
+    assert!(host["extensionBundle"]["id"].as_str().unwrap().starts_with("Microsoft.Azure.Functions.ExtensionBundle"));
+    let names: Vec<String> = functions().iter().map(|f| f.name.clone()).collect();
+    for required in ["activations", "approvals", "audit", "eligibilities", "expiry-sweeper", "health"] {
+        assert!(names.contains(&required.to_owned()), "functions/{required} is missing");
+    }
+    for f in functions() {
+        match f.trigger["type"].as_str().unwrap() {
+            "httpTrigger" => {
+                assert_eq!(f.trigger["authLevel"], "anonymous", "{}: Easy Auth and the handler authenticate", f.name);
+                assert!(
+                    f.trigger["methods"].as_array().unwrap().iter().all(|m| m
+                        .as_str()
+                        .unwrap()
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase()))
+                );
+            }
+            "timerTrigger" => {
+                assert_eq!(f.trigger["schedule"], "0 */1 * * * *", "NCRONTAB with seconds, every minute");
+                assert_eq!(f.trigger["runOnStartup"], false);
+            }
+            other => panic!("{}: unexpected trigger {other}", f.name),
+        }
+    }
+}
+
+#[test]
+fn route_templates_are_understood() {
+    assert!(template_matches("activations/{id?}/{action?}", "activations"));
+    assert!(template_matches("activations/{id?}/{action?}", "activations/x/cancel"));
+    assert!(!template_matches("activations/{id?}/{action?}", "activations/x/cancel/more"));
+    assert!(!template_matches("audit", "auditx"));
+    let samples = BTreeMap::from([("id", vec!["1".to_owned()]), ("action", vec!["a".to_owned(), "b".to_owned()])]);
+    assert_eq!(
+        expand("activations/{id?}/{action?}", &samples),
+        ["activations", "activations/1", "activations/1/a", "activations/1/b"]
+    );
+}
+
+#[tokio::test]
+async fn every_declared_route_reaches_the_handler_and_every_api_path_is_declared() {
+    let handler = start_handler().await;
+    let alice = handler.token(ALICE, &[]);
+    let bob = handler.token(BOB, &[]);
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    // A real activation, so routes with an id reach real state.
+    let created: Value = client
+        .post(format!("{}/api/activations", handler.base))
+        .bearer_auth(&alice)
+        .json(&json!({"roleDefinitionId": "Contributor", "scope": "/subscriptions/00000000-0000-0000-0000-000000000002", "duration": "PT1H", "justification": "host test", "ticket": {"system": "SNOW", "number": "1"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["status"], "PendingApproval", "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let samples = BTreeMap::from([
+        ("id", vec![id.clone()]),
+        ("action", vec!["deactivate".to_owned(), "cancel".to_owned(), "extend".to_owned()]),
+    ]);
+
+    let mut declared: Vec<(String, String)> = Vec::new();
+    for f in functions().iter().filter(|f| f.trigger["type"] == "httpTrigger") {
+        let template = f.trigger["route"].as_str().unwrap().to_owned();
+        for method in f.trigger["methods"].as_array().unwrap() {
+            let method = method.as_str().unwrap().to_ascii_uppercase();
+            declared.push((method.clone(), template.clone()));
+            let mut reached_one = false;
+            for path in expand(&template, &samples) {
+                let url = format!("{}/api/{path}", handler.base);
+                let req = client
+                    .request(method.parse().unwrap(), &url)
+                    .bearer_auth(&bob)
+                    .header("accept", "application/json");
+                let req = if method == "POST" { req.json(&json!({})) } else { req };
+                let res = req.send().await.unwrap();
+                let status = res.status();
+                let content_type =
+                    res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+                assert!(content_type.starts_with("application/json"), "{method} /api/{path}: {content_type}");
+                let body: Value = res.json().await.unwrap();
+                if let Some(code) = body["error"]["code"].as_str() {
+                    assert!(body["error"]["message"].is_string(), "{method} /api/{path}: not the ARM envelope: {body}");
+                    if code != "RouteNotFound" && code != "MethodNotAllowed" {
+                        reached_one = true;
+                    }
+                } else {
+                    assert!(status.is_success(), "{method} /api/{path}: {status} {body}");
+                    reached_one = true;
+                }
+            }
+            assert!(reached_one, "function {} declares {method} {template}, but the handler serves none of it", f.name);
+        }
+    }
+
+    let openapi: Value =
+        reqwest::get(format!("{}/api/openapi.json", handler.base)).await.unwrap().json().await.unwrap();
+    for (path, operations) in openapi["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let concrete = path.trim_start_matches("/api/").replace("{id}", &id);
+            let covered =
+                declared.iter().any(|(m, t)| m.eq_ignore_ascii_case(method) && template_matches(t, &concrete));
+            assert!(covered, "{method} {path} is in the OpenAPI document but no function.json routes it");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_timer_is_answered_in_the_shape_the_host_parses() {
+    let handler = start_handler().await;
+    let timers: Vec<Function> = functions().into_iter().filter(|f| f.trigger["type"] == "timerTrigger").collect();
+    assert_eq!(timers.len(), 1);
+    let mut first_run = timer_payload(false, true);
+    first_run["Data"]["timer"]["ScheduleStatus"]["Last"] = json!("0001-01-01T00:00:00+00:00");
+    let variants = [
+        timer_payload(false, true),
+        timer_payload(false, false),
+        timer_payload(true, true),
+        first_run,
+        json!({"Data": {}, "Metadata": {}}),
+    ];
+    for timer in &timers {
+        for payload in &variants {
+            let body = payload.to_string();
+            // As the host sends it: chunked, no Content-Length, with its headers.
+            let request = format!(
+                "POST /{} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json; charset=utf-8\r\nX-Azure-Functions-InvocationId: 83a33220-a921-460a-bec0-b3f043dcf1ff\r\nX-Azure-Functions-HostVersion: 4.24.4.4\r\nUser-Agent: Azure-Functions-Host/4.24.4.4\r\ntraceparent: 00-bb2bd5eef54cb15a1506d0326d2489e7-d3f54c84c7034d76-00\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                timer.name,
+                body.len()
+            );
+            let (status, answer) = raw_http(&handler.base, request.into_bytes()).await;
+            assert!((200..300).contains(&status), "EnsureSuccessStatusCode would fail: {status} {answer}");
+            let parsed: Value = serde_json::from_str(answer.trim()).unwrap_or_else(|_| panic!("not JSON: {answer}"));
+            assert!(parsed["Outputs"].is_object(), "{parsed}");
+            assert!(parsed["Logs"].as_array().unwrap().iter().all(Value::is_string), "{parsed}");
+            assert!(parsed["ReturnValue"].is_object(), "{parsed}");
+            assert!(parsed["ReturnValue"]["failures"].as_array().unwrap().is_empty());
+        }
+        let res = reqwest::Client::new()
+            .post(format!("{}/{}", handler.base, timer.name))
+            .json(&variants[0])
+            .send()
+            .await
+            .unwrap();
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    }
+}
+
+#[tokio::test]
+async fn logs_are_json_lines_under_the_host_and_carry_no_tokens() {
+    let handler = start_handler().await;
+    let alice = handler.token(ALICE, &[]);
+    let res = reqwest::Client::new()
+        .get(format!("{}/api/eligibilities", handler.base))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let res = reqwest::Client::new()
+        .get(format!("{}/api/eligibilities", handler.base))
+        .bearer_auth(format!("{alice}tampered"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = std::fs::read_to_string(&handler.stderr).unwrap();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        assert!(entry["level"].is_string() && entry["timestamp"].is_string(), "{line}");
+    }
+    let signature = alice.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature), "a token reached the log");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_stops_the_handler_cleanly() {
+    let mut handler = start_handler().await;
+    let pid = handler.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = handler.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(std::fs::read_to_string(&handler.stderr).unwrap().contains("stopped"));
+}

@@ -1,0 +1,10 @@
+//! The one integration test binary: API, bad input, sweeper recovery and host conformance.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod support;
+
+mod api;
+mod bad_input;
+mod host;
+mod recovery;

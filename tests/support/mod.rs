@@ -1,0 +1,349 @@
+//! Test support: an in-process Elevate on port 0 with a manual clock, demo identities, and a
+//! store snapshot to prove that refused requests change nothing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use elevate::adapters::access::local::LocalAccessProvider;
+use elevate::adapters::identity::dev::{DevIssuer, DevTokenRequest};
+use elevate::clock::{Clock, ManualClock};
+use elevate::config::{AuthSetting, ProviderSetting, RunMode, Settings, StoreSetting};
+use elevate::service::Elevate;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub const ALICE: &str = "11111111-1111-1111-1111-111111111111";
+pub const BOB: &str = "22222222-2222-2222-2222-222222222222";
+pub const CAROL: &str = "33333333-3333-3333-3333-333333333333";
+pub const DANA: &str = "44444444-4444-4444-4444-444444444444";
+pub const ERIN: &str = "55555555-5555-5555-5555-555555555555";
+pub const OPS: &str = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa";
+pub const APPROVERS: &str = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb";
+pub const BROKER_APP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
+pub const BROKER_SP: &str = "dddddddd-dddd-dddd-dddd-dddddddddddd";
+pub const SUB1: &str = "/subscriptions/00000000-0000-0000-0000-000000000001";
+pub const SUB2: &str = "/subscriptions/00000000-0000-0000-0000-000000000002";
+
+pub fn start() -> DateTime<Utc> {
+    "2026-11-25T12:00:00Z".parse().unwrap()
+}
+
+pub fn test_policy() -> String {
+    format!(
+        r#"
+version: 1
+defaults:
+  maxDuration: PT8H
+  requireMfa: true
+  requireJustification: true
+rules:
+  - id: self-reader
+    scope: {SUB1}
+    roles: [Reader]
+    principals: [user:{ALICE}, group:{OPS}]
+    requireJustification: false
+  - id: rg-contributor
+    scope: {SUB1}/resourceGroups/app
+    roles: [Contributor]
+    principals: [user:{ALICE}]
+    maxDuration: PT4H
+  - id: ticketed
+    scope: {SUB1}
+    roles: [Storage Blob Data Owner]
+    principals: [user:{ALICE}]
+    maxDuration: PT2H
+    requireTicket: true
+  - id: prod-one
+    scope: {SUB2}
+    roles: [Contributor]
+    principals: [user:{ALICE}]
+    maxDuration: PT2H
+    approval:
+      approvers: [user:{BOB}, user:{CAROL}]
+      timeout: PT1H
+  - id: prod-two
+    scope: {SUB2}
+    roles: [Owner]
+    principals: [user:{ALICE}]
+    maxDuration: PT1H
+    approval:
+      approvers: [user:{BOB}, group:{APPROVERS}]
+      minApprovals: 2
+      timeout: PT1H
+  - id: ended
+    scope: {SUB1}
+    roles: [User Access Administrator]
+    principals: [user:{ALICE}]
+    expiresAt: 2026-01-01T00:00:00Z
+  - id: ending-soon
+    scope: {SUB2}
+    roles: [Reader]
+    principals: [user:{ALICE}]
+    maxDuration: PT10M
+    expiresAt: 2026-11-25T12:30:00Z
+    approval:
+      approvers: [user:{BOB}]
+      timeout: PT2H
+  - id: stepped-up
+    scope: {SUB2}/resourceGroups/secure
+    roles: [Contributor]
+    principals: [user:{ALICE}]
+    authContext: c1
+  - id: chatops
+    scope: {SUB1}/resourceGroups/chat
+    roles: [Reader]
+    principals: [user:{ALICE}]
+    requireMfa: false
+"#
+    )
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub issuer: Arc<DevIssuer>,
+    pub local: Arc<LocalAccessProvider>,
+    #[allow(dead_code, reason = "kept for tests that call use cases directly")]
+    pub service: Arc<Elevate>,
+    pub db: PathBuf,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&test_policy()).await
+}
+
+pub async fn spawn_app_with(policy: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_file = dir.path().join("policy.yaml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let db = dir.path().join("elevate.db");
+    let settings = Settings {
+        mode: RunMode::Standalone,
+        port: 0,
+        policy_file,
+        store: StoreSetting::Sqlite(db.clone()),
+        provider: ProviderSetting::Local,
+        auth: AuthSetting::Dev { key_file: dir.path().join("dev.pem") },
+        public_url: "http://127.0.0.1:1".into(),
+        broker_app_ids: vec![BROKER_APP.into()],
+    };
+    let clock = Arc::new(ManualClock::new(start()));
+    let built = elevate::startup::build(&settings, Arc::clone(&clock) as Arc<dyn Clock>).unwrap();
+    let listener = elevate::startup::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(elevate::startup::serve(listener, Arc::clone(&built.context), async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        clock,
+        issuer: built.dev_issuer.unwrap(),
+        local: built.local_access.unwrap(),
+        service: built.service,
+        db,
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        _dir: dir,
+        stop: Some(stop),
+    }
+}
+
+pub fn user(id: &str) -> DevTokenRequest {
+    DevTokenRequest { object_id: id.into(), mfa: true, lifetime: TimeDelta::hours(24), ..Default::default() }
+}
+
+impl TestApp {
+    /// A user token with MFA, valid for a day from the test clock's start.
+    pub fn token(&self, id: &str) -> String {
+        self.mint(user(id))
+    }
+
+    pub fn mint(&self, request: DevTokenRequest) -> String {
+        self.issuer.mint(&request, self.clock.now()).unwrap()
+    }
+
+    pub fn admin(&self) -> String {
+        self.mint(DevTokenRequest { roles: vec!["Elevate.Admin".into()], ..user(DANA) })
+    }
+
+    pub fn auditor(&self) -> String {
+        self.mint(DevTokenRequest { roles: vec!["Elevate.Auditor".into()], ..user(ERIN) })
+    }
+
+    pub fn broker(&self, app: &str) -> String {
+        self.mint(DevTokenRequest {
+            app_id: Some(app.into()),
+            roles: vec!["Elevate.Broker".into()],
+            mfa: false,
+            ..user(BROKER_SP)
+        })
+    }
+
+    pub fn advance(&self, minutes: i64) {
+        self.clock.advance(TimeDelta::minutes(minutes));
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        token: Option<&str>,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, Some(token), path, None).await
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, Some(token), path, Some(body)).await
+    }
+
+    /// Requests an activation and expects 201.
+    pub async fn activate(&self, token: &str, body: Value) -> Value {
+        let (status, value) = self.post(token, "/api/activations", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{value}");
+        value
+    }
+
+    pub async fn decide(&self, token: &str, id: &str, decision: &str) -> (StatusCode, Value) {
+        self.post(token, &format!("/api/approvals/{id}"), json!({"decision": decision, "justification": "reviewed"}))
+            .await
+    }
+
+    pub async fn activation(&self, id: &str) -> Value {
+        let (status, value) = self.get(&self.admin(), &format!("/api/activations/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{value}");
+        value
+    }
+
+    /// Fires the timer as the Functions host would.
+    pub async fn sweep(&self) -> Value {
+        let (status, value) =
+            self.send(reqwest::Method::POST, None, "/expiry-sweeper", Some(timer_payload(false, true))).await;
+        assert_eq!(status, StatusCode::OK, "{value}");
+        value["ReturnValue"].clone()
+    }
+
+    pub async fn audit_for(&self, id: &str) -> Vec<Value> {
+        let (status, value) = self.get(&self.admin(), &format!("/api/audit?activationId={id}")).await;
+        assert_eq!(status, StatusCode::OK, "{value}");
+        value["value"].as_array().unwrap().clone()
+    }
+
+    /// Simulated role assignments currently held.
+    pub async fn assignments(&self) -> Vec<elevate::service::ports::Assignment> {
+        self.local.all().await.unwrap()
+    }
+
+    /// Every row the store and the simulated provider hold, to prove nothing changed.
+    pub fn snapshot(&self) -> String {
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        let mut out = String::new();
+        for (table, order) in [
+            ("activations", "id"),
+            ("audit_events", "seq"),
+            ("idempotency_keys", "caller, key"),
+            ("simulated_role_assignments", "name"),
+        ] {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY {order}")).unwrap();
+            let columns = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((0..columns).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))
+                })
+                .unwrap();
+            for row in rows {
+                out.push_str(table);
+                out.push(':');
+                out.push_str(&row.unwrap());
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// The timer invocation body of azure-spec §1.5.
+pub fn timer_payload(past_due: bool, with_status: bool) -> Value {
+    let status = if with_status {
+        json!({"Last": "2026-09-24T13:08:00.0096035+00:00", "Next": "2026-09-24T13:09:00+00:00", "LastUpdated": "2026-09-24T13:08:00.0096035+00:00"})
+    } else {
+        Value::Null
+    };
+    json!({
+        "Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": status, "IsPastDue": past_due}},
+        "Metadata": {"sys": {"MethodName": "expiry-sweeper", "UtcNow": "2026-09-24T13:09:00.0041Z", "RandGuid": "35e6e68c-5583-436c-a277-5aec2b416ba8"}}
+    })
+}
+
+pub fn reader_sub1() -> Value {
+    json!({"roleDefinitionId": "Reader", "scope": SUB1, "duration": "PT1H"})
+}
+
+pub fn prod_contributor() -> Value {
+    json!({"roleDefinitionId": "Contributor", "scope": SUB2, "duration": "PT1H", "justification": "INC-1 outage"})
+}
+
+pub fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// Sends raw bytes over HTTP/1.1 (for chunked bodies and malformed requests) and returns the
+/// status and body.
+pub async fn raw_http(base: &str, request: Vec<u8>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&request).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// A chunked request body of `size` bytes, in 8 KiB chunks, without Content-Length.
+pub fn chunked_post(path: &str, token: &str, size: usize) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(8192);
+        req.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        req.extend(std::iter::repeat_n(b' ', n));
+        req.extend_from_slice(b"\r\n");
+        left -= n;
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req
+}
