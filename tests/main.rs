@@ -7,4 +7,5 @@ mod support;
 mod api;
 mod bad_input;
 mod host;
+mod readme;
 mod recovery;

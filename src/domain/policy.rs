@@ -876,3 +876,100 @@ rules:
         assert!(all.contains("line"), "{all}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SUB: &str = "/subscriptions/00000000-0000-0000-0000-000000000001";
+    const PEOPLE: [&str; 3] = [
+        "11111111-1111-1111-1111-111111111111",
+        "22222222-2222-2222-2222-222222222222",
+        "99999999-9999-9999-9999-999999999999",
+    ];
+
+    fn policy() -> Policy {
+        Policy::from_yaml(
+            "p.yaml",
+            &format!(
+                "version: 1\nrules:\n  - id: a\n    scope: {SUB}\n    roles: [Reader, Contributor]\n    principals: [user:{p0}, group:{p2}]\n    maxDuration: PT2H\n    requireTicket: true\n  - id: b\n    scope: {SUB}/resourceGroups/rg\n    roles: [Owner]\n    principals: [user:{p1}]\n    requireMfa: false\n    requireJustification: false\n    expiresAt: 2026-11-25T13:00:00Z\n  - id: c\n    scope: {SUB}/resourceGroups/rg\n    roles: [Contributor]\n    principals: [user:{p0}]\n    authContext: c2\n",
+                p0 = PEOPLE[0],
+                p1 = PEOPLE[1],
+                p2 = PEOPLE[2]
+            ),
+        )
+        .unwrap()
+    }
+
+    fn draft() -> impl Strategy<Value = (ActivationDraft, Subject, i64)> {
+        let who = 0usize..2;
+        let group = any::<bool>();
+        let role = prop::sample::select(vec!["Reader", "Contributor", "Owner"]);
+        let scope = prop::sample::select(vec![
+            SUB.to_owned(),
+            format!("{SUB}/resourceGroups/rg"),
+            format!("{SUB}/resourceGroups/RG/providers/Microsoft.Web/sites/x"),
+            "/subscriptions/00000000-0000-0000-0000-000000000002".to_owned(),
+        ]);
+        let minutes = prop::option::of(1i64..200);
+        let flags = (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), prop::option::of(0i64..120));
+        (who, group, role, scope, minutes, flags, -30i64..120).prop_map(
+            |(who, group, role, scope, minutes, (just, ticket, mfa, acrs, start), now_offset)| {
+                let principal = PrincipalId::parse(PEOPLE[who]).unwrap();
+                let now = "2026-11-25T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + TimeDelta::minutes(now_offset);
+                let d = ActivationDraft {
+                    principal_id: principal,
+                    role_definition_id: RoleDefinitionId::parse(role).unwrap(),
+                    scope: Scope::parse(&scope).unwrap(),
+                    rule_id: None,
+                    duration: minutes.map(IsoDuration::from_minutes),
+                    justification: just.then(|| Justification::parse("why").unwrap()),
+                    ticket: ticket.then(|| Ticket {
+                        system: super::super::ids::TicketSystem::parse("SNOW").unwrap(),
+                        number: super::super::ids::TicketNumber::parse("1").unwrap(),
+                    }),
+                    start_at: start.map(|m| now + TimeDelta::minutes(m)),
+                };
+                let s = Subject {
+                    principal_id: principal,
+                    groups: if group { vec![PrincipalId::parse(PEOPLE[2]).unwrap()] } else { vec![] },
+                    mfa,
+                    auth_contexts: if acrs { vec![AuthContextId::parse("c2").unwrap()] } else { vec![] },
+                };
+                (d, s, now_offset)
+            },
+        )
+    }
+
+    proptest! {
+        /// Whatever is asked, an authorised request meets every term of the rule it names.
+        #[test]
+        fn nothing_is_authorised_without_meeting_its_rule((d, s, offset) in draft()) {
+            let p = policy();
+            let now = "2026-11-25T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + TimeDelta::minutes(offset);
+            if let Ok(ok) = p.authorize_activation(d.clone(), &s, now) {
+                let r = ok.request();
+                let rule = p.rule(&r.rule_id).unwrap();
+                prop_assert!(rule.matching_principal(&s.principal_id, &s.groups).is_some());
+                prop_assert!(rule.covers(&r.role_definition_id, &r.scope));
+                prop_assert!(r.duration <= rule.max_duration && r.duration >= MIN_ACTIVATION);
+                prop_assert!(!rule.require_justification || r.justification.is_some());
+                prop_assert!(!rule.require_ticket || r.ticket.is_some());
+                match &rule.auth_context {
+                    Some(c) => prop_assert!(s.auth_contexts.contains(c)),
+                    None => prop_assert!(!rule.require_mfa || s.mfa),
+                }
+                prop_assert!(!rule.is_expired(now));
+                if let Some(end) = rule.expires_at {
+                    prop_assert!(r.start_at.unwrap_or(now).max(now) + r.duration.as_delta() <= end);
+                }
+            }
+        }
+
+        #[test]
+        fn loading_arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = Policy::from_yaml("fuzz.yaml", &text);
+        }
+    }
+}
