@@ -637,3 +637,113 @@ async fn the_approval_page_escapes_and_protects_its_form() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json_view["canDecide"], false);
 }
+
+#[tokio::test]
+async fn an_approver_can_sign_in_and_decide_in_a_browser_without_javascript() {
+    let app = spawn_app().await;
+    let a = app.activate(&app.token(ALICE), prod_contributor()).await;
+    let page = format!("{}/api/approvals/{}", app.base, id_of(&a));
+    let anonymous = app.client.get(&page).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let sign_in = anonymous.text().await.unwrap();
+    assert!(sign_in.contains("action=\"/dev/sign-in\""), "{sign_in}");
+
+    let bad = app
+        .client
+        .post(format!("{}/dev/sign-in", app.base))
+        .form(&[("token", "forged"), ("returnTo", "/api/approvals/x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    assert!(bad.headers().get("set-cookie").is_none());
+    let evil = app
+        .client
+        .post(format!("{}/dev/sign-in", app.base))
+        .form(&[("token", app.token(BOB).as_str()), ("returnTo", "https://evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.headers()["location"], "/api/approvals", "no open redirect");
+
+    let signed = app
+        .client
+        .post(format!("{}/dev/sign-in", app.base))
+        .form(&[("token", app.token(BOB).as_str()), ("returnTo", &format!("/api/approvals/{}", id_of(&a)))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed.headers()["location"].to_str().unwrap(), format!("/api/approvals/{}", id_of(&a)));
+    let cookie = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+
+    let html = app
+        .client
+        .get(&page)
+        .header("accept", "text/html")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("INC-1 outage") && html.contains("Approve"), "{html}");
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let decided = app
+        .client
+        .post(&page)
+        .header("cookie", &cookie)
+        .form(&[("decision", "Approve"), ("justification", "looked at INC-1"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decided.status(), StatusCode::SEE_OTHER);
+    let after = app
+        .client
+        .get(&page)
+        .header("accept", "text/html")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(after.contains("Active") && after.contains("looked at INC-1"), "{after}");
+    assert!(after.contains("Nothing waits for a decision"), "{after}");
+}
+
+#[tokio::test]
+async fn the_dev_issuer_publishes_its_keys() {
+    let app = spawn_app().await;
+    let (status, config) = app.send(reqwest::Method::GET, None, "/dev/.well-known/openid-configuration", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(config["id_token_signing_alg_values_supported"], json!(["RS256"]));
+    let (status, keys) = app.send(reqwest::Method::GET, None, "/dev/keys", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let key = &keys["keys"][0];
+    assert_eq!(key["kty"], "RSA");
+    assert!(key.get("d").is_none(), "only the public key is published");
+    let header = app.token(ALICE).split('.').next().unwrap().to_owned();
+    use base64::Engine;
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    assert_eq!(header["kid"], key["kid"]);
+    assert_eq!(header["alg"], "RS256");
+}
+
+#[tokio::test]
+async fn health_reports_the_configuration() {
+    let app = spawn_app().await;
+    let (status, health) = app.send(reqwest::Method::GET, None, "/api/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["provider"], "local");
+    assert_eq!(health["simulated"], true);
+    assert_eq!(health["policyRules"], 9);
+    let (_, openapi) = app.send(reqwest::Method::GET, None, "/api/openapi.json", None).await;
+    assert_eq!(openapi["openapi"], "3.0.3");
+}

@@ -378,3 +378,33 @@ async fn sigterm_stops_the_handler_cleanly() {
     assert!(status.success(), "{status:?}");
     assert!(std::fs::read_to_string(&handler.stderr).unwrap().contains("stopped"));
 }
+
+/// SIGTERM while a request is in flight: the request is finished, then the process exits.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut handler = start_handler().await;
+    let alice = handler.token(ALICE, &[]);
+    let body = json!({"roleDefinitionId": "Reader", "scope": "/subscriptions/00000000-0000-0000-0000-000000000001", "duration": "PT1H"}).to_string();
+    let (first, rest) = body.split_at(10);
+    let mut stream = tokio::net::TcpStream::connect(handler.base.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST /api/activations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = handler.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let started = Instant::now();
+    while handler.child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

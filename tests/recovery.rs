@@ -261,3 +261,28 @@ async fn the_sweep_reads_past_its_batch_size() {
     assert_eq!(report.expired, 6);
     assert_eq!(report.failures.len(), 4);
 }
+
+/// Standalone mode sweeps at the start of every minute by itself (tokio's clock is paused and
+/// jumps ahead; the manual clock says the activation is due).
+#[tokio::test(start_paused = true)]
+async fn the_standalone_sweeper_runs_every_minute_by_itself() {
+    let rig = Rig::new();
+    let a = rig.request(SUB1).await;
+    rig.clock.advance(TimeDelta::hours(1));
+    let service = Arc::new(rig.restarted());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(elevate::startup::run_sweeper(
+        Arc::clone(&service),
+        Arc::clone(&rig.clock) as Arc<dyn Clock>,
+        stopped,
+    ));
+    for _ in 0..200 {
+        if rig.status(a.id()).await == Status::Expired {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert_eq!(rig.status(a.id()).await, Status::Expired);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

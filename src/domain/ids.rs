@@ -53,6 +53,34 @@ fn parse_guid(value: &str, expected: &'static str) -> Result<Uuid, ParseError> {
     Uuid::try_parse(trimmed).map_err(|_| ParseError::malformed(value, expected))
 }
 
+/// Serde, `Display` and `Debug` for a newtype whose `parse` is written by hand.
+macro_rules! parsed_string_impls {
+    ($name:ident, |$v:ident| $display:expr) => {
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.to_string()
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let $v = self;
+                fmt::Display::fmt(&$display, f)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self)
+            }
+        }
+    };
+}
+
 macro_rules! guid_newtype {
     ($(#[$doc:meta])* $name:ident, $expected:literal) => {
         $(#[$doc])*
@@ -180,27 +208,7 @@ impl RoleDefinitionId {
     }
 }
 
-impl TryFrom<String> for RoleDefinitionId {
-    type Error = ParseError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-impl From<RoleDefinitionId> for String {
-    fn from(value: RoleDefinitionId) -> String {
-        value.to_string()
-    }
-}
-impl fmt::Display for RoleDefinitionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.hyphenated(), f)
-    }
-}
-impl fmt::Debug for RoleDefinitionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RoleDefinitionId({})", self.0.hyphenated())
-    }
-}
+parsed_string_impls!(RoleDefinitionId, |v| v.0.hyphenated());
 
 /// Who a policy rule names: a user or a group, by object id (`user:<oid>`, `group:<oid>`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -363,27 +371,7 @@ impl RuleId {
         &self.0
     }
 }
-impl TryFrom<String> for RuleId {
-    type Error = ParseError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-impl From<RuleId> for String {
-    fn from(value: RuleId) -> String {
-        value.0
-    }
-}
-impl fmt::Display for RuleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for RuleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RuleId({})", self.0)
-    }
-}
+parsed_string_impls!(RuleId, |v| v.0.as_str());
 
 /// A Conditional Access authentication context id as it appears in the `acrs` claim: `c1`..`c99`.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -404,27 +392,7 @@ impl AuthContextId {
         &self.0
     }
 }
-impl TryFrom<String> for AuthContextId {
-    type Error = ParseError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-impl From<AuthContextId> for String {
-    fn from(value: AuthContextId) -> String {
-        value.0
-    }
-}
-impl fmt::Display for AuthContextId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for AuthContextId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AuthContextId({})", self.0)
-    }
-}
+parsed_string_impls!(AuthContextId, |v| v.0.as_str());
 
 #[cfg(test)]
 mod tests {

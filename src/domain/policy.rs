@@ -973,3 +973,51 @@ mod properties {
         }
     }
 }
+
+#[cfg(test)]
+mod published {
+    use super::*;
+
+    /// The JSON Schema published for editors describes exactly the fields the loader accepts.
+    #[test]
+    fn the_schema_and_the_loader_agree() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../../policy.schema.json")).unwrap();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v["properties"].as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let rule = &schema["$defs"]["rule"];
+        assert_eq!(
+            keys(rule),
+            [
+                "approval",
+                "authContext",
+                "description",
+                "expiresAt",
+                "id",
+                "maxDuration",
+                "principals",
+                "requireJustification",
+                "requireMfa",
+                "requireTicket",
+                "roles",
+                "scope"
+            ]
+        );
+        assert_eq!(keys(&rule["properties"]["approval"]), ["approverMfa", "approvers", "minApprovals", "timeout"]);
+        assert_eq!(
+            keys(&schema["properties"]["defaults"]),
+            ["authContext", "maxDuration", "requireJustification", "requireMfa", "requireTicket"]
+        );
+        // Every field the schema names is one the loader takes: a rule using all of them loads.
+        let all = "version: 1\ndefaults: {maxDuration: PT1H, requireMfa: true, requireJustification: true, requireTicket: false, authContext: c1}\nrules:\n  - id: x\n    description: d\n    scope: /subscriptions/00000000-0000-0000-0000-000000000001\n    roles: [Reader]\n    principals: [user:11111111-1111-1111-1111-111111111111]\n    maxDuration: PT1H\n    requireMfa: true\n    requireJustification: true\n    requireTicket: true\n    authContext: c2\n    approval: {approvers: [user:22222222-2222-2222-2222-222222222222], minApprovals: 1, timeout: PT1H, approverMfa: true}\n    expiresAt: 2030-01-01T00:00:00Z\n";
+        Policy::from_yaml("all.yaml", all).unwrap();
+    }
+
+    #[test]
+    fn the_shipped_example_policy_is_valid() {
+        let policy = Policy::from_yaml("policy.yaml", include_str!("../../policy.yaml")).unwrap();
+        assert_eq!(policy.rules().len(), 4);
+    }
+}
