@@ -26,6 +26,33 @@ enum Format {
     Text,
 }
 
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Object id of the user (a GUID).
+    #[arg(long)]
+    user: String,
+    /// Claim multi-factor authentication (`amr` contains `mfa`).
+    #[arg(long)]
+    mfa: bool,
+    /// App role, e.g. Elevate.Admin (repeatable).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// Group object id (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// Authentication context satisfied, e.g. c1 (repeatable).
+    #[arg(long = "acrs")]
+    auth_contexts: Vec<String>,
+    #[arg(long)]
+    name: Option<String>,
+    /// Mint an app-only token for this client id (a broker) instead of a user token.
+    #[arg(long)]
+    app: Option<String>,
+    /// Lifetime as an ISO 8601 duration.
+    #[arg(long, default_value = "PT1H")]
+    ttl: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API (the default). Standalone it also runs the expiry sweeper every minute.
@@ -40,31 +67,7 @@ enum Command {
         log_format: Option<Format>,
     },
     /// Print a token from the local dev issuer (dev mode only).
-    Token {
-        /// Object id of the user (a GUID).
-        #[arg(long)]
-        user: String,
-        /// Claim multi-factor authentication (`amr` contains `mfa`).
-        #[arg(long)]
-        mfa: bool,
-        /// App role, e.g. Elevate.Admin (repeatable).
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// Group object id (repeatable).
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// Authentication context satisfied, e.g. c1 (repeatable).
-        #[arg(long = "acrs")]
-        auth_contexts: Vec<String>,
-        #[arg(long)]
-        name: Option<String>,
-        /// Mint an app-only token for this client id (a broker) instead of a user token.
-        #[arg(long)]
-        app: Option<String>,
-        /// Lifetime as an ISO 8601 duration.
-        #[arg(long, default_value = "PT1H")]
-        ttl: String,
-    },
+    Token(TokenArgs),
     /// Validate a policy file and print what it allows.
     CheckPolicy {
         #[arg(default_value = "policy.yaml")]
@@ -80,9 +83,7 @@ fn main() -> ExitCode {
         log_format: None,
     }) {
         Command::Serve { functions_host, bind, log_format } => serve(functions_host, bind, log_format),
-        Command::Token { user, mfa, roles, groups, auth_contexts, name, app, ttl } => {
-            token(user, mfa, roles, groups, auth_contexts, name, app, &ttl)
-        }
+        Command::Token(args) => token(args),
         Command::CheckPolicy { file } => check_policy(&file),
     };
     match result {
@@ -126,17 +127,8 @@ fn serve(functions_host: bool, bind: IpAddr, log_format: Option<Format>) -> Resu
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn token(
-    user: String,
-    mfa: bool,
-    roles: Vec<String>,
-    groups: Vec<String>,
-    auth_contexts: Vec<String>,
-    name: Option<String>,
-    app: Option<String>,
-    ttl: &str,
-) -> Result<(), String> {
+fn token(args: TokenArgs) -> Result<(), String> {
+    let TokenArgs { user, mfa, roles, groups, auth_contexts, name, app, ttl } = args;
     let user = PrincipalId::parse(&user).map_err(|e| format!("--user {e}"))?;
     for g in &groups {
         PrincipalId::parse(g).map_err(|e| format!("--group {e}"))?;
@@ -147,7 +139,7 @@ fn token(
     if let Some(app) = &app {
         PrincipalId::parse(app).map_err(|e| format!("--app {e}"))?;
     }
-    let ttl = IsoDuration::parse(ttl).map_err(|e| format!("--ttl {e}"))?;
+    let ttl = IsoDuration::parse(&ttl).map_err(|e| format!("--ttl {e}"))?;
     if ttl > IsoDuration::from_hours(24) {
         return Err("--ttl must be at most PT24H".into());
     }

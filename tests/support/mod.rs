@@ -104,7 +104,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub issuer: Arc<DevIssuer>,
     pub local: Arc<LocalAccessProvider>,
-    #[allow(dead_code, reason = "kept for tests that call use cases directly")]
+    #[expect(dead_code, reason = "kept for tests that call use cases directly")]
     pub service: Arc<Elevate>,
     pub db: PathBuf,
     pub client: reqwest::Client,
