@@ -68,6 +68,14 @@ enum Command {
     },
     /// Print a token from the local dev issuer (dev mode only).
     Token(TokenArgs),
+    /// Print the role definitions a policy can grant (a JSON array: Elevate's allow-list for
+    /// infra/main.bicep), or with --condition the ABAC condition its identity is held to.
+    AssignableRoles {
+        #[arg(default_value = "policy.yaml")]
+        file: std::path::PathBuf,
+        #[arg(long)]
+        condition: bool,
+    },
     /// Validate a policy file and print what it allows.
     CheckPolicy {
         #[arg(default_value = "policy.yaml")]
@@ -85,6 +93,7 @@ fn main() -> ExitCode {
         Command::Serve { functions_host, bind, log_format } => serve(functions_host, bind, log_format),
         Command::Token(args) => token(args),
         Command::CheckPolicy { file } => check_policy(&file),
+        Command::AssignableRoles { file, condition } => assignable_roles(&file, condition),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -175,6 +184,19 @@ fn check_policy(file: &std::path::Path) -> Result<(), String> {
             .as_ref()
             .map_or("self-activation".to_owned(), |a| format!("{} approval(s) within {}", a.min_approvals, a.timeout));
         println!("  {} at {}: max {}, {}", rule.id, rule.scope, rule.max_duration, approval);
+    }
+    Ok(())
+}
+
+fn assignable_roles(file: &std::path::Path, condition: bool) -> Result<(), String> {
+    use elevate::domain::delegation;
+    let policy = startup::load_policy(file).map_err(|e| e.to_string())?;
+    let roles = delegation::assignable_roles(&policy);
+    if condition {
+        println!("{}", delegation::broker_condition(&roles));
+    } else {
+        let list: Vec<String> = roles.iter().map(ToString::to_string).collect();
+        println!("{}", serde_json::to_string(&list).map_err(|e| e.to_string())?);
     }
     Ok(())
 }

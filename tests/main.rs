@@ -7,5 +7,6 @@ mod support;
 mod api;
 mod bad_input;
 mod host;
+mod infra;
 mod readme;
 mod recovery;

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod approver;
 pub mod audit;
+pub mod delegation;
 pub mod duration;
 pub mod ids;
 pub mod policy;

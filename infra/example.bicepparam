@@ -1,0 +1,25 @@
+// Example parameters for `az deployment group create --template-file infra/main.bicep
+// --parameters infra/example.bicepparam`. Replace every value.
+using './main.bicep'
+
+param appName = 'elevate-contoso'
+param storageName = 'stelevatecontoso'
+
+// The Entra app registration of the Elevate API (docs/deploy.md, "App registration").
+param apiClientId = '00000000-0000-0000-0000-000000000000'
+
+// From the policy: `elevate assignable-roles policy.yaml` prints this list.
+param assignableRoleIds = [
+  'acdd72a7-3385-48ef-bd42-f606fba81ae7' // Reader
+  'b24988ac-6180-42a0-ab88-20f7382dd24c' // Contributor
+]
+
+// Subscriptions the policy's scopes live in.
+param managedSubscriptionIds = [
+  '00000000-0000-0000-0000-000000000001'
+  '00000000-0000-0000-0000-000000000002'
+]
+
+// Optional: a Teams workflow's or Logic App's managed identity client id.
+param brokerAppIds = []
+param allowedClientAppIds = []

@@ -1,0 +1,278 @@
+// Elevate on Azure Functions (Flex Consumption, custom handler), resource group scope.
+//
+// What it creates: a storage account with shared keys off (identity-based access only) holding
+// the deployment package container and Elevate's table; Log Analytics and Application Insights
+// with local auth off; the Flex Consumption plan and the Function App (runtime `custom`, system-
+// assigned identity); Easy Auth (every request authenticated, 401 otherwise); Elevate's app
+// settings; data-plane roles for the app's identity; and, at each managed subscription,
+// Role Based Access Control Administrator constrained to the allow-listed roles.
+
+targetScope = 'resourceGroup'
+
+@description('Azure region for every resource.')
+param location string = resourceGroup().location
+
+@description('Function App name (globally unique; becomes <name>.azurewebsites.net or a unique default hostname).')
+@minLength(2)
+@maxLength(60)
+param appName string
+
+@description('Storage account name: 3-24 lowercase letters and digits, globally unique.')
+@minLength(3)
+@maxLength(24)
+param storageName string
+
+@description('Client (application) id of the Entra app registration that represents the Elevate API (token audience).')
+param apiClientId string
+
+@description('Entra tenant of the users and of the API registration.')
+param tenantId string = subscription().tenantId
+
+@description('Client ids allowed to call the API through Easy Auth (a SPA, a Logic App identity). Empty: any client of the tenant; never an empty allow-list, which would allow nothing.')
+param allowedClientAppIds array = []
+
+@description('Client ids of brokers (Logic Apps, Teams workflows) allowed to request access for users; they also need the app role Elevate.Broker.')
+param brokerAppIds array = []
+
+@description('Role definition GUIDs Elevate may assign: derive them from the policy with `elevate assignable-roles policy.yaml`.')
+@minLength(1)
+param assignableRoleIds array
+
+@description('Subscriptions where Elevate manages access (the policy\'s scopes). For a management group use broker-rbac-management-group.bicep.')
+param managedSubscriptionIds array = [
+  subscription().subscriptionId
+]
+
+@description('Flex Consumption scale-out limit.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory per instance.')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+@description('Log retention in days.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 90
+
+@description('Tags for every resource.')
+param tags object = {}
+
+var packageContainer = 'app-package'
+var tableName = 'elevate'
+var allTags = union(tags, { application: 'elevate' })
+
+// Data-plane roles for the app's identity (azure-spec §3.3).
+var storageRoles = [
+  'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner: deployment package, host leases
+  '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor: Elevate's store
+  '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor: the Functions host
+]
+var metricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: storageName
+  location: location
+  tags: allTags
+  sku: { name: 'Standard_ZRS' }
+  kind: 'StorageV2'
+  properties: {
+    minimumTlsVersion: 'TLS1_2'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    supportsHttpsTrafficOnly: true
+    allowCrossTenantReplication: false
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: { enabled: true, keyType: 'Account' }
+        table: { enabled: true, keyType: 'Account' }
+        queue: { enabled: true, keyType: 'Account' }
+        file: { enabled: true, keyType: 'Account' }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: { enabled: true, days: 7 }
+    containerDeleteRetentionPolicy: { enabled: true, days: 7 }
+  }
+}
+
+resource packages 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: packageContainer
+  properties: { publicAccess: 'None' }
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource elevateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: tableName
+}
+
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: '${appName}-logs'
+  location: location
+  tags: allTags
+  properties: {
+    sku: { name: 'PerGB2018' }
+    retentionInDays: logRetentionDays
+  }
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${appName}-insights'
+  location: location
+  tags: allTags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+    DisableLocalAuth: true
+  }
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: '${appName}-plan'
+  location: location
+  tags: allTags
+  kind: 'functionapp'
+  sku: { tier: 'FlexConsumption', name: 'FC1' }
+  properties: { reserved: true }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: appName
+  location: location
+  tags: union(allTags, { 'azd-service-name': 'elevate' })
+  kind: 'functionapp,linux'
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${packageContainer}'
+          authentication: { type: 'SystemAssignedIdentity' }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: { name: 'custom', version: '1.0' }
+    }
+  }
+}
+
+// App settings in their own resource, so they can use the app's own host name.
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: app
+  name: 'appsettings'
+  properties: {
+    AzureWebJobsStorage__accountName: storage.name
+    APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+    ELEVATE_STORE: 'tables:${storage.properties.primaryEndpoints.table}${tableName}'
+    ELEVATE_PROVIDER: 'arm'
+    ELEVATE_AUTH_MODE: 'easyauth'
+    ELEVATE_TENANT_ID: tenantId
+    ELEVATE_AUDIENCE: 'api://${apiClientId}'
+    ELEVATE_PUBLIC_URL: 'https://${app.properties.defaultHostName}'
+    ELEVATE_BROKER_APP_IDS: join(brokerAppIds, ',')
+  }
+}
+
+// Easy Auth: every request authenticated by the platform, unauthenticated ones answered 401.
+// The health endpoint stays open for the post-deploy smoke test and probes.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: { enabled: true }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: ['/api/health']
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: apiClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: ['api://${apiClientId}', apiClientId]
+          // An empty allowedApplications list allows no application at all (azure-spec §2.6).
+          defaultAuthorizationPolicy: empty(allowedClientAppIds)
+            ? { allowedPrincipals: {} }
+            : { allowedApplications: allowedClientAppIds }
+        }
+      }
+    }
+    login: { tokenStore: { enabled: false } }
+  }
+}
+
+resource storageRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in storageRoles: {
+    name: guid(storage.id, app.id, role)
+    scope: storage
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+      principalId: app.identity.principalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
+resource metricsRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(insights.id, app.id, metricsPublisher)
+  scope: insights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', metricsPublisher)
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+module brokerRbac 'modules/broker-rbac-subscription.bicep' = [
+  for subscriptionId in managedSubscriptionIds: {
+    name: 'elevate-broker-rbac-${uniqueString(subscriptionId, app.id)}'
+    scope: subscription(subscriptionId)
+    params: {
+      principalId: app.identity.principalId
+      assignableRoleIds: assignableRoleIds
+    }
+  }
+]
+
+@description('Base URL of Elevate; the API is under /api.')
+output functionUrl string = 'https://${app.properties.defaultHostName}'
+
+@description('Object id of Elevate\'s managed identity (for broker-rbac-management-group.bicep).')
+output identityPrincipalId string = app.identity.principalId
+
+output functionAppName string = app.name

@@ -1,0 +1,14 @@
+// Parameters for `azd up`, read from the azd environment (`azd env set NAME value`).
+// See docs/deploy.md for each value; example.bicepparam shows a filled-in set.
+using './main.bicep'
+
+param location = readEnvironmentVariable('AZURE_LOCATION', 'westeurope')
+param appName = readEnvironmentVariable('ELEVATE_APP_NAME')
+param storageName = readEnvironmentVariable('ELEVATE_STORAGE_NAME')
+param apiClientId = readEnvironmentVariable('ELEVATE_API_CLIENT_ID')
+
+// JSON arrays, e.g. azd env set ELEVATE_ASSIGNABLE_ROLE_IDS "$(elevate assignable-roles policy.yaml)"
+param assignableRoleIds = json(readEnvironmentVariable('ELEVATE_ASSIGNABLE_ROLE_IDS'))
+param managedSubscriptionIds = json(readEnvironmentVariable('ELEVATE_MANAGED_SUBSCRIPTION_IDS', '["${readEnvironmentVariable('AZURE_SUBSCRIPTION_ID', '')}"]'))
+param brokerAppIds = json(readEnvironmentVariable('ELEVATE_BROKER_APP_IDS_JSON', '[]'))
+param allowedClientAppIds = json(readEnvironmentVariable('ELEVATE_ALLOWED_CLIENT_APP_IDS_JSON', '[]'))
