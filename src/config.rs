@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::adapters::azure::credential::CredentialKind;
+use crate::domain::duration::IsoDuration;
 use crate::domain::ids::PrincipalId;
 
 /// Whether the Functions host runs us (host.json passes `--functions-host`) or we run alone.
@@ -21,7 +23,15 @@ pub enum StoreSetting {
 pub enum ProviderSetting {
     /// Simulated role assignments kept in this SQLite file.
     Local,
+    /// Azure RBAC through Azure Resource Manager.
+    Arm { endpoint: String, credential: CredentialKind },
 }
+
+/// Default bound on concurrent revocations in one sweep.
+pub const DEFAULT_SWEEP_CONCURRENCY: usize = 16;
+/// Default cadence of the orphan sweep (assignments whose Elevate marker expired while the store
+/// does not hold them as active).
+pub const DEFAULT_ORPHAN_SWEEP_INTERVAL: &str = "PT1H";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthSetting {
@@ -48,6 +58,10 @@ pub struct Settings {
     /// Base URL for links (no trailing slash).
     pub public_url: String,
     pub broker_app_ids: Vec<String>,
+    /// At most this many activations are revoked at once by one sweep.
+    pub sweep_concurrency: usize,
+    /// How often the sweeper also looks for orphaned Elevate assignments in Azure.
+    pub orphan_sweep_interval: IsoDuration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,13 +158,23 @@ impl Settings {
             },
         };
 
-        let provider = match get("ELEVATE_PROVIDER").as_deref() {
-            None if on_app_service => {
+        let arm = || -> Result<ProviderSetting, ConfigError> {
+            let endpoint = match get("ELEVATE_ARM_ENDPOINT") {
+                Some(e) => check_url("ELEVATE_ARM_ENDPOINT", &e)?,
+                None => "https://management.azure.com".to_owned(),
+            };
+            let after_host = endpoint.split_once("://").map_or("", |(_, rest)| rest);
+            if after_host.contains(['/', '?', '#']) {
                 return Err(bad(
-                    "ELEVATE_PROVIDER",
-                    "the `arm` provider is not available in this version of Elevate, and `local` is refused on App Service",
+                    "ELEVATE_ARM_ENDPOINT",
+                    "must be a base URL without a path, e.g. `https://management.azure.com`",
                 ));
             }
+            let credential = CredentialKind::detect(&var).map_err(|e| bad("IDENTITY_ENDPOINT", e.to_string()))?;
+            Ok(ProviderSetting::Arm { endpoint, credential })
+        };
+        let provider = match get("ELEVATE_PROVIDER").as_deref() {
+            None if on_app_service => arm()?,
             None | Some("local") => {
                 if on_app_service {
                     return Err(bad(
@@ -160,9 +184,7 @@ impl Settings {
                 }
                 ProviderSetting::Local
             }
-            Some("arm") => {
-                return Err(bad("ELEVATE_PROVIDER", "the `arm` provider is not available in this version of Elevate"));
-            }
+            Some("arm") => arm()?,
             Some(other) => {
                 return Err(bad("ELEVATE_PROVIDER", format!("`{other}` is not `arm` or `local`")));
             }
@@ -222,7 +244,36 @@ impl Settings {
                 .collect::<Result<_, _>>()?,
         };
 
-        Ok(Settings { mode, port, policy_file, store, provider, auth, public_url, broker_app_ids })
+        let sweep_concurrency = match get("ELEVATE_SWEEP_CONCURRENCY") {
+            None => DEFAULT_SWEEP_CONCURRENCY,
+            Some(n) => n.parse::<usize>().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
+                bad("ELEVATE_SWEEP_CONCURRENCY", format!("`{n}` is not a whole number from 1 to 256"))
+            })?,
+        };
+        let orphan_text =
+            get("ELEVATE_ORPHAN_SWEEP_INTERVAL").unwrap_or_else(|| DEFAULT_ORPHAN_SWEEP_INTERVAL.to_owned());
+        let orphan_sweep_interval = IsoDuration::parse(&orphan_text)
+            .ok()
+            .filter(|d| (300..=86_400).contains(&d.as_delta().num_seconds()))
+            .ok_or_else(|| {
+                bad(
+                    "ELEVATE_ORPHAN_SWEEP_INTERVAL",
+                    format!("`{orphan_text}` is not an ISO 8601 duration from PT5M to P1D"),
+                )
+            })?;
+
+        Ok(Settings {
+            mode,
+            port,
+            policy_file,
+            store,
+            provider,
+            auth,
+            public_url,
+            broker_app_ids,
+            sweep_concurrency,
+            orphan_sweep_interval,
+        })
     }
 }
 

@@ -84,6 +84,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any HTTP client exists: reqwest is built without a default TLS provider.
+    elevate::adapters::azure::install_tls_provider();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve {
         functions_host: false,

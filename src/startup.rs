@@ -9,7 +9,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 
+use crate::adapters::access::arm::ArmAccessProvider;
 use crate::adapters::access::local::LocalAccessProvider;
+use crate::adapters::azure::RetryPolicy;
 use crate::adapters::identity::dev::{DevIssuer, DevIssuerError};
 use crate::adapters::identity::jwt::BearerAuthenticator;
 use crate::adapters::store::sqlite::SqliteStore;
@@ -54,21 +56,39 @@ pub fn load_policy(path: &Path) -> Result<Policy, StartupError> {
 }
 
 pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Built, StartupError> {
+    build_with(settings, clock, None)
+}
+
+/// Builds the application; `access`, when given, replaces the provider the settings name (tests
+/// pass an ARM provider with their own credential).
+pub fn build_with(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    access: Option<Arc<dyn AccessProvider>>,
+) -> Result<Built, StartupError> {
     let policy = Arc::new(load_policy(&settings.policy_file)?);
     tracing::info!(file = %settings.policy_file.display(), rules = policy.rules().len(), "policy loaded");
     let (store, local_access): (Arc<dyn Store>, Option<Arc<LocalAccessProvider>>) = match &settings.store {
         StoreSetting::Sqlite(path) => {
             let store = Arc::new(SqliteStore::open(path)?);
-            let local = match settings.provider {
-                ProviderSetting::Local => Some(Arc::new(LocalAccessProvider::open(path)?)),
+            let local = match (&settings.provider, &access) {
+                (ProviderSetting::Local, None) => Some(Arc::new(LocalAccessProvider::open(path)?)),
+                (ProviderSetting::Local | ProviderSetting::Arm { .. }, _) => None,
             };
             (store, local)
         }
     };
-    let access: Arc<dyn AccessProvider> = match (&settings.provider, &local_access) {
-        (ProviderSetting::Local, Some(local)) => Arc::clone(local) as Arc<dyn AccessProvider>,
-        (ProviderSetting::Local, None) => {
+    let access: Arc<dyn AccessProvider> = match (access, &settings.provider, &local_access) {
+        (Some(given), _, _) => given,
+        (None, ProviderSetting::Local, Some(local)) => Arc::clone(local) as Arc<dyn AccessProvider>,
+        (None, ProviderSetting::Local, None) => {
             return Err(StartupError::Access(AccessError::Permanent("no local store".into())));
+        }
+        (None, ProviderSetting::Arm { endpoint, credential }, _) => {
+            let token_source =
+                credential.credential().map_err(|e| StartupError::Access(AccessError::Permanent(e.to_string())))?;
+            tracing::info!(endpoint = %endpoint, credential = credential.name(), "role assignments through Azure Resource Manager");
+            Arc::new(ArmAccessProvider::new(endpoint, token_source, RetryPolicy::default())?)
         }
     };
     let (auth, dev_issuer): (Arc<dyn Authenticator>, Option<Arc<DevIssuer>>) = match &settings.auth {
@@ -81,8 +101,12 @@ pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Built, Startu
             (Arc::new(BearerAuthenticator::new(validator)), Some(issuer))
         }
     };
-    let service =
-        Arc::new(Elevate::new(store, access, policy, settings.broker_app_ids.clone(), SweepSettings::default()));
+    let sweep = SweepSettings {
+        concurrency: settings.sweep_concurrency,
+        orphan_interval: settings.orphan_sweep_interval.as_delta(),
+        ..SweepSettings::default()
+    };
+    let service = Arc::new(Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep));
     let mut csrf_key = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut csrf_key);
     let context = Arc::new(HttpContext {

@@ -513,7 +513,7 @@ async fn access_held_outside_elevate_is_reported_and_never_removed() {
     let scope = elevate::domain::scope::Scope::parse(SUB1).unwrap();
     let alice = elevate::domain::ids::PrincipalId::parse(ALICE).unwrap();
     let reader = elevate::domain::ids::RoleDefinitionId::parse("Reader").unwrap();
-    let foreign = app.local.seed_foreign(&scope, alice, reader).await.unwrap();
+    let foreign = app.local.as_ref().unwrap().seed_foreign(&scope, alice, reader).await.unwrap();
     let (status, body) = app.post(&app.token(ALICE), "/api/activations", reader_sub1()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "RoleAssignmentExists");

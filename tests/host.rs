@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{ALICE, BOB, raw_http, timer_payload};
+use crate::support::process::{self, Process};
+use crate::support::{ALICE, BOB, http_client, raw_http, timer_payload};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -43,28 +44,28 @@ fn functions() -> Vec<Function> {
 
 /// The real binary, started as the host starts a custom handler.
 struct Handler {
-    child: Child,
-    base: String,
+    process: Process,
     dir: tempfile::TempDir,
-    stderr: PathBuf,
     exe: PathBuf,
 }
 
-impl Drop for Handler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Handler {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+impl std::ops::DerefMut for Handler {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
 }
 
 async fn start_handler() -> Handler {
     let host = read_json(&repo().join("host.json"));
     let description = &host["customHandler"]["description"];
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_elevate"));
+    let exe = process::exe();
     assert_eq!(
         exe.file_name().unwrap().to_string_lossy(),
         description["defaultExecutablePath"].as_str().unwrap(),
@@ -74,41 +75,18 @@ async fn start_handler() -> Handler {
         description["arguments"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(repo().join("policy.yaml"), dir.path().join("policy.yaml")).unwrap();
-    let port = free_port();
-    let stderr = dir.path().join("handler.log");
-    let child = Command::new(&exe)
-        .args(&args)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
-        .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "8a1e3c9e-0000-4000-8000-000000000001")
-        .env("FUNCTIONS_APP_ROOT_PATH", dir.path())
-        .env("ELEVATE_AUTH_MODE", "dev")
-        .env("ELEVATE_POLICY_FILE", dir.path().join("policy.yaml"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let mut handler = Handler { child, base: format!("http://127.0.0.1:{port}"), dir, stderr, exe };
-    // The host's readiness loop: every 25 ms, any HTTP answer to GET / means ready (30 s limit).
-    let started = Instant::now();
-    loop {
-        if let Ok(res) = reqwest::get(format!("{}/", handler.base)).await {
-            assert!(res.status().is_success());
-            break;
-        }
-        assert!(
-            handler.child.try_wait().unwrap().is_none(),
-            "handler exited: {}",
-            std::fs::read_to_string(&handler.stderr).unwrap()
-        );
-        assert!(started.elapsed() < Duration::from_secs(30), "not ready within the host's InitializationTimeout");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    handler.stderr = handler.dir.path().join("handler.log");
-    handler
+    let process = process::start(
+        dir.path(),
+        &args,
+        &[
+            ("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "8a1e3c9e-0000-4000-8000-000000000001".into()),
+            ("FUNCTIONS_APP_ROOT_PATH", dir.path().display().to_string()),
+            ("ELEVATE_AUTH_MODE", "dev".into()),
+            ("ELEVATE_POLICY_FILE", dir.path().join("policy.yaml").display().to_string()),
+        ],
+    )
+    .await;
+    Handler { process, dir, exe }
 }
 
 impl Handler {
@@ -226,7 +204,7 @@ async fn every_declared_route_reaches_the_handler_and_every_api_path_is_declared
     let handler = start_handler().await;
     let alice = handler.token(ALICE, &[]);
     let bob = handler.token(BOB, &[]);
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = http_client();
     // A real activation, so routes with an id reach real state.
     let created: Value = client
         .post(format!("{}/api/activations", handler.base))
@@ -280,7 +258,7 @@ async fn every_declared_route_reaches_the_handler_and_every_api_path_is_declared
     }
 
     let openapi: Value =
-        reqwest::get(format!("{}/api/openapi.json", handler.base)).await.unwrap().json().await.unwrap();
+        http_client().get(format!("{}/api/openapi.json", handler.base)).send().await.unwrap().json().await.unwrap();
     for (path, operations) in openapi["paths"].as_object().unwrap() {
         for method in operations.as_object().unwrap().keys() {
             let concrete = path.trim_start_matches("/api/").replace("{id}", &id);
@@ -322,12 +300,8 @@ async fn the_timer_is_answered_in_the_shape_the_host_parses() {
             assert!(parsed["ReturnValue"].is_object(), "{parsed}");
             assert!(parsed["ReturnValue"]["failures"].as_array().unwrap().is_empty());
         }
-        let res = reqwest::Client::new()
-            .post(format!("{}/{}", handler.base, timer.name))
-            .json(&variants[0])
-            .send()
-            .await
-            .unwrap();
+        let res =
+            http_client().post(format!("{}/{}", handler.base, timer.name)).json(&variants[0]).send().await.unwrap();
         assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     }
 }
@@ -336,14 +310,10 @@ async fn the_timer_is_answered_in_the_shape_the_host_parses() {
 async fn logs_are_json_lines_under_the_host_and_carry_no_tokens() {
     let handler = start_handler().await;
     let alice = handler.token(ALICE, &[]);
-    let res = reqwest::Client::new()
-        .get(format!("{}/api/eligibilities", handler.base))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap();
+    let res =
+        http_client().get(format!("{}/api/eligibilities", handler.base)).bearer_auth(&alice).send().await.unwrap();
     assert!(res.status().is_success());
-    let res = reqwest::Client::new()
+    let res = http_client()
         .get(format!("{}/api/eligibilities", handler.base))
         .bearer_auth(format!("{alice}tampered"))
         .send()
@@ -351,7 +321,7 @@ async fn logs_are_json_lines_under_the_host_and_carry_no_tokens() {
         .unwrap();
     assert_eq!(res.status(), 401);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let log = std::fs::read_to_string(&handler.stderr).unwrap();
+    let log = std::fs::read_to_string(&handler.log).unwrap();
     assert!(log.lines().count() >= 3, "{log}");
     for line in log.lines() {
         let entry: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
@@ -376,7 +346,7 @@ async fn sigterm_stops_the_handler_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");
-    assert!(std::fs::read_to_string(&handler.stderr).unwrap().contains("stopped"));
+    assert!(std::fs::read_to_string(&handler.log).unwrap().contains("stopped"));
 }
 
 /// SIGTERM while a request is in flight: the request is finished, then the process exits.

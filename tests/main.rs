@@ -5,6 +5,7 @@
 mod support;
 
 mod api;
+mod arm;
 mod bad_input;
 mod host;
 mod infra;

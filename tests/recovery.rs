@@ -97,7 +97,7 @@ impl Rig {
             Arc::clone(faults) as Arc<dyn AccessProvider>,
             policy,
             vec![],
-            SweepSettings { batch: 3 },
+            SweepSettings { batch: 3, ..SweepSettings::default() },
         )
     }
 

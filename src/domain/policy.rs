@@ -229,6 +229,20 @@ impl Policy {
         self.rules.iter().find(|r| &r.id == id)
     }
 
+    /// The scopes where the policy can grant access, without any scope another one contains:
+    /// listing each of these once sees every assignment Elevate may have made.
+    pub fn managed_scopes(&self) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = Vec::new();
+        for rule in &self.rules {
+            if scopes.iter().any(|s| s.contains(&rule.scope)) {
+                continue;
+            }
+            scopes.retain(|s| !rule.scope.contains(s));
+            scopes.push(rule.scope.clone());
+        }
+        scopes
+    }
+
     /// Rules the subject may activate under now.
     pub fn eligible_rules<'a>(
         &'a self,
@@ -774,6 +788,19 @@ rules:
         let rg = p.rule(&RuleId::parse("rg-reader").unwrap()).unwrap();
         assert_eq!(rg.max_duration, IsoDuration::from_hours(1));
         assert!(rg.require_justification);
+    }
+
+    #[test]
+    fn managed_scopes_cover_every_rule_once() {
+        // Every rule of the test policy sits at or below the one subscription.
+        let scopes: Vec<String> = policy().managed_scopes().iter().map(|s| s.as_str().to_owned()).collect();
+        assert_eq!(scopes, [SUB]);
+        let text = format!(
+            "version: 1\nrules:\n  - {{id: a, scope: '{SUB}/resourceGroups/app', roles: [Reader], principals: ['user:{ALICE}']}}\n  - {{id: b, scope: '/subscriptions/00000000-0000-0000-0000-000000000002', roles: [Reader], principals: ['user:{ALICE}']}}\n  - {{id: c, scope: '{SUB}', roles: [Reader], principals: ['user:{ALICE}']}}\n"
+        );
+        let p = Policy::from_yaml("t.yaml", &text).unwrap();
+        let scopes: Vec<String> = p.managed_scopes().iter().map(|s| s.as_str().to_owned()).collect();
+        assert_eq!(scopes, ["/subscriptions/00000000-0000-0000-0000-000000000002", SUB]);
     }
 
     #[test]

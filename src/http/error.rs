@@ -252,7 +252,7 @@ impl From<ServiceError> for ApiError {
                 e
             }
             ServiceError::Access(cause) => match cause {
-                AccessError::Transient(_) => {
+                AccessError::Transient(_) | AccessError::PrincipalNotFound(_) => {
                     let mut e = ApiError::internal(S::SERVICE_UNAVAILABLE, "ProviderUnavailable", &cause);
                     e.retry_after = Some(30);
                     e

@@ -13,6 +13,10 @@ use crate::domain::scope::Scope;
 use super::ports::{AccessError, AssignmentSpec, Caller, IdempotencyKey, IdempotencyRecord, StoreError, Versioned};
 use super::{Elevate, ServiceError};
 
+/// How long a grant keeps being retried while the directory does not know the principal yet
+/// (replication delay after the principal was created, azure-spec §3.4).
+pub const PRINCIPAL_REPLICATION_WAIT: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// A parsed activation request from the wire.
 #[derive(Clone, Debug)]
 pub struct ActivationInput {
@@ -193,6 +197,10 @@ impl Elevate {
             // Too late to grant: the sweeper will close it.
             return Ok(current.value);
         }
+        let provisioning_since = match current.value.state() {
+            crate::domain::activation::State::Provisioning { since, .. } => *since,
+            _ => now,
+        };
         match self.access.grant(&spec).await {
             Ok(assignment) => {
                 let updated = self
@@ -230,6 +238,23 @@ impl Elevate {
                 })
                 .await?;
                 Err(ServiceError::RoleAlreadyAssigned { activation: id, existing_id })
+            }
+            Err(AccessError::PrincipalNotFound(message)) if now - provisioning_since >= PRINCIPAL_REPLICATION_WAIT => {
+                tracing::error!(activation = %id, "the directory still does not know the principal; giving up");
+                let failure = Failure {
+                    code: "PrincipalNotFound".into(),
+                    message: format!(
+                        "the directory did not know principal {} for {} minutes: {message}",
+                        spec.principal_id,
+                        PRINCIPAL_REPLICATION_WAIT.num_minutes()
+                    ),
+                };
+                let failed = self
+                    .apply(id, &Actor::System, now, |a| {
+                        Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
+                    })
+                    .await?;
+                Ok(failed.value)
             }
             Err(e) if e.is_transient() => {
                 tracing::warn!(activation = %id, error = %e, "grant failed transiently; the sweeper will retry");

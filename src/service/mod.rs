@@ -42,6 +42,8 @@ pub struct Elevate {
     policy: Arc<Policy>,
     broker_app_ids: Vec<String>,
     sweep: SweepSettings,
+    /// When this process last reconciled against the provider (see `sweep`).
+    last_orphan_check: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Elevate {
@@ -53,7 +55,7 @@ impl Elevate {
         sweep: SweepSettings,
     ) -> Self {
         let broker_app_ids = broker_app_ids.into_iter().map(|a| a.to_ascii_lowercase()).collect();
-        Self { store, access, policy, broker_app_ids, sweep }
+        Self { store, access, policy, broker_app_ids, sweep, last_orphan_check: std::sync::Mutex::new(None) }
     }
 
     pub fn policy(&self) -> &Policy {

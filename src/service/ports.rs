@@ -233,6 +233,10 @@ pub enum AccessError {
     /// Elevate's own identity may not do this: a configuration error.
     #[error("Elevate is not allowed to manage role `{role}` at scope `{scope}`: {message}")]
     Forbidden { role: String, scope: String, message: String },
+    /// The directory does not know the principal yet (replication delay after it was created):
+    /// retried for a few minutes, then a failure.
+    #[error("the directory does not know the principal yet: {0}")]
+    PrincipalNotFound(String),
     /// Worth retrying (throttling, timeouts, 5xx).
     #[error("access provider unavailable: {0}")]
     Transient(String),
@@ -242,7 +246,7 @@ pub enum AccessError {
 
 impl AccessError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, AccessError::Transient(_))
+        matches!(self, AccessError::Transient(_) | AccessError::PrincipalNotFound(_))
     }
 }
 

@@ -1,27 +1,38 @@
 //! The sweeper: one idempotent pass over what is due. Expire (revoke, verify, record), time out
 //! stale approvals and extensions, start scheduled activations, finish or close interrupted
-//! provisioning. A failure on one activation never stops the others: it stays due and is
-//! reported on every pass until it succeeds.
+//! provisioning. Up to `concurrency` activations are worked on at once. A failure on one
+//! activation never stops the others: it stays due and is reported on every pass until it
+//! succeeds.
+//!
+//! On a slower cadence it also reconciles against the provider: an assignment that carries
+//! Elevate's marker, whose activation the store holds as finished (or does not know and whose
+//! marker has expired), is revoked. That covers a lost or restored store. An assignment whose
+//! name is not the one Elevate derives from the marker's activation is never touched.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::domain::activation::{Activation, State, Status};
 use crate::domain::audit::Actor;
 use crate::domain::ids::ActivationId;
 
-use super::ports::{DueCursor, Versioned};
+use super::ports::{AccessError, DueCursor, Versioned, parse_marker};
 use super::{Elevate, ServiceError};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SweepSettings {
     /// Due items read per store query.
     pub batch: usize,
+    /// Activations worked on at once.
+    pub concurrency: usize,
+    /// How often a pass also looks for orphaned assignments.
+    pub orphan_interval: TimeDelta,
 }
 
 impl Default for SweepSettings {
     fn default() -> Self {
-        Self { batch: 200 }
+        Self { batch: 200, concurrency: 16, orphan_interval: TimeDelta::hours(1) }
     }
 }
 
@@ -38,6 +49,11 @@ pub struct SweepReport {
     pub provisioning_failed: usize,
     /// Lost a race with another writer; the other writer's outcome stands.
     pub skipped: usize,
+    /// Whether this pass also reconciled against the provider.
+    pub orphan_check: bool,
+    /// Elevate assignments found whose activation is finished or unknown and past its marker.
+    pub orphans_found: usize,
+    pub orphans_revoked: usize,
     pub failures: Vec<SweepFailure>,
 }
 
@@ -78,12 +94,20 @@ impl Elevate {
                 }
             };
             let full = batch.len() >= self.sweep.batch;
-            for item in batch {
-                let id = item.value.id();
-                let status = item.value.status();
-                cursor = item.value.due_at().map(|due_at| DueCursor { due_at, id });
-                report.examined += 1;
-                match self.sweep_one(item, now).await {
+            if let Some(last) = batch.last() {
+                cursor = last.value.due_at().map(|due_at| DueCursor { due_at, id: last.value.id() });
+            }
+            report.examined += batch.len();
+            let outcomes = futures_util::stream::iter(batch)
+                .map(|item| async move {
+                    let (id, status) = (item.value.id(), item.value.status());
+                    (id, status, self.sweep_one(item, now).await)
+                })
+                .buffer_unordered(self.sweep.concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await;
+            for (id, status, outcome) in outcomes {
+                match outcome {
                     Ok(Outcome::Expired) => report.expired += 1,
                     Ok(Outcome::TimedOut) => report.timed_out += 1,
                     Ok(Outcome::ExtensionTimedOut) => report.extensions_timed_out += 1,
@@ -108,7 +132,10 @@ impl Elevate {
                 break;
             }
         }
-        if report.examined > 0 || !report.failures.is_empty() {
+        if self.orphan_check_due(now) {
+            self.sweep_orphans(now, &mut report).await;
+        }
+        if report.examined > 0 || !report.failures.is_empty() || report.orphans_found > 0 {
             tracing::info!(report = ?report, "sweep finished");
         }
         report
@@ -214,6 +241,92 @@ impl Elevate {
                 Err(ServiceError::Contention)
             }
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Elevate {
+    /// Whether the orphan check is due, claiming it for this pass if so.
+    fn orphan_check_due(&self, now: DateTime<Utc>) -> bool {
+        let Ok(mut last) = self.last_orphan_check.lock() else {
+            return false;
+        };
+        match *last {
+            Some(at) if now >= at && now - at < self.sweep.orphan_interval => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Reconciles the provider's Elevate assignments at the policy's scopes with the store.
+    async fn sweep_orphans(&self, now: DateTime<Utc>, report: &mut SweepReport) {
+        report.orphan_check = true;
+        let scopes = self.policy.managed_scopes();
+        for scope in &scopes {
+            let assignments = match self.access.list_managed(scope).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(scope = %scope, error = %e, "orphan check could not list role assignments");
+                    report.failures.push(SweepFailure {
+                        activation_id: None,
+                        status: None,
+                        error: format!("listing role assignments at `{scope}`: {e}"),
+                    });
+                    continue;
+                }
+            };
+            for assignment in assignments {
+                let Some((activation_id, marker_expiry)) = assignment.description.as_deref().and_then(parse_marker)
+                else {
+                    continue;
+                };
+                if assignment.name != activation_id.role_assignment_name() {
+                    tracing::warn!(assignment = %assignment.id, activation = %activation_id, "an assignment carries an Elevate marker under a name Elevate did not give it; not touching it");
+                    continue;
+                }
+                let known = match self.store.get(activation_id).await {
+                    Ok(found) => found.map(|v| v.value.status()),
+                    Err(e) => {
+                        report.failures.push(SweepFailure {
+                            activation_id: Some(activation_id),
+                            status: None,
+                            error: format!("orphan check could not read the activation: {e}"),
+                        });
+                        continue;
+                    }
+                };
+                let orphaned = match known {
+                    // The due sweep owns it (an extension may have moved its expiry past the marker).
+                    Some(status) if !status.is_terminal() => false,
+                    Some(_) => true,
+                    None => marker_expiry <= now,
+                };
+                if !orphaned {
+                    continue;
+                }
+                report.orphans_found += 1;
+                tracing::warn!(assignment = %assignment.id, activation = %activation_id, store_status = ?known, marker_expiry = %marker_expiry, "orphaned Elevate role assignment: the store does not hold it as active; revoking");
+                let revoked = async {
+                    self.access.revoke(&assignment.scope, assignment.name).await?;
+                    match self.access.inspect(&assignment.scope, assignment.name).await? {
+                        None => Ok(()),
+                        Some(_) => Err(AccessError::Transient("still present after delete".into())),
+                    }
+                };
+                match revoked.await {
+                    Ok(()) => report.orphans_revoked += 1,
+                    Err(e) => {
+                        tracing::error!(assignment = %assignment.id, error = %e, "could not revoke an orphaned assignment; retrying on the next orphan check");
+                        report.failures.push(SweepFailure {
+                            activation_id: Some(activation_id),
+                            status: known,
+                            error: format!("revoking orphaned assignment `{}`: {e}", assignment.id),
+                        });
+                    }
+                }
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
 //! Access providers behind the `AccessProvider` port.
 
+pub mod arm;
 pub mod local;

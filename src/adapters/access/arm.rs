@@ -1,0 +1,342 @@
+//! The `arm` provider: Azure RBAC role assignments through Azure Resource Manager REST,
+//! api-version 2022-04-01 (azure-spec §3).
+//!
+//! Names are deterministic (UUIDv5 of the activation id), so a retried PUT converges on one
+//! assignment. The same role for the same principal at the same scope under another name is
+//! standing access Elevate did not grant: it is reported and never deleted. Elevate deletes only
+//! by its own names, and follows `nextLink` only to the endpoint it was configured with (the
+//! bearer token must never travel elsewhere).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{Method, Url};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::adapters::azure::{AzureClient, AzureError, Reply, RetryPolicy};
+use crate::domain::ids::{PrincipalId, RoleDefinitionId};
+use crate::domain::scope::{Scope, ScopeLevel};
+use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, parse_marker};
+
+pub const API_VERSION: &str = "2022-04-01";
+pub const TOKEN_SCOPE: &str = "https://management.azure.com/.default";
+/// More pages than any real listing has (ARM pages hold hundreds; a subscription holds at most
+/// 4,000 assignments): a server that never stops paging is not followed forever.
+const MAX_PAGES: usize = 1_000;
+
+pub struct ArmAccessProvider {
+    client: AzureClient,
+    /// Scheme, host and port, no trailing slash.
+    endpoint: String,
+}
+
+#[derive(Deserialize)]
+struct WireAssignment {
+    id: String,
+    name: String,
+    properties: WireProperties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireProperties {
+    role_definition_id: String,
+    principal_id: String,
+    scope: String,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WirePage {
+    value: Vec<WireAssignment>,
+    #[serde(rename = "nextLink")]
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    error: WireErrorBody,
+}
+
+#[derive(Deserialize)]
+struct WireErrorBody {
+    code: String,
+    message: String,
+}
+
+fn unexpected(what: &str, detail: impl std::fmt::Display) -> AccessError {
+    AccessError::Permanent(format!("{what}: unexpected answer from ARM: {detail}"))
+}
+
+impl WireAssignment {
+    fn into_assignment(self) -> Result<Assignment, String> {
+        Ok(Assignment {
+            name: Uuid::try_parse(&self.name).map_err(|e| format!("name `{}`: {e}", self.name))?,
+            scope: Scope::parse(&self.properties.scope).map_err(|e| format!("scope: {e}"))?,
+            principal_id: PrincipalId::parse(&self.properties.principal_id).map_err(|e| format!("principalId: {e}"))?,
+            role_definition_id: RoleDefinitionId::parse(&self.properties.role_definition_id)
+                .map_err(|e| format!("roleDefinitionId: {e}"))?,
+            description: self.properties.description,
+            id: self.id,
+        })
+    }
+}
+
+/// The `{code, message}` of an ARM error envelope, or the bare status.
+fn error_of(reply: &Reply) -> (String, String) {
+    match serde_json::from_slice::<WireError>(&reply.body) {
+        Ok(e) => (e.error.code, e.error.message),
+        Err(_) => (format!("HTTP{}", reply.status), String::from_utf8_lossy(&reply.body).chars().take(300).collect()),
+    }
+}
+
+/// The existing assignment's name from a `RoleAssignmentExists` message: "… The ID of the
+/// existing role assignment is 716c4d159bc8476da3c16ccb70082517." (32 hex digits, no dashes).
+fn existing_name(message: &str) -> Option<Uuid> {
+    let last = message.trim().trim_end_matches('.').rsplit(' ').next()?;
+    if last.len() == 32 && last.bytes().all(|b| b.is_ascii_hexdigit()) { Uuid::try_parse(last).ok() } else { None }
+}
+
+/// The role definition id to send for an assignment at `scope`: subscription-level below a
+/// subscription, tenant-level (built-in roles) at a management group.
+fn role_definition_path(scope: &Scope, role: RoleDefinitionId) -> String {
+    match scope.level() {
+        ScopeLevel::ManagementGroup => format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+        ScopeLevel::Subscription | ScopeLevel::ResourceGroup | ScopeLevel::Resource => {
+            let subscription = scope.as_str().split('/').take(3).collect::<Vec<_>>().join("/");
+            format!("{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}")
+        }
+    }
+}
+
+impl ArmAccessProvider {
+    /// `endpoint` is ARM's base URL (`https://management.azure.com`), already checked by
+    /// configuration (https, or plain http on loopback only).
+    pub fn new(endpoint: &str, credential: Arc<dyn TokenCredential>, retry: RetryPolicy) -> Result<Self, AccessError> {
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
+        let parsed =
+            Url::parse(&endpoint).map_err(|e| AccessError::Permanent(format!("ARM endpoint `{endpoint}`: {e}")))?;
+        if parsed.path() != "/" || parsed.query().is_some() {
+            return Err(AccessError::Permanent(format!("ARM endpoint `{endpoint}` must be a base URL without a path")));
+        }
+        let client = AzureClient::new(credential, TOKEN_SCOPE, retry).map_err(transient)?;
+        Ok(Self { client, endpoint })
+    }
+
+    /// Whether ARM's throttling currently holds every worker back.
+    pub fn is_throttled(&self) -> bool {
+        self.client.is_throttled()
+    }
+
+    fn url(&self, path_and_query: &str) -> Result<Url, AccessError> {
+        Url::parse(&format!("{}{path_and_query}", self.endpoint))
+            .map_err(|e| AccessError::Permanent(format!("cannot form an ARM URL: {e}")))
+    }
+
+    fn assignment_url(&self, scope: &Scope, name: Uuid) -> Result<Url, AccessError> {
+        self.url(&format!(
+            "{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={API_VERSION}",
+            scope.as_str()
+        ))
+    }
+
+    /// Whether a `nextLink` stays on our endpoint (same scheme, host and port).
+    fn same_origin(&self, link: &Url) -> bool {
+        Url::parse(&self.endpoint).is_ok_and(|base| base.origin() == link.origin())
+    }
+
+    /// Maps an answer that is not success for this operation.
+    fn refusal(reply: &Reply, what: &str, role: Option<RoleDefinitionId>, scope: &Scope) -> AccessError {
+        let (code, message) = error_of(reply);
+        match (reply.status, code.as_str()) {
+            (403, _) => AccessError::Forbidden {
+                role: role.map_or_else(
+                    || "(any)".to_owned(),
+                    |r| r.built_in_name().map_or_else(|| r.to_string(), |n| format!("{n} ({r})")),
+                ),
+                scope: scope.as_str().to_owned(),
+                message: format!("{code}: {message}"),
+            },
+            (400, "PrincipalNotFound") => AccessError::PrincipalNotFound(message),
+            // An expired or rejected token: a fresh one may work.
+            (401, _) => AccessError::Transient(format!("{what}: ARM refused the token ({code})")),
+            (status, _) => AccessError::Permanent(format!("{what}: ARM answered {status} {code}: {message}")),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Reply, AccessError> {
+        self.client.send(method, url, body, what).await.map_err(transient)
+    }
+}
+
+fn transient(e: AzureError) -> AccessError {
+    AccessError::Transient(e.to_string())
+}
+
+fn parse_assignment(reply: &Reply, what: &str) -> Result<Assignment, AccessError> {
+    serde_json::from_slice::<WireAssignment>(&reply.body)
+        .map_err(|e| unexpected(what, e))?
+        .into_assignment()
+        .map_err(|e| unexpected(what, e))
+}
+
+#[async_trait]
+impl AccessProvider for ArmAccessProvider {
+    async fn grant(&self, spec: &AssignmentSpec) -> Result<Assignment, AccessError> {
+        let what = "create role assignment";
+        let url = self.assignment_url(&spec.scope, spec.name)?;
+        let body = json!({
+            "properties": {
+                "roleDefinitionId": role_definition_path(&spec.scope, spec.role_definition_id),
+                "principalId": spec.principal_id.to_string(),
+                // Always sent: the ABAC condition on Elevate's own identity evaluates it, and it
+                // avoids PrincipalNotFound during directory replication (azure-spec §3.4, §3.7).
+                "principalType": spec.principal_type.as_str(),
+                "description": spec.description,
+            }
+        });
+        let reply = self.call(Method::Put, &url, Some(&body), what).await?;
+        let assignment = match reply.status {
+            200 | 201 => parse_assignment(&reply, what)?,
+            409 => {
+                let (code, message) = error_of(&reply);
+                if code != "RoleAssignmentExists" {
+                    return Err(Self::refusal(&reply, what, Some(spec.role_definition_id), &spec.scope));
+                }
+                match existing_name(&message) {
+                    // A retry of our own PUT that had succeeded: converged.
+                    Some(existing) if existing == spec.name => {
+                        self.inspect(&spec.scope, spec.name).await?.ok_or_else(|| {
+                            AccessError::Transient(format!(
+                                "{what}: ARM reports assignment {} exists but cannot read it yet",
+                                spec.name
+                            ))
+                        })?
+                    }
+                    Some(existing) => {
+                        return Err(AccessError::AlreadyAssigned {
+                            existing_id: format!(
+                                "{}/providers/Microsoft.Authorization/roleAssignments/{}",
+                                spec.scope.as_str(),
+                                existing.hyphenated()
+                            ),
+                        });
+                    }
+                    None => return Err(unexpected(what, format!("RoleAssignmentExists without an id: {message}"))),
+                }
+            }
+            _ => return Err(Self::refusal(&reply, what, Some(spec.role_definition_id), &spec.scope)),
+        };
+        if assignment.name != spec.name
+            || assignment.principal_id != spec.principal_id
+            || assignment.role_definition_id != spec.role_definition_id
+            || assignment.scope != spec.scope
+        {
+            return Err(unexpected(what, format!("assignment {} is not the one requested", assignment.id)));
+        }
+        Ok(assignment)
+    }
+
+    async fn revoke(&self, scope: &Scope, name: Uuid) -> Result<(), AccessError> {
+        let what = "delete role assignment";
+        let url = self.assignment_url(scope, name)?;
+        let reply = self.call(Method::Delete, &url, None, what).await?;
+        match reply.status {
+            // 200 with the deleted assignment, 204 when there was nothing to delete.
+            200 | 204 | 404 => Ok(()),
+            _ => Err(Self::refusal(&reply, what, None, scope)),
+        }
+    }
+
+    async fn inspect(&self, scope: &Scope, name: Uuid) -> Result<Option<Assignment>, AccessError> {
+        let what = "read role assignment";
+        let url = self.assignment_url(scope, name)?;
+        let reply = self.call(Method::Get, &url, None, what).await?;
+        match reply.status {
+            200 => parse_assignment(&reply, what).map(Some),
+            404 => Ok(None),
+            _ => Err(Self::refusal(&reply, what, None, scope)),
+        }
+    }
+
+    async fn list_managed(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError> {
+        let what = "list role assignments";
+        // Without a filter ARM lists assignments at, above and below the scope.
+        let mut url = self.url(&format!(
+            "{}/providers/Microsoft.Authorization/roleAssignments?api-version={API_VERSION}",
+            scope.as_str()
+        ))?;
+        let mut found = Vec::new();
+        let mut seen_links = std::collections::HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let reply = self.call(Method::Get, &url, None, what).await?;
+            if reply.status != 200 {
+                return Err(Self::refusal(&reply, what, None, scope));
+            }
+            let page: WirePage = serde_json::from_slice(&reply.body).map_err(|e| unexpected(what, e))?;
+            for wire in page.value {
+                let is_ours = wire.properties.description.as_deref().and_then(parse_marker).is_some();
+                if !is_ours {
+                    continue;
+                }
+                let assignment = wire.into_assignment().map_err(|e| unexpected(what, e))?;
+                if scope.contains(&assignment.scope) {
+                    found.push(assignment);
+                }
+            }
+            let Some(link) = page.next_link.filter(|l| !l.is_empty()) else {
+                return Ok(found);
+            };
+            let next = Url::parse(&link).map_err(|e| unexpected(what, format!("nextLink: {e}")))?;
+            if !self.same_origin(&next) {
+                return Err(unexpected(what, "nextLink leads to another host; not sending the token there"));
+            }
+            if !seen_links.insert(link) {
+                return Err(unexpected(what, "nextLink repeats an earlier page"));
+            }
+            url = next;
+        }
+        Err(unexpected(what, format!("more than {MAX_PAGES} pages")))
+    }
+
+    fn kind(&self) -> &'static str {
+        "arm"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_existing_assignment_is_read_from_arms_message() {
+        let message = "The role assignment already exists. The ID of the existing role assignment is 716c4d159bc8476da3c16ccb70082517.";
+        assert_eq!(existing_name(message), Some(Uuid::try_parse("716c4d15-9bc8-476d-a3c1-6ccb70082517").unwrap()));
+        assert_eq!(existing_name("The role assignment already exists."), None);
+        assert_eq!(existing_name("… is 716c4d15-9bc8-476d-a3c1-6ccb70082517."), None);
+    }
+
+    #[test]
+    fn role_definitions_are_addressed_for_the_scope() {
+        let role = RoleDefinitionId::parse("Reader").unwrap();
+        let rg = Scope::parse("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/app").unwrap();
+        assert_eq!(
+            role_definition_path(&rg, role),
+            "/subscriptions/00000000-0000-0000-0000-000000000001/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
+        );
+        let mg = Scope::parse("/providers/Microsoft.Management/managementGroups/platform").unwrap();
+        assert_eq!(
+            role_definition_path(&mg, role),
+            "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
+        );
+    }
+}

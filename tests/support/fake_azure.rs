@@ -1,0 +1,534 @@
+//! Strict fakes of Azure Resource Manager role assignments (api-version 2022-04-01) and the App
+//! Service managed identity endpoint, from azure-spec §3–4. Shapes, status codes and messages are
+//! Azure's; what Azure rejects, the fake rejects. Faults can be injected: 429 with `Retry-After`,
+//! 5xx, latency, dropped connections, and a PUT that is stored but never answered (a crash
+//! between the grant and its record).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::fake_http::{FakeReply, FakeRequest, Handler, serve};
+
+pub const API_VERSION: &str = "2022-04-01";
+pub const MI_PATH: &str = "/msi/token";
+pub const MI_HEADER: &str = "fake-identity-header-secret";
+const PROVIDER: &str = "/providers/microsoft.authorization/roleassignments";
+
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub name: Uuid,
+    pub scope: String,
+    pub principal_id: String,
+    pub principal_type: Option<String>,
+    pub role_definition_id: String,
+    pub description: Option<String>,
+}
+
+impl Stored {
+    pub fn role_guid(&self) -> String {
+        self.role_definition_id.rsplit('/').next().unwrap().to_ascii_lowercase()
+    }
+
+    fn id(&self) -> String {
+        format!("{}/providers/Microsoft.Authorization/roleAssignments/{}", self.scope, self.name)
+    }
+
+    fn wire(&self) -> Value {
+        json!({
+            "properties": {
+                "roleDefinitionId": self.role_definition_id,
+                "principalId": self.principal_id,
+                "principalType": self.principal_type.clone().unwrap_or_else(|| "User".into()),
+                "scope": self.scope,
+                "condition": null, "conditionVersion": null,
+                "createdOn": "2026-11-25T12:00:00.0000000Z", "updatedOn": "2026-11-25T12:00:00.0000000Z",
+                "createdBy": null, "updatedBy": "6a1c0c8a-2b46-4f3c-9d4f-000000000000",
+                "delegatedManagedIdentityResourceId": null,
+                "description": self.description,
+            },
+            "id": self.id(),
+            "type": "Microsoft.Authorization/roleAssignments",
+            "name": self.name.to_string(),
+        })
+    }
+}
+
+/// What the next requests meet, in order.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    Throttle { retry_after_secs: u64 },
+    Status(u16),
+    Drop,
+}
+
+/// One request as the fake saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub status: u16,
+    pub at: Instant,
+    pub principal_type_sent: Option<bool>,
+}
+
+#[derive(Default)]
+struct State {
+    assignments: BTreeMap<Uuid, Stored>,
+    faults: VecDeque<Fault>,
+    /// Faults for requests whose path contains the key (a name), every time.
+    targeted: HashMap<String, u16>,
+    seen: Vec<Seen>,
+    /// Principal object id (lowercase) → how many more PUTs answer PrincipalNotFound.
+    replicating: HashMap<String, usize>,
+    /// Role GUIDs Elevate's identity may not assign (the ABAC condition).
+    forbidden_roles: HashSet<String>,
+    /// Re-PUT of an identical assignment answers 409 with its own id (azure-cli#8599) instead of 200.
+    reput_conflict: bool,
+    /// DELETE answers 200 but the assignment stays (a read after it must catch this).
+    sticky_deletes: bool,
+    page_size: usize,
+    hang_next_put: Option<tokio::sync::oneshot::Sender<()>>,
+    latency: Duration,
+    in_flight: usize,
+    max_in_flight: usize,
+    mi_requests: Vec<FakeRequest>,
+}
+
+pub struct FakeAzure {
+    state: Mutex<State>,
+    pub token: String,
+    pub addr: Mutex<Option<SocketAddr>>,
+}
+
+fn arm_error(status: u16, code: &str, message: &str) -> FakeReply {
+    FakeReply::json(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+fn is_guid(s: &str) -> bool {
+    s.len() == 36 && Uuid::try_parse(s).is_ok()
+}
+
+/// A scope ARM accepts: a subscription (and below) or a management group.
+fn valid_scope(scope: &str) -> bool {
+    let parts: Vec<&str> = scope.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["subscriptions", sub, rest @ ..] => is_guid(sub) && rest.len() % 2 == 0,
+        ["providers", ns, "managementGroups", name] => {
+            ns.eq_ignore_ascii_case("Microsoft.Management") && !name.is_empty()
+        }
+        _ => false,
+    }
+}
+
+fn scope_key(scope: &str) -> String {
+    scope.trim_end_matches('/').to_ascii_lowercase()
+}
+
+impl FakeAzure {
+    pub async fn start() -> Arc<FakeAzure> {
+        let fake = Arc::new(FakeAzure {
+            state: Mutex::new(State { page_size: 100, ..State::default() }),
+            token: format!("fake-arm-token-{}", Uuid::new_v4()),
+            addr: Mutex::new(None),
+        });
+        let for_handler = Arc::clone(&fake);
+        let handler: Handler = Arc::new(move |req| {
+            let fake = Arc::clone(&for_handler);
+            Box::pin(async move { fake.handle(req).await })
+        });
+        let (addr, _task) = serve(handler).await;
+        *fake.addr.lock().unwrap() = Some(addr);
+        fake
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr.lock().unwrap().unwrap())
+    }
+
+    pub fn identity_endpoint(&self) -> String {
+        format!("{}{MI_PATH}", self.url())
+    }
+
+    // ---- test controls ----
+
+    pub fn push_fault(&self, fault: Fault) {
+        self.state.lock().unwrap().faults.push_back(fault);
+    }
+    pub fn fail_always(&self, path_contains: &str, status: u16) {
+        self.state.lock().unwrap().targeted.insert(path_contains.to_ascii_lowercase(), status);
+    }
+    pub fn heal(&self, path_contains: &str) {
+        self.state.lock().unwrap().targeted.remove(&path_contains.to_ascii_lowercase());
+    }
+    pub fn replicating(&self, principal: &str, answers: usize) {
+        self.state.lock().unwrap().replicating.insert(principal.to_ascii_lowercase(), answers);
+    }
+    pub fn forbid_role(&self, guid: &str) {
+        self.state.lock().unwrap().forbidden_roles.insert(guid.to_ascii_lowercase());
+    }
+    pub fn set_reput_conflict(&self, on: bool) {
+        self.state.lock().unwrap().reput_conflict = on;
+    }
+    pub fn set_sticky_deletes(&self, on: bool) {
+        self.state.lock().unwrap().sticky_deletes = on;
+    }
+    pub fn set_page_size(&self, n: usize) {
+        self.state.lock().unwrap().page_size = n;
+    }
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().unwrap().latency = latency;
+    }
+    /// The next PUT is stored, then never answered; the receiver fires once it is stored.
+    pub fn hang_next_put(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.state.lock().unwrap().hang_next_put = Some(tx);
+        rx
+    }
+    /// An assignment made outside Elevate (or anything else a test wants to exist).
+    pub fn seed(&self, stored: Stored) {
+        self.state.lock().unwrap().assignments.insert(stored.name, stored);
+    }
+    pub fn assignments(&self) -> Vec<Stored> {
+        self.state.lock().unwrap().assignments.values().cloned().collect()
+    }
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+    pub fn mi_requests(&self) -> Vec<FakeRequest> {
+        self.state.lock().unwrap().mi_requests.clone()
+    }
+    pub fn reset_log(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.seen.clear();
+        s.max_in_flight = 0;
+    }
+
+    // ---- the fake itself ----
+
+    async fn handle(&self, req: FakeRequest) -> FakeReply {
+        if req.path == MI_PATH {
+            return self.managed_identity(req);
+        }
+        let latency = {
+            let mut s = self.state.lock().unwrap();
+            s.in_flight += 1;
+            s.max_in_flight = s.max_in_flight.max(s.in_flight);
+            s.latency
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let principal_type_sent = (req.method == "PUT").then(|| {
+            serde_json::from_slice::<Value>(&req.body).is_ok_and(|b| b["properties"]["principalType"].is_string())
+        });
+        let reply = self.arm(&req);
+        let status = match &reply {
+            FakeReply::Respond { status, .. } => *status,
+            FakeReply::Drop | FakeReply::Hang => 0,
+        };
+        let mut s = self.state.lock().unwrap();
+        s.in_flight -= 1;
+        s.seen.push(Seen { method: req.method.clone(), status, at: Instant::now(), principal_type_sent });
+        reply
+    }
+
+    /// App Service managed identity, protocol 2019-08-01 (azure-spec §4.1).
+    fn managed_identity(&self, req: FakeRequest) -> FakeReply {
+        let mut s = self.state.lock().unwrap();
+        s.mi_requests.push(req.clone());
+        if req.method != "GET" {
+            return FakeReply::empty(405);
+        }
+        if req.header("x-identity-header") != Some(MI_HEADER) {
+            return FakeReply::json(
+                401,
+                &json!({"statusCode": 401, "message": "Unauthorized request. Missing or invalid X-IDENTITY-HEADER."}),
+            );
+        }
+        if req.query("api-version") != Some("2019-08-01") {
+            return FakeReply::json(400, &json!({"statusCode": 400, "message": "Unsupported api-version."}));
+        }
+        if req.query("resource") != Some("https://management.azure.com") {
+            return FakeReply::json(
+                400,
+                &json!({"statusCode": 400, "message": "This fake issues tokens for ARM only."}),
+            );
+        }
+        #[expect(clippy::disallowed_methods, reason = "a token expiry is wall-clock time, as the real endpoint's")]
+        let expires_on = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+        FakeReply::json(
+            200,
+            &json!({
+                "access_token": self.token,
+                "expires_on": expires_on.to_string(),
+                "resource": "https://management.azure.com",
+                "token_type": "Bearer",
+                "client_id": "5e29463d-71da-4fe0-8e69-999b57db23b0",
+            }),
+        )
+    }
+
+    fn arm(&self, req: &FakeRequest) -> FakeReply {
+        match req.header("authorization") {
+            None => {
+                return arm_error(
+                    401,
+                    "AuthenticationFailed",
+                    "Authentication failed. The 'Authorization' header is missing.",
+                );
+            }
+            Some(v) if v != format!("Bearer {}", self.token) => {
+                return arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.");
+            }
+            Some(_) => {}
+        }
+        let mut s = self.state.lock().unwrap();
+        if let Some(fault) = s.faults.pop_front() {
+            return match fault {
+                Fault::Throttle { retry_after_secs } => arm_error(
+                    429,
+                    "TooManyRequests",
+                    "The request is being throttled as the limit has been reached for operation type - Write.",
+                )
+                .with_header("Retry-After", &retry_after_secs.to_string()),
+                Fault::Status(status) => arm_error(status, "InternalServerError", "Encountered internal server error."),
+                Fault::Drop => FakeReply::Drop,
+            };
+        }
+        let lower_path = req.path.to_ascii_lowercase();
+        if let Some((_, status)) = s.targeted.iter().find(|(k, _)| lower_path.contains(k.as_str())) {
+            return arm_error(*status, "InternalServerError", "Encountered internal server error.");
+        }
+        let Some(api_version) = req.query("api-version") else {
+            return arm_error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            );
+        };
+        if api_version != API_VERSION {
+            return arm_error(
+                400,
+                "InvalidApiVersionParameter",
+                &format!("The api-version '{api_version}' is invalid. The supported versions are '{API_VERSION}'."),
+            );
+        }
+        // Percent-decoding is not needed: Elevate's scopes are plain ASCII names.
+        let Some(at) = lower_path.find(PROVIDER) else {
+            return arm_error(
+                400,
+                "InvalidResourceType",
+                "The resource type could not be found in the namespace 'Microsoft.Authorization'.",
+            );
+        };
+        let scope = &req.path[..at];
+        let rest = &req.path[at + PROVIDER.len()..];
+        if !valid_scope(scope) {
+            return arm_error(400, "InvalidScope", &format!("The scope '{scope}' is not valid."));
+        }
+        match (req.method.as_str(), rest) {
+            ("GET", "") => self.list(&s, req, scope),
+            (method, name) => {
+                let name = name.trim_start_matches('/');
+                let Some(name) = Uuid::try_parse(name).ok().filter(|_| name.len() == 36) else {
+                    return arm_error(
+                        400,
+                        "InvalidRoleAssignmentId",
+                        &format!(
+                            "The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."
+                        ),
+                    );
+                };
+                match method {
+                    "PUT" => self.put(&mut s, req, scope, name),
+                    "GET" => match s.assignments.get(&name).filter(|a| scope_key(&a.scope) == scope_key(scope)) {
+                        Some(a) => FakeReply::json(200, &a.wire()),
+                        None => arm_error(404, "RoleAssignmentNotFound", "The role assignment does not exist."),
+                    },
+                    "DELETE" => {
+                        let found =
+                            s.assignments.get(&name).filter(|a| scope_key(&a.scope) == scope_key(scope)).cloned();
+                        match found {
+                            Some(a) => {
+                                if !s.sticky_deletes {
+                                    s.assignments.remove(&name);
+                                }
+                                FakeReply::json(200, &a.wire())
+                            }
+                            None => FakeReply::empty(204),
+                        }
+                    }
+                    _ => arm_error(405, "MethodNotAllowed", "The method is not allowed."),
+                }
+            }
+        }
+    }
+
+    fn put(&self, s: &mut State, req: &FakeRequest, scope: &str, name: Uuid) -> FakeReply {
+        if !req.header("content-type").is_some_and(|c| c.starts_with("application/json")) {
+            return arm_error(
+                415,
+                "UnsupportedMediaType",
+                "The content media type is not supported. Content-Type must be 'application/json'.",
+            );
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+            return arm_error(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid and could not be deserialized.",
+            );
+        };
+        let props = &body["properties"];
+        let Some(role) = props["roleDefinitionId"].as_str() else {
+            return arm_error(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid: 'roleDefinitionId' is required.",
+            );
+        };
+        let Some(principal) = props["principalId"].as_str() else {
+            return arm_error(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid: 'principalId' is required.",
+            );
+        };
+        let role_lower = role.to_ascii_lowercase();
+        let role_ok = match role_lower.split_once("/providers/microsoft.authorization/roledefinitions/") {
+            Some(("", guid)) => is_guid(guid),
+            Some((prefix, guid)) => {
+                // A subscription's role definition, for a scope in that same subscription.
+                is_guid(guid) && prefix.starts_with("/subscriptions/") && scope_key(scope).starts_with(prefix)
+            }
+            None => false,
+        };
+        if !role_ok {
+            return arm_error(
+                400,
+                "InvalidRoleDefinitionId",
+                &format!("The role definition ID '{role}' is not valid."),
+            );
+        }
+        if !is_guid(principal) {
+            return arm_error(
+                400,
+                "InvalidPrincipalId",
+                &format!("The Principal ID '{principal}' is not valid. Principal ID must be a GUID."),
+            );
+        }
+        let principal_type = props["principalType"].as_str().map(str::to_owned);
+        if let Some(t) = &principal_type
+            && !["User", "Group", "ServicePrincipal", "ForeignGroup"].contains(&t.as_str())
+        {
+            return arm_error(400, "InvalidPrincipalType", &format!("The principal type '{t}' is not valid."));
+        }
+        let stored = Stored {
+            name,
+            scope: scope.to_owned(),
+            principal_id: principal.to_ascii_lowercase(),
+            principal_type,
+            role_definition_id: role.to_owned(),
+            description: props["description"].as_str().map(str::to_owned),
+        };
+        if let Some(left) = s.replicating.get_mut(&stored.principal_id)
+            && *left > 0
+        {
+            *left -= 1;
+            let hex = stored.principal_id.replace('-', "");
+            return arm_error(
+                400,
+                "PrincipalNotFound",
+                &format!(
+                    "Principal {hex} does not exist in the directory 5b51c641-0711-41d2-ac58-d90390d94a00. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype"
+                ),
+            );
+        }
+        if s.forbidden_roles.contains(&stored.role_guid()) {
+            return arm_error(
+                403,
+                "AuthorizationFailed",
+                &format!(
+                    "The client '5e29463d-71da-4fe0-8e69-999b57db23b0' with object id '6a1c0c8a-2b46-4f3c-9d4f-000000000000' does not have authorization or an ABAC condition not fulfilled to perform action 'Microsoft.Authorization/roleAssignments/write' over scope '{scope}/providers/Microsoft.Authorization/roleAssignments/{name}' or the scope is invalid. If access was recently granted, please refresh your credentials."
+                ),
+            );
+        }
+        if let Some(existing) = s.assignments.get(&name) {
+            let same = scope_key(&existing.scope) == scope_key(scope)
+                && existing.principal_id == stored.principal_id
+                && existing.role_guid() == stored.role_guid();
+            if !same {
+                return arm_error(
+                    400,
+                    "RoleAssignmentUpdateNotPermitted",
+                    "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+                );
+            }
+            if s.reput_conflict {
+                return exists(name);
+            }
+            return FakeReply::json(200, &existing.wire());
+        }
+        let duplicate = s.assignments.values().find(|a| {
+            scope_key(&a.scope) == scope_key(scope)
+                && a.principal_id == stored.principal_id
+                && a.role_guid() == stored.role_guid()
+        });
+        if let Some(other) = duplicate {
+            return exists(other.name);
+        }
+        let wire = stored.wire();
+        s.assignments.insert(name, stored);
+        if let Some(signal) = s.hang_next_put.take() {
+            let _ = signal.send(());
+            return FakeReply::Hang;
+        }
+        FakeReply::json(201, &wire)
+    }
+
+    /// List at a scope: no filter = at, above and below; `atScope()` = at and above (azure-spec §3.1).
+    fn list(&self, s: &State, req: &FakeRequest, scope: &str) -> FakeReply {
+        let key = scope_key(scope);
+        let filter = req.query("$filter");
+        if filter.is_some_and(|f| f != "atScope()") {
+            return arm_error(400, "UnsupportedFilter", "This fake supports no $filter but atScope().");
+        }
+        let matching: Vec<&Stored> = s
+            .assignments
+            .values()
+            .filter(|a| {
+                let at = scope_key(&a.scope);
+                let above_or_at = key == at || key.starts_with(&format!("{at}/"));
+                let below = at.starts_with(&format!("{key}/"));
+                above_or_at || (filter.is_none() && below)
+            })
+            .collect();
+        let skip: usize = req.query("$skiptoken").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let page: Vec<Value> = matching.iter().skip(skip).take(s.page_size).map(|a| a.wire()).collect();
+        let mut body = json!({ "value": page });
+        if skip + s.page_size < matching.len() {
+            body["nextLink"] = json!(format!(
+                "{}{}?api-version={API_VERSION}&%24skiptoken={}",
+                self.url(),
+                req.path,
+                skip + s.page_size
+            ));
+        }
+        FakeReply::json(200, &body)
+    }
+}
+
+fn exists(name: Uuid) -> FakeReply {
+    arm_error(
+        409,
+        "RoleAssignmentExists",
+        &format!("The role assignment already exists. The ID of the existing role assignment is {}.", name.simple()),
+    )
+}

@@ -1,0 +1,69 @@
+//! The real `elevate` binary as a child process: started with a given environment and arguments,
+//! ready once it answers `GET /` (the Functions host's readiness rule), killed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Process {
+    pub child: Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_elevate"))
+}
+
+/// Starts `elevate <args>` in `dir` with only PATH, the port and `env` set, and waits until it
+/// answers `GET /` (30 s, the host's InitializationTimeout).
+pub async fn start(dir: &Path, args: &[String], env: &[(&str, String)]) -> Process {
+    let port = free_port();
+    let log = dir.join(format!("elevate-{port}.log"));
+    let mut command = Command::new(exe());
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
+    let mut process = Process { child, base: format!("http://127.0.0.1:{port}"), log };
+    wait_ready(&mut process).await;
+    process
+}
+
+pub async fn wait_ready(process: &mut Process) {
+    let client = super::http_client();
+    let started = Instant::now();
+    loop {
+        if let Ok(res) = client.get(format!("{}/", process.base)).send().await {
+            assert!(res.status().is_success());
+            return;
+        }
+        assert!(
+            process.child.try_wait().unwrap().is_none(),
+            "elevate exited: {}",
+            std::fs::read_to_string(&process.log).unwrap()
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "not ready within the host's InitializationTimeout");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
