@@ -34,6 +34,9 @@ param allowedClientAppIds array = []
 @description('Client ids of brokers (Logic Apps, Teams workflows) allowed to request access for users; they also need the app role Elevate.Broker.')
 param brokerAppIds array = []
 
+@description('Conditional Access authentication context (c1..c99) whose policy requires MFA; tokens that satisfied it count as MFA. Empty: only the amr claim (v1 tokens) proves MFA.')
+param mfaAuthContext string = ''
+
 @description('Role definition GUIDs Elevate may assign: derive them from the policy with `elevate assignable-roles policy.yaml`.')
 @minLength(1)
 param assignableRoleIds array
@@ -223,6 +226,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ELEVATE_AUDIENCE: 'api://${apiClientId}'
     ELEVATE_PUBLIC_URL: 'https://${app.properties.defaultHostName}'
     ELEVATE_BROKER_APP_IDS: join(brokerAppIds, ',')
+    ELEVATE_MFA_AUTH_CONTEXT: mfaAuthContext
   }
 }
 

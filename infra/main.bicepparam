@@ -12,3 +12,4 @@ param assignableRoleIds = json(readEnvironmentVariable('ELEVATE_ASSIGNABLE_ROLE_
 param managedSubscriptionIds = json(readEnvironmentVariable('ELEVATE_MANAGED_SUBSCRIPTION_IDS', '["${readEnvironmentVariable('AZURE_SUBSCRIPTION_ID', '')}"]'))
 param brokerAppIds = json(readEnvironmentVariable('ELEVATE_BROKER_APP_IDS_JSON', '[]'))
 param allowedClientAppIds = json(readEnvironmentVariable('ELEVATE_ALLOWED_CLIENT_APP_IDS_JSON', '[]'))
+param mfaAuthContext = readEnvironmentVariable('ELEVATE_MFA_AUTH_CONTEXT', '')

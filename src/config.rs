@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::adapters::azure::credential::CredentialKind;
+use crate::adapters::identity::entra::EntraSettings;
 use crate::domain::duration::IsoDuration;
-use crate::domain::ids::PrincipalId;
+use crate::domain::ids::{AuthContextId, PrincipalId, TenantId};
 
 /// Whether the Functions host runs us (host.json passes `--functions-host`) or we run alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,12 +38,19 @@ pub const DEFAULT_ORPHAN_SWEEP_INTERVAL: &str = "PT1H";
 pub enum AuthSetting {
     /// The local dev issuer with its key file.
     Dev { key_file: PathBuf },
+    /// Entra ID bearer tokens, validated by Elevate.
+    Entra(EntraSettings),
+    /// Entra ID bearer tokens, and Easy Auth's client principal when the platform's
+    /// authentication is on (`WEBSITE_AUTH_ENABLED=True`).
+    EasyAuth { entra: EntraSettings, platform_auth: bool },
 }
 
 impl AuthSetting {
     pub fn name(&self) -> &'static str {
         match self {
             AuthSetting::Dev { .. } => "dev",
+            AuthSetting::Entra(_) => "entra",
+            AuthSetting::EasyAuth { .. } => "easyauth",
         }
     }
 }
@@ -102,6 +110,38 @@ pub fn check_url(variable: &'static str, value: &str) -> Result<String, ConfigEr
         return Err(bad(variable, "must be an absolute URL with a host"));
     }
     Ok(value.to_owned())
+}
+
+/// Tenant, audience and authority for Entra token validation.
+fn entra_settings(get: &impl Fn(&str) -> Option<String>) -> Result<EntraSettings, ConfigError> {
+    let tenant_text =
+        get("ELEVATE_TENANT_ID").ok_or_else(|| bad("ELEVATE_TENANT_ID", "is required: the Entra tenant id"))?;
+    let tenant = TenantId::parse(&tenant_text)
+        .map_err(|_| bad("ELEVATE_TENANT_ID", format!("`{tenant_text}` is not a tenant id (a GUID)")))?;
+    let audience = get("ELEVATE_AUDIENCE").ok_or_else(|| {
+        bad("ELEVATE_AUDIENCE", "is required: the API's client id or App ID URI (`api://<client id>`)")
+    })?;
+    if audience.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("ELEVATE_AUDIENCE", "must not contain spaces"));
+    }
+    // v2 tokens carry the client id, v1 tokens the App ID URI: accept both forms of one app.
+    let mut audiences = vec![audience.clone()];
+    if let Some(id) = audience.strip_prefix("api://").filter(|id| PrincipalId::parse(id).is_ok()) {
+        audiences.push(id.to_owned());
+    } else if PrincipalId::parse(&audience).is_ok() {
+        audiences.push(format!("api://{audience}"));
+    }
+    let authority = match get("ELEVATE_AUTHORITY") {
+        Some(a) => check_url("ELEVATE_AUTHORITY", &a)?,
+        None => format!("https://login.microsoftonline.com/{tenant}"),
+    };
+    let mfa_auth_context = match get("ELEVATE_MFA_AUTH_CONTEXT") {
+        None => None,
+        Some(c) => Some(AuthContextId::parse(&c).map_err(|_| {
+            bad("ELEVATE_MFA_AUTH_CONTEXT", format!("`{c}` is not an authentication context id (`c1` to `c99`)"))
+        })?),
+    };
+    Ok(EntraSettings { tenant, audiences, authority, mfa_auth_context })
 }
 
 impl Settings {
@@ -204,12 +244,11 @@ impl Settings {
                         .map_or_else(|| PathBuf::from(".elevate/dev-issuer.pem"), PathBuf::from),
                 }
             }
-            "entra" | "easyauth" => {
-                return Err(bad(
-                    "ELEVATE_AUTH_MODE",
-                    "`entra` and `easyauth` token validation are not available in this version of Elevate; only `dev`",
-                ));
-            }
+            "entra" => AuthSetting::Entra(entra_settings(&get)?),
+            "easyauth" => AuthSetting::EasyAuth {
+                entra: entra_settings(&get)?,
+                platform_auth: get("WEBSITE_AUTH_ENABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            },
             other => {
                 return Err(bad("ELEVATE_AUTH_MODE", format!("`{other}` is not `entra`, `easyauth` or `dev`")));
             }
@@ -331,6 +370,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.variable == "ELEVATE_PROVIDER" || err.variable == "ELEVATE_AUTH_MODE");
+    }
+
+    #[test]
+    fn arm_is_configured_and_checked() {
+        let s = read(RunMode::Standalone, &[("ELEVATE_PROVIDER", "arm")]).unwrap();
+        assert_eq!(
+            s.provider,
+            ProviderSetting::Arm {
+                endpoint: "https://management.azure.com".into(),
+                credential: CredentialKind::DeveloperTools
+            }
+        );
+        // On App Service `arm` is the default, with the platform's managed identity.
+        let s = read(
+            RunMode::Standalone,
+            &[
+                ("WEBSITE_SITE_NAME", "prod"),
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:41234/msi/token"),
+                ("IDENTITY_HEADER", "h"),
+                ("ELEVATE_AUTH_MODE", "dev"),
+            ],
+        );
+        // (dev auth is refused there; the provider was decided first)
+        assert_eq!(s.unwrap_err().variable, "ELEVATE_AUTH_MODE");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("ELEVATE_PROVIDER", "arm"), ("ELEVATE_ARM_ENDPOINT", "http://arm.example.com")],
+                "ELEVATE_ARM_ENDPOINT",
+            ),
+            (
+                &[("ELEVATE_PROVIDER", "arm"), ("ELEVATE_ARM_ENDPOINT", "https://management.azure.com/x")],
+                "ELEVATE_ARM_ENDPOINT",
+            ),
+            (&[("ELEVATE_PROVIDER", "arm"), ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi")], "IDENTITY_ENDPOINT"),
+            (&[("ELEVATE_SWEEP_CONCURRENCY", "0")], "ELEVATE_SWEEP_CONCURRENCY"),
+            (&[("ELEVATE_SWEEP_CONCURRENCY", "many")], "ELEVATE_SWEEP_CONCURRENCY"),
+            (&[("ELEVATE_ORPHAN_SWEEP_INTERVAL", "PT1M")], "ELEVATE_ORPHAN_SWEEP_INTERVAL"),
+            (&[("ELEVATE_ORPHAN_SWEEP_INTERVAL", "hourly")], "ELEVATE_ORPHAN_SWEEP_INTERVAL"),
+        ];
+        for (vars, variable) in cases {
+            assert_eq!(read(RunMode::Standalone, vars).unwrap_err().variable, *variable, "{vars:?}");
+        }
+        let s = read(
+            RunMode::Standalone,
+            &[("ELEVATE_SWEEP_CONCURRENCY", "32"), ("ELEVATE_ORPHAN_SWEEP_INTERVAL", "PT15M")],
+        )
+        .unwrap();
+        assert_eq!((s.sweep_concurrency, s.orphan_sweep_interval.as_delta().num_minutes()), (32, 15));
     }
 
     #[test]

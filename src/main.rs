@@ -125,6 +125,14 @@ fn serve(functions_host: bool, bind: IpAddr, log_format: Option<Format>) -> Resu
         let listener = startup::bind(SocketAddr::new(ip, settings.port)).await.map_err(|e| e.to_string())?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(address = %local, mode = ?mode, auth = settings.auth.name(), provider = built.service.access_kind(), "Elevate listening");
+        if let Some(entra) = built.entra.clone() {
+            // Load the signing keys now rather than on the first request; failures are logged and
+            // retried on demand.
+            let now = clock.now();
+            tokio::spawn(async move {
+                let _ = entra.refresh(now, false).await;
+            });
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sweeper = startup::runs_own_sweeper(&settings)
             .then(|| tokio::spawn(startup::run_sweeper(Arc::clone(&built.service), Arc::clone(&clock), stop_rx)));

@@ -13,6 +13,8 @@ use crate::adapters::access::arm::ArmAccessProvider;
 use crate::adapters::access::local::LocalAccessProvider;
 use crate::adapters::azure::RetryPolicy;
 use crate::adapters::identity::dev::{DevIssuer, DevIssuerError};
+use crate::adapters::identity::easyauth::EasyAuthAuthenticator;
+use crate::adapters::identity::entra::{EntraAuthenticator, EntraSettings};
 use crate::adapters::identity::jwt::BearerAuthenticator;
 use crate::adapters::store::sqlite::SqliteStore;
 use crate::clock::Clock;
@@ -47,6 +49,8 @@ pub struct Built {
     pub dev_issuer: Option<Arc<DevIssuer>>,
     /// Present with the `local` provider.
     pub local_access: Option<Arc<LocalAccessProvider>>,
+    /// Present in `entra` and `easyauth` modes, to load the signing keys at start.
+    pub entra: Option<Arc<EntraAuthenticator>>,
 }
 
 pub fn load_policy(path: &Path) -> Result<Policy, StartupError> {
@@ -91,6 +95,7 @@ pub fn build_with(
             Arc::new(ArmAccessProvider::new(endpoint, token_source, RetryPolicy::default())?)
         }
     };
+    let mut entra: Option<Arc<EntraAuthenticator>> = None;
     let (auth, dev_issuer): (Arc<dyn Authenticator>, Option<Arc<DevIssuer>>) = match &settings.auth {
         AuthSetting::Dev { key_file } => {
             let issuer = Arc::new(DevIssuer::load_or_create(key_file)?);
@@ -99,6 +104,17 @@ pub fn build_with(
                 "ELEVATE_AUTH_MODE=dev: tokens come from the local dev issuer; never use this mode with real access"
             );
             (Arc::new(BearerAuthenticator::new(validator)), Some(issuer))
+        }
+        AuthSetting::Entra(settings) => {
+            let authenticator = entra_authenticator(settings)?;
+            entra = Some(Arc::clone(&authenticator));
+            (authenticator as Arc<dyn Authenticator>, None)
+        }
+        AuthSetting::EasyAuth { entra: settings, platform_auth } => {
+            let bearer = entra_authenticator(settings)?;
+            entra = Some(Arc::clone(&bearer));
+            let easy = EasyAuthAuthenticator::new(bearer, settings.tenant, settings.audiences.clone(), *platform_auth);
+            (Arc::new(easy) as Arc<dyn Authenticator>, None)
         }
     };
     let sweep = SweepSettings {
@@ -118,7 +134,12 @@ pub fn build_with(
         public_url: settings.public_url.clone(),
         auth_mode: settings.auth.name(),
     });
-    Ok(Built { context, service, dev_issuer, local_access })
+    Ok(Built { context, service, dev_issuer, local_access, entra })
+}
+
+fn entra_authenticator(settings: &EntraSettings) -> Result<Arc<EntraAuthenticator>, StartupError> {
+    tracing::info!(tenant = %settings.tenant, authority = %settings.authority, "Entra ID tokens accepted");
+    Ok(Arc::new(EntraAuthenticator::new(settings.clone()).map_err(|e| StartupError::Auth(e.to_string()))?))
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {

@@ -509,3 +509,44 @@ async fn a_crash_between_the_grant_and_its_record_is_recovered_and_expires() {
     assert_eq!(report["expired"], 1, "{report}");
     assert!(fake.assignments().is_empty());
 }
+
+#[tokio::test]
+async fn a_sweep_out_of_time_leaves_the_rest_due_for_the_next_tick() {
+    use elevate::adapters::store::sqlite::SqliteStore;
+    use elevate::domain::policy::Policy;
+    use elevate::service::{Elevate, SweepSettings};
+
+    let fake = FakeAzure::start().await;
+    let app = spawn_arm_app(&fake).await;
+    let alice = app.token(ALICE);
+    for i in 0..20 {
+        let body =
+            json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/rg{i}"), "duration": "PT1H"});
+        app.activate(&alice, body).await;
+    }
+    // 20 expiries × 2 calls × 100 ms over 2 workers is 2 s of work; the budget is 300 ms.
+    fake.set_latency(Duration::from_millis(100));
+    let settings =
+        SweepSettings { concurrency: 2, time_budget: Duration::from_millis(300), ..SweepSettings::default() };
+    let service = Elevate::new(
+        std::sync::Arc::new(SqliteStore::open(&app.db).unwrap()),
+        provider(&fake, fast_retry()),
+        std::sync::Arc::new(Policy::from_yaml("t.yaml", &test_policy()).unwrap()),
+        vec![],
+        settings,
+    );
+    let later = start() + chrono::TimeDelta::minutes(61);
+    let first = service.sweep(later).await;
+    assert!(first.expired >= 2 && first.deferred > 0, "{first:?}");
+    assert_eq!(first.expired + first.deferred, 20, "{first:?}");
+    assert!(first.failures.is_empty());
+    let mut left = 20 - first.expired;
+    for _ in 0..20 {
+        if left == 0 {
+            break;
+        }
+        left -= service.sweep(later).await.expired;
+    }
+    assert_eq!(left, 0);
+    assert!(fake.assignments().is_empty());
+}

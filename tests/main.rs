@@ -8,6 +8,7 @@ mod api;
 mod arm;
 mod bad_input;
 mod host;
+mod identity;
 mod infra;
 mod readme;
 mod recovery;

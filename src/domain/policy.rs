@@ -998,6 +998,30 @@ mod properties {
         fn loading_arbitrary_text_never_panics(text in "\\PC{0,400}") {
             let _ = Policy::from_yaml("fuzz.yaml", &text);
         }
+
+        /// Documents of the right shape with wrong values reach the validator, not just the YAML
+        /// parser: every value a key can carry, well or badly formed.
+        #[test]
+        fn loading_policy_shaped_documents_never_panics(
+            scope in prop_oneof![Just("/subscriptions/00000000-0000-0000-0000-000000000001".to_owned()), "\\PC{0,40}"],
+            role in prop_oneof![Just("Reader".to_owned()), "\\PC{0,40}"],
+            principal in prop_oneof![Just("user:11111111-1111-1111-1111-111111111111".to_owned()), "\\PC{0,40}"],
+            duration in prop_oneof![Just("PT1H".to_owned()), "\\PC{0,12}"],
+            min in any::<i64>(),
+            context in "\\PC{0,6}",
+            expires in prop_oneof![Just("2027-06-30T00:00:00Z".to_owned()), "\\PC{0,25}"],
+        ) {
+            let doc = serde_json::json!({
+                "version": 1,
+                "defaults": {"maxDuration": duration, "requireMfa": true},
+                "rules": [{
+                    "id": "r", "scope": scope, "roles": [role], "principals": [principal],
+                    "maxDuration": duration, "authContext": context, "expiresAt": expires,
+                    "approval": {"approvers": [principal], "minApprovals": min, "timeout": duration},
+                }],
+            });
+            let _ = Policy::from_yaml("fuzz.yaml", &doc.to_string());
+        }
     }
 }
 

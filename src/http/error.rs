@@ -134,7 +134,7 @@ impl From<AuthError> for ApiError {
             ),
             AuthError::Invalid(why) => ApiError::unauthorized(
                 "InvalidToken",
-                format!("the bearer token was refused: {why}"),
+                format!("the credentials were refused: {why}"),
                 r#"Bearer realm="elevate", error="invalid_token""#.into(),
             ),
             AuthError::Unavailable(why) => {

@@ -66,6 +66,15 @@ pub async fn expiry_sweeper(ctx: &HttpContext, req: &Request) -> Result<Response
             f.error
         )
     }));
+    if report.deferred > 0 {
+        logs.push(format!("sweep time budget spent: {} due activations left for the next tick", report.deferred));
+    }
+    if report.orphan_check {
+        logs.push(format!(
+            "orphan check: {} orphaned Elevate assignments found, {} revoked",
+            report.orphans_found, report.orphans_revoked
+        ));
+    }
     if past_due {
         logs.push("timer was past due".into());
     }

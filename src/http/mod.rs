@@ -72,7 +72,8 @@ impl Request {
             .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
     }
 
-    /// Bearer token from `Authorization`, or in dev mode the sign-in cookie.
+    /// Bearer token from `Authorization` (in dev mode also the sign-in cookie), and Easy Auth's
+    /// `X-MS-CLIENT-PRINCIPAL`.
     fn credentials(&self, dev: bool) -> Credentials {
         let bearer = self.header("authorization").and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
@@ -89,7 +90,12 @@ impl Request {
                     (name == DEV_COOKIE && !value.is_empty()).then(|| value.to_owned())
                 })
         };
-        Credentials { bearer: bearer.or_else(|| if dev { cookie() } else { None }) }
+        Credentials {
+            bearer: bearer.or_else(|| if dev { cookie() } else { None }),
+            // Trusted only by the Easy Auth authenticator, and only when the platform says
+            // authentication is on.
+            client_principal: self.header("x-ms-client-principal").map(str::to_owned),
+        }
     }
 }
 

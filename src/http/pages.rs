@@ -241,7 +241,7 @@ pub async fn dev_sign_in(ctx: &HttpContext, req: &Request) -> Result<Response, A
     let form: SignInForm = serde_urlencoded::from_bytes(&req.body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestBody", format!("invalid form: {e}")))?;
     let token = form.token.trim().to_owned();
-    let credentials = crate::service::ports::Credentials { bearer: Some(token.clone()) };
+    let credentials = crate::service::ports::Credentials { bearer: Some(token.clone()), client_principal: None };
     if let Err(e) = ctx.auth.authenticate(&credentials, ctx.clock.now()).await {
         return Ok(refusal(&ApiError::from(e)));
     }

@@ -308,11 +308,16 @@ impl Caller {
 #[derive(Clone, Default)]
 pub struct Credentials {
     pub bearer: Option<String>,
+    /// Easy Auth's `X-MS-CLIENT-PRINCIPAL`, as sent: not to be trusted by itself.
+    pub client_principal: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("bearer", &self.bearer.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("Credentials")
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .field("client_principal", &self.client_principal.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 

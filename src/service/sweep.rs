@@ -28,11 +28,20 @@ pub struct SweepSettings {
     pub concurrency: usize,
     /// How often a pass also looks for orphaned assignments.
     pub orphan_interval: TimeDelta,
+    /// After this long a pass starts no more work: what is left stays due for the next tick.
+    /// Under the Functions host a timer invocation is cut at `functionTimeout` (5 minutes in
+    /// host.json), which would lose the report and the work in flight.
+    pub time_budget: std::time::Duration,
 }
 
 impl Default for SweepSettings {
     fn default() -> Self {
-        Self { batch: 200, concurrency: 16, orphan_interval: TimeDelta::hours(1) }
+        Self {
+            batch: 200,
+            concurrency: 16,
+            orphan_interval: TimeDelta::hours(1),
+            time_budget: std::time::Duration::from_secs(240),
+        }
     }
 }
 
@@ -49,6 +58,8 @@ pub struct SweepReport {
     pub provisioning_failed: usize,
     /// Lost a race with another writer; the other writer's outcome stands.
     pub skipped: usize,
+    /// Due but not started: the pass ran out of its time budget. The next tick continues.
+    pub deferred: usize,
     /// Whether this pass also reconciled against the provider.
     pub orphan_check: bool,
     /// Elevate assignments found whose activation is finished or unknown and past its marker.
@@ -67,6 +78,7 @@ pub struct SweepFailure {
 }
 
 enum Outcome {
+    Deferred,
     Expired,
     TimedOut,
     ExtensionTimedOut,
@@ -80,7 +92,17 @@ impl Elevate {
     pub async fn sweep(&self, now: DateTime<Utc>) -> SweepReport {
         let mut report = SweepReport::default();
         let mut cursor: Option<DueCursor> = None;
+        // Paces the pass against its budget; decides nothing about access (that is `now`).
+        let started = tokio::time::Instant::now();
+        let budget = self.sweep.time_budget;
         loop {
+            if started.elapsed() >= budget {
+                tracing::warn!(
+                    budget_s = budget.as_secs(),
+                    "sweep time budget spent; the rest stays due for the next tick"
+                );
+                break;
+            }
             let batch = match self.store.due(now, cursor.as_ref(), self.sweep.batch).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -101,6 +123,9 @@ impl Elevate {
             let outcomes = futures_util::stream::iter(batch)
                 .map(|item| async move {
                     let (id, status) = (item.value.id(), item.value.status());
+                    if started.elapsed() >= budget {
+                        return (id, status, Ok(Outcome::Deferred));
+                    }
                     (id, status, self.sweep_one(item, now).await)
                 })
                 .buffer_unordered(self.sweep.concurrency.max(1))
@@ -108,6 +133,7 @@ impl Elevate {
                 .await;
             for (id, status, outcome) in outcomes {
                 match outcome {
+                    Ok(Outcome::Deferred) => report.deferred += 1,
                     Ok(Outcome::Expired) => report.expired += 1,
                     Ok(Outcome::TimedOut) => report.timed_out += 1,
                     Ok(Outcome::ExtensionTimedOut) => report.extensions_timed_out += 1,
@@ -132,7 +158,7 @@ impl Elevate {
                 break;
             }
         }
-        if self.orphan_check_due(now) {
+        if started.elapsed() < budget && self.orphan_check_due(now) {
             self.sweep_orphans(now, &mut report).await;
         }
         if report.examined > 0 || !report.failures.is_empty() || report.orphans_found > 0 {

@@ -3,6 +3,7 @@
 
 pub mod arm;
 pub mod fake_azure;
+pub mod fake_entra;
 pub mod fake_http;
 pub mod process;
 
@@ -107,7 +108,8 @@ rules:
 pub struct TestApp {
     pub base: String,
     pub clock: Arc<ManualClock>,
-    pub issuer: Arc<DevIssuer>,
+    /// Present in `dev` mode.
+    pub issuer: Option<Arc<DevIssuer>>,
     /// Present with the `local` provider.
     pub local: Option<Arc<LocalAccessProvider>>,
     #[expect(dead_code, reason = "kept for tests that call use cases directly")]
@@ -134,6 +136,11 @@ pub async fn spawn_app_with(policy: &str) -> TestApp {
     spawn_app_on(policy, None, None, start()).await
 }
 
+/// The test app in another authentication mode (`entra`, `easyauth`).
+pub async fn spawn_app_with_auth(policy: &str, auth: AuthSetting) -> TestApp {
+    spawn(policy, None, None, start(), Some(auth)).await
+}
+
 /// An app with `access` instead of the local simulation (an ARM provider on a fake), on the
 /// SQLite file `db` (a new one when `None`), its clock starting at `at`.
 pub async fn spawn_app_on(
@@ -141,6 +148,16 @@ pub async fn spawn_app_on(
     access: Option<Arc<dyn elevate::service::ports::AccessProvider>>,
     db: Option<PathBuf>,
     at: DateTime<Utc>,
+) -> TestApp {
+    spawn(policy, access, db, at, None).await
+}
+
+async fn spawn(
+    policy: &str,
+    access: Option<Arc<dyn elevate::service::ports::AccessProvider>>,
+    db: Option<PathBuf>,
+    at: DateTime<Utc>,
+    auth: Option<AuthSetting>,
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let policy_file = dir.path().join("policy.yaml");
@@ -152,7 +169,7 @@ pub async fn spawn_app_on(
         policy_file,
         store: StoreSetting::Sqlite(db.clone()),
         provider: ProviderSetting::Local,
-        auth: AuthSetting::Dev { key_file: dir.path().join("dev.pem") },
+        auth: auth.unwrap_or_else(|| AuthSetting::Dev { key_file: dir.path().join("dev.pem") }),
         public_url: "http://127.0.0.1:1".into(),
         broker_app_ids: vec![BROKER_APP.into()],
         sweep_concurrency: elevate::config::DEFAULT_SWEEP_CONCURRENCY,
@@ -169,7 +186,7 @@ pub async fn spawn_app_on(
     TestApp {
         base: format!("http://{addr}"),
         clock,
-        issuer: built.dev_issuer.unwrap(),
+        issuer: built.dev_issuer,
         local: built.local_access,
         service: built.service,
         db,
@@ -197,7 +214,7 @@ impl TestApp {
     }
 
     pub fn mint(&self, request: DevTokenRequest) -> String {
-        self.issuer.mint(&request, self.clock.now()).unwrap()
+        self.issuer.as_ref().expect("a dev-mode app").mint(&request, self.clock.now()).unwrap()
     }
 
     pub fn admin(&self) -> String {

@@ -106,7 +106,12 @@ impl AzureClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            self.throttle.wait().await;
+            let left = self.retry.max_total.saturating_sub(started.elapsed());
+            if !self.throttle.wait_at_most(left).await {
+                return Err(AzureError::Transient(format!(
+                    "{what}: throttled by Azure for longer than this call may wait"
+                )));
+            }
             let problem = match self.send_once(method, url, body).await {
                 Ok(reply) if reply.status == 429 => {
                     let wait = reply

@@ -87,6 +87,11 @@ impl Throttle {
             }
         }
     }
+
+    /// Waits for the hold to pass, but no longer than `limit`; whether it has passed.
+    pub async fn wait_at_most(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.wait()).await.is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +141,10 @@ mod tests {
         for w in waiters {
             assert!(w.await.unwrap() - start >= Duration::from_secs(5));
         }
+        // A caller with less time than the hold gives up instead of waiting it out.
+        throttle.hold(Duration::from_secs(30));
+        assert!(!throttle.wait_at_most(Duration::from_secs(2)).await);
+        assert!(throttle.wait_at_most(Duration::from_secs(60)).await);
         // A shorter hold never shortens a longer one.
         throttle.hold(Duration::from_secs(10));
         throttle.hold(Duration::from_secs(1));

@@ -6,6 +6,7 @@
 //! caller passes in. Never logs a token.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -21,13 +22,33 @@ pub const LEEWAY_SECONDS: i64 = 120;
 /// Larger tokens are refused unread.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-/// What a token must say to be accepted.
+/// What a token must say to be accepted. The key set can be replaced (key rotation).
 #[derive(Clone)]
 pub struct JwtValidator {
     issuers: Vec<String>,
     audiences: Vec<String>,
     tenant: TenantId,
-    keys: HashMap<String, DecodingKey>,
+    keys: Arc<RwLock<HashMap<String, DecodingKey>>>,
+}
+
+/// The RSA signing keys of a JWKS, by `kid`.
+fn signing_keys(keys: &JwkSet) -> Result<HashMap<String, DecodingKey>, AuthError> {
+    let mut map = HashMap::new();
+    for jwk in &keys.keys {
+        let (Some(kid), AlgorithmParameters::RSA(_)) = (&jwk.common.key_id, &jwk.algorithm) else {
+            continue;
+        };
+        // A key published for something other than signatures is not for us.
+        if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature) {
+            continue;
+        }
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("unusable signing key `{kid}`: {e}")))?;
+        map.insert(kid.clone(), key);
+    }
+    if map.is_empty() {
+        return Err(invalid("the key set holds no RSA signing key"));
+    }
+    Ok(map)
 }
 
 #[derive(Deserialize)]
@@ -81,18 +102,33 @@ impl JwtValidator {
         tenant: TenantId,
         keys: &JwkSet,
     ) -> Result<Self, AuthError> {
-        let mut map = HashMap::new();
-        for jwk in &keys.keys {
-            let (Some(kid), AlgorithmParameters::RSA(_)) = (&jwk.common.key_id, &jwk.algorithm) else {
-                continue;
-            };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("unusable signing key `{kid}`: {e}")))?;
-            map.insert(kid.clone(), key);
+        let validator = Self::without_keys(issuers, audiences, tenant);
+        validator.replace_keys(keys)?;
+        Ok(validator)
+    }
+
+    /// A validator that accepts nothing until `replace_keys` gives it keys.
+    pub fn without_keys(issuers: Vec<String>, audiences: Vec<String>, tenant: TenantId) -> Self {
+        Self { issuers, audiences, tenant, keys: Arc::new(RwLock::new(HashMap::new())) }
+    }
+
+    /// Swaps in a new key set; the old one stays if the new one holds no usable key.
+    pub fn replace_keys(&self, keys: &JwkSet) -> Result<usize, AuthError> {
+        let map = signing_keys(keys)?;
+        let count = map.len();
+        *self.keys.write().map_err(|_| AuthError::Unavailable("key cache poisoned".into()))? = map;
+        Ok(count)
+    }
+
+    /// The `kid` of a well-formed RS256 token whose key this validator does not hold.
+    pub fn unknown_key_id(&self, token: &str) -> Option<String> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
         }
-        if map.is_empty() {
-            return Err(invalid("the key set holds no RSA signing key"));
-        }
-        Ok(Self { issuers, audiences, tenant, keys: map })
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let kid = header.kid.filter(|_| header.alg == Algorithm::RS256)?;
+        let known = self.keys.read().ok()?.contains_key(&kid);
+        (!known).then_some(kid)
     }
 
     pub fn validate(&self, token: &str, now: DateTime<Utc>) -> Result<Caller, AuthError> {
@@ -104,14 +140,20 @@ impl JwtValidator {
             return Err(invalid(format!("algorithm {:?} is not accepted; only RS256", header.alg)));
         }
         let kid = header.kid.ok_or_else(|| invalid("token has no key id"))?;
-        let key = self.keys.get(&kid).ok_or_else(|| invalid("token signed with an unknown key"))?;
+        let key = self
+            .keys
+            .read()
+            .map_err(|_| AuthError::Unavailable("key cache poisoned".into()))?
+            .get(&kid)
+            .cloned()
+            .ok_or_else(|| invalid("token signed with an unknown key"))?;
         let mut validation = Validation::new(Algorithm::RS256);
         // Time and audience are checked below against the `now` we were given.
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|e| invalid(format!("token rejected: {e}")))?;
         let c = data.claims;
         let ts = now.timestamp();
@@ -171,5 +213,61 @@ impl Authenticator for BearerAuthenticator {
     async fn authenticate(&self, credentials: &Credentials, now: DateTime<Utc>) -> Result<Caller, AuthError> {
         let token = credentials.bearer.as_deref().ok_or(AuthError::Missing)?;
         self.validator.validate(token, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use proptest::prelude::*;
+
+    fn validator() -> JwtValidator {
+        JwtValidator::without_keys(
+            vec!["https://login.microsoftonline.com/t/v2.0".into()],
+            vec!["api://elevate".into()],
+            TenantId::parse("5b51c641-0711-41d2-ac58-d90390d94a00").unwrap(),
+        )
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    proptest! {
+        /// Fuzzing the token parser: nothing a caller sends makes it panic.
+        #[test]
+        fn no_string_makes_the_validator_panic(token in "\\PC{0,600}") {
+            let v = validator();
+            let _ = v.unknown_key_id(&token);
+            prop_assert!(v.validate(&token, now()).is_err());
+        }
+
+        #[test]
+        fn no_token_shaped_input_makes_the_validator_panic(
+            header in proptest::collection::vec(any::<u8>(), 0..200),
+            payload in proptest::collection::vec(any::<u8>(), 0..400),
+            signature in "[A-Za-z0-9_-]{0,80}",
+            json_header in prop_oneof![
+                Just(r#"{"alg":"RS256","kid":"k"}"#.to_owned()),
+                Just(r#"{"alg":"none"}"#.to_owned()),
+                Just(r#"{"alg":"HS256","kid":"k"}"#.to_owned()),
+                "\\PC{0,60}",
+            ],
+        ) {
+            let v = validator();
+            for token in [
+                format!("{}.{}.{signature}", b64(&header), b64(&payload)),
+                format!("{}.{}.{signature}", b64(json_header.as_bytes()), b64(&payload)),
+            ] {
+                let _ = v.unknown_key_id(&token);
+                prop_assert!(v.validate(&token, now()).is_err());
+            }
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T12:00:00Z".parse().unwrap()
     }
 }
