@@ -22,4 +22,7 @@ param managedSubscriptionIds = [
 
 // Optional: a Teams workflow's or Logic App's managed identity client id.
 param brokerAppIds = []
+
+// Keys approval forms and confirmation links (a secret; never commit a real one).
+param linkKey = readEnvironmentVariable('ELEVATE_LINK_KEY')
 param allowedClientAppIds = []

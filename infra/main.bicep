@@ -37,6 +37,11 @@ param brokerAppIds array = []
 @description('Conditional Access authentication context (c1..c99) whose policy requires MFA; tokens that satisfied it count as MFA. Empty: only the amr claim (v1 tokens) proves MFA.')
 param mfaAuthContext string = ''
 
+@description('Keys approval forms and confirmation links, shared by every instance: 32+ random characters, e.g. `openssl rand -base64 48`. Changing it invalidates outstanding links.')
+@secure()
+@minLength(32)
+param linkKey string
+
 @description('Role definition GUIDs Elevate may assign: derive them from the policy with `elevate assignable-roles policy.yaml`.')
 @minLength(1)
 param assignableRoleIds array
@@ -227,6 +232,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ELEVATE_PUBLIC_URL: 'https://${app.properties.defaultHostName}'
     ELEVATE_BROKER_APP_IDS: join(brokerAppIds, ',')
     ELEVATE_MFA_AUTH_CONTEXT: mfaAuthContext
+    ELEVATE_LINK_KEY: linkKey
   }
 }
 

@@ -13,3 +13,5 @@ param managedSubscriptionIds = json(readEnvironmentVariable('ELEVATE_MANAGED_SUB
 param brokerAppIds = json(readEnvironmentVariable('ELEVATE_BROKER_APP_IDS_JSON', '[]'))
 param allowedClientAppIds = json(readEnvironmentVariable('ELEVATE_ALLOWED_CLIENT_APP_IDS_JSON', '[]'))
 param mfaAuthContext = readEnvironmentVariable('ELEVATE_MFA_AUTH_CONTEXT', '')
+// A secret: azd env set ELEVATE_LINK_KEY "$(openssl rand -base64 48)"
+param linkKey = readEnvironmentVariable('ELEVATE_LINK_KEY')

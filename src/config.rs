@@ -28,6 +28,22 @@ pub enum ProviderSetting {
     Arm { endpoint: String, credential: CredentialKind },
 }
 
+/// A secret: its `Debug` prints no value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkKey(Vec<u8>);
+
+impl LinkKey {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LinkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkKey(<redacted>)")
+    }
+}
+
 /// Default bound on concurrent revocations in one sweep.
 pub const DEFAULT_SWEEP_CONCURRENCY: usize = 16;
 /// Default cadence of the orphan sweep (assignments whose Elevate marker expired while the store
@@ -66,6 +82,9 @@ pub struct Settings {
     /// Base URL for links (no trailing slash).
     pub public_url: String,
     pub broker_app_ids: Vec<String>,
+    /// Keys the approval page's CSRF tokens and the confirmation links. Must be shared by every
+    /// instance of a scaled-out app; a random per-process key otherwise.
+    pub link_key: Option<LinkKey>,
     /// At most this many activations are revoked at once by one sweep.
     pub sweep_concurrency: usize,
     /// How often the sweeper also looks for orphaned Elevate assignments in Azure.
@@ -283,6 +302,11 @@ impl Settings {
                 .collect::<Result<_, _>>()?,
         };
 
+        let link_key = match get("ELEVATE_LINK_KEY") {
+            None => None,
+            Some(k) if k.len() >= 32 => Some(LinkKey(k.into_bytes())),
+            Some(_) => return Err(bad("ELEVATE_LINK_KEY", "must be at least 32 characters of random text")),
+        };
         let sweep_concurrency = match get("ELEVATE_SWEEP_CONCURRENCY") {
             None => DEFAULT_SWEEP_CONCURRENCY,
             Some(n) => n.parse::<usize>().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
@@ -310,6 +334,7 @@ impl Settings {
             auth,
             public_url,
             broker_app_ids,
+            link_key,
             sweep_concurrency,
             orphan_sweep_interval,
         })
@@ -405,6 +430,7 @@ mod tests {
             ),
             (&[("ELEVATE_PROVIDER", "arm"), ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi")], "IDENTITY_ENDPOINT"),
             (&[("ELEVATE_SWEEP_CONCURRENCY", "0")], "ELEVATE_SWEEP_CONCURRENCY"),
+            (&[("ELEVATE_LINK_KEY", "short")], "ELEVATE_LINK_KEY"),
             (&[("ELEVATE_SWEEP_CONCURRENCY", "many")], "ELEVATE_SWEEP_CONCURRENCY"),
             (&[("ELEVATE_ORPHAN_SWEEP_INTERVAL", "PT1M")], "ELEVATE_ORPHAN_SWEEP_INTERVAL"),
             (&[("ELEVATE_ORPHAN_SWEEP_INTERVAL", "hourly")], "ELEVATE_ORPHAN_SWEEP_INTERVAL"),

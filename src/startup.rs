@@ -123,8 +123,19 @@ pub fn build_with(
         ..SweepSettings::default()
     };
     let service = Arc::new(Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep));
-    let mut csrf_key = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut csrf_key);
+    let csrf_key: [u8; 32] = match &settings.link_key {
+        Some(key) => sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(key.bytes())).into(),
+        None => {
+            if settings.mode == RunMode::FunctionsHost {
+                tracing::warn!(
+                    "ELEVATE_LINK_KEY is not set: approval forms and confirmation links work only on the instance that made them; set it when the app scales out"
+                );
+            }
+            let mut key = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+            key
+        }
+    };
     let context = Arc::new(HttpContext {
         service: Arc::clone(&service),
         auth,

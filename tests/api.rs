@@ -4,6 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::*;
+use elevate::adapters::identity::dev::DevTokenRequest;
 
 fn codes(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect()
@@ -538,11 +539,12 @@ async fn brokers_request_for_users_only_when_allowed_and_never_bypass_mfa() {
     let history = app.audit_for(&id_of(&a)).await;
     assert_eq!(history[0]["actor"], json!({"kind": "broker", "id": BROKER_SP, "appId": BROKER_APP}));
 
+    // A rule that needs MFA: the request waits for Alice herself (a_brokered_request_…_waits_…).
     let (status, body) = app
         .post(&broker, "/api/activations", json!({"principalId": ALICE, "roleDefinitionId": "Reader", "scope": SUB1}))
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(body["error"]["code"], "UserConfirmationRequired");
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["status"], "ConfirmationRequired");
 
     let unlisted = app.broker("eeeeeeee-eeee-eeee-eeee-eeeeeeeeeeee");
     let (status, body) = app.post(&unlisted, "/api/activations", chat.clone()).await;
@@ -746,4 +748,81 @@ async fn health_reports_the_configuration() {
     assert_eq!(health["policyRules"], 9);
     let (_, openapi) = app.send(reqwest::Method::GET, None, "/api/openapi.json", None).await;
     assert_eq!(openapi["openapi"], "3.0.3");
+}
+
+/// The path of a confirmation link (tests' public URL is http://127.0.0.1:1).
+fn link_path(waiting: &Value) -> String {
+    waiting["confirmationUrl"].as_str().unwrap().strip_prefix("http://127.0.0.1:1").unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_brokered_request_that_needs_mfa_waits_for_the_user_to_confirm() {
+    let app = spawn_app().await;
+    let broker = app.broker(BROKER_APP);
+    let ask = json!({"principalId": ALICE, "roleDefinitionId": "Reader", "scope": SUB1, "justification": "from Teams"});
+    let before = app.snapshot();
+    let (status, waiting) = app.post(&broker, "/api/activations", ask).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{waiting}");
+    assert_eq!(waiting["status"], "ConfirmationRequired");
+    assert_eq!(app.snapshot(), before, "nothing is stored or granted until the user confirms");
+    let path = link_path(&waiting);
+
+    // The link alone is nothing: no sign-in, the broker itself, or someone else cannot confirm it.
+    let (status, _) = app.send(reqwest::Method::POST, None, &path, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for token in [broker.clone(), app.token(BOB)] {
+        let (status, body) = app.post(&token, &path, json!({})).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("NotTheRequester")),
+            "{body}"
+        );
+    }
+    // Alice must meet the rule herself.
+    let no_mfa = app.mint(DevTokenRequest { mfa: false, ..user(ALICE) });
+    let (status, body) = app.post(&no_mfa, &path, json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("MfaRequired")), "{body}");
+    assert_eq!(app.snapshot(), before);
+
+    let (status, a) = app.post(&app.token(ALICE), &path, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    assert_eq!((a["status"].as_str(), a["principalId"].as_str()), (Some("Active"), Some(ALICE)));
+    let (status, again) = app.post(&app.token(ALICE), &path, json!({})).await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &a["id"]), "confirming twice opens one activation");
+    let history = app.audit_for(&id_of(&a)).await;
+    assert_eq!(history[0]["actor"], json!({"kind": "principal", "id": ALICE}));
+    assert!(history[0]["detail"].as_str().unwrap().contains(BROKER_APP), "{}", history[0]);
+
+    // A changed link is refused; an old one has expired.
+    let (payload, signature) = path.rsplit_once('.').unwrap();
+    let forged = format!("{}A.{signature}", payload.trim_end_matches('A'));
+    let (status, body) = app.post(&app.token(ALICE), &forged, json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidConfirmationLink")));
+    app.advance(16);
+    let (status, body) = app.post(&app.token(ALICE), &path, json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::GONE, Some("ConfirmationLinkExpired")));
+}
+
+#[tokio::test]
+async fn the_confirmation_page_is_a_protected_form_that_escapes_what_it_shows() {
+    let app = spawn_app().await;
+    let ask = json!({"principalId": ALICE, "roleDefinitionId": "Reader", "scope": SUB1, "justification": "<script>alert(1)</script>"});
+    let (_, waiting) = app.post(&app.broker(BROKER_APP), "/api/activations", ask).await;
+    let url = format!("{}{}", app.base, link_path(&waiting));
+    let page = app.client.get(&url).bearer_auth(app.token(ALICE)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>"));
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+
+    let before = app.snapshot();
+    let forged =
+        app.client.post(&url).bearer_auth(app.token(ALICE)).form(&[("csrf", "0".repeat(64))]).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.snapshot(), before);
+    let done = app.client.post(&url).bearer_auth(app.token(ALICE)).form(&[("csrf", csrf)]).send().await.unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(done.text().await.unwrap().contains("Active"));
 }

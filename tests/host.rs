@@ -162,7 +162,8 @@ fn host_json_declares_the_custom_handler() {
     assert_eq!(host["extensions"]["http"]["routePrefix"], "api");
     assert!(host["extensionBundle"]["id"].as_str().unwrap().starts_with("Microsoft.Azure.Functions.ExtensionBundle"));
     let names: Vec<String> = functions().iter().map(|f| f.name.clone()).collect();
-    for required in ["activations", "approvals", "audit", "eligibilities", "expiry-sweeper", "health"] {
+    for required in ["activations", "approvals", "audit", "confirmations", "eligibilities", "expiry-sweeper", "health"]
+    {
         assert!(names.contains(&required.to_owned()), "functions/{required} is missing");
     }
     for f in functions() {
@@ -221,6 +222,7 @@ async fn every_declared_route_reaches_the_handler_and_every_api_path_is_declared
     let samples = BTreeMap::from([
         ("id", vec![id.clone()]),
         ("action", vec!["deactivate".to_owned(), "cancel".to_owned(), "extend".to_owned()]),
+        ("token", vec!["not.a-link".to_owned()]),
     ]);
 
     let mut declared: Vec<(String, String)> = Vec::new();
@@ -261,7 +263,7 @@ async fn every_declared_route_reaches_the_handler_and_every_api_path_is_declared
         http_client().get(format!("{}/api/openapi.json", handler.base)).send().await.unwrap().json().await.unwrap();
     for (path, operations) in openapi["paths"].as_object().unwrap() {
         for method in operations.as_object().unwrap().keys() {
-            let concrete = path.trim_start_matches("/api/").replace("{id}", &id);
+            let concrete = path.trim_start_matches("/api/").replace("{id}", &id).replace("{token}", "not.a-link");
             let covered =
                 declared.iter().any(|(m, t)| m.eq_ignore_ascii_case(method) && template_matches(t, &concrete));
             assert!(covered, "{method} {path} is in the OpenAPI document but no function.json routes it");

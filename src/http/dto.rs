@@ -54,23 +54,30 @@ fn time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TicketDto {
     pub system: String,
     pub number: String,
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/activations`; also what a confirmation link carries.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ActivationRequestDto {
     pub role_definition_id: String,
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket: Option<TicketDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub principal_id: Option<String>,
 }
 

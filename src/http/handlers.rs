@@ -4,8 +4,8 @@ use warp::http::{HeaderValue, StatusCode, header};
 
 use crate::domain::activation::Status;
 use crate::domain::ids::{ActivationId, PrincipalId};
-use crate::service::ListFilter;
 use crate::service::ports::IdempotencyKey;
+use crate::service::{ListFilter, ServiceError};
 
 use super::dto::{self, ActivationRequestDto, ActivationView, DecisionDto, EligibilityView, ExtendDto, List};
 use super::error::ApiError;
@@ -61,8 +61,15 @@ pub async fn request_activation(ctx: &HttpContext, req: &Request) -> Result<Resp
         ),
         None => None,
     };
-    let input = dto::parse_json::<ActivationRequestDto>(&req.body)?.into_input()?;
-    let outcome = ctx.service.request_activation(&who, input, key, ctx.clock.now()).await?;
+    let body = dto::parse_json::<ActivationRequestDto>(&req.body)?;
+    let input = body.clone().into_input()?;
+    let now = ctx.clock.now();
+    let outcome = match ctx.service.request_activation(&who, input, key, now).await {
+        Ok(outcome) => outcome,
+        // A broker asked for a rule that needs the user's own proof: the request waits for them.
+        Err(ServiceError::UserConfirmationRequired) => return confirmation_required(ctx, &who, body, now),
+        Err(e) => return Err(e.into()),
+    };
     let mut response = json(StatusCode::CREATED, &ActivationView::of(&outcome.activation, None))?;
     let location = format!("/api/activations/{}", outcome.activation.id());
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -70,6 +77,33 @@ pub async fn request_activation(ctx: &HttpContext, req: &Request) -> Result<Resp
     }
     if outcome.replayed {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// 202 with the link the broker hands to the user (see `confirm`).
+fn confirmation_required(
+    ctx: &HttpContext,
+    broker: &crate::service::ports::Caller,
+    body: ActivationRequestDto,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Response, ApiError> {
+    let principal = body.principal_id.clone().unwrap_or_default();
+    let (token, expires) = super::confirm::issue(ctx, body, broker.app_id.as_deref().unwrap_or("-"), now)?;
+    let url = format!("{}/api/confirmations/{token}", ctx.public_url);
+    tracing::info!(broker = broker.app_id.as_deref().unwrap_or("-"), principal = %principal, "request waits for the user's confirmation");
+    let mut response = json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({
+            "status": "ConfirmationRequired",
+            "principalId": principal,
+            "confirmationUrl": url,
+            "expiresAt": expires,
+            "message": "the rule needs the user's own multi-factor proof: send them this link; nothing is granted until they open it, sign in and confirm",
+        }),
+    )?;
+    if let Ok(value) = HeaderValue::from_str(&url) {
+        response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
 }

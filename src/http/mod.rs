@@ -5,6 +5,7 @@
 //! Must never contain business rules: handlers extract the caller, convert the DTO, call one
 //! service function and map the result.
 
+mod confirm;
 pub mod dto;
 pub mod error;
 mod handlers;
@@ -209,6 +210,11 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
         ["api", "approvals", _] => match *m {
             Method::GET => handlers::approval_page(ctx, &req, raw(2)).await,
             Method::POST => handlers::decide(ctx, &req, raw(2)).await,
+            _ => allow("GET, POST"),
+        },
+        ["api", "confirmations", _] => match *m {
+            Method::GET => confirm::page(ctx, &req, raw(2)).await,
+            Method::POST => confirm::confirm(ctx, &req, raw(2)).await,
             _ => allow("GET, POST"),
         },
         ["api", "audit"] => match *m {

@@ -49,7 +49,7 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-fn page(title: &str, body: &str) -> String {
+pub(super) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{} · Elevate</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
@@ -57,29 +57,39 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn csrf_mac(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId) -> Option<Hmac<Sha256>> {
+/// The keyed MAC of a form's purpose: who acts, on what.
+fn csrf_mac(ctx: &HttpContext, who: &PrincipalId, subject: &str) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(&ctx.csrf_key).ok()?;
-    mac.update(format!("approval-form|{approver}|{id}").as_bytes());
+    mac.update(format!("form|{who}|{subject}").as_bytes());
     Some(mac)
 }
 
-pub fn csrf_token(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId) -> String {
-    csrf_mac(ctx, approver, id)
+/// A CSRF token for `who` acting on `subject` (an activation id, a confirmation link's nonce).
+pub(super) fn csrf_for(ctx: &HttpContext, who: &PrincipalId, subject: &str) -> String {
+    csrf_mac(ctx, who, subject)
         .map(|m| m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect())
         .unwrap_or_default()
 }
 
-/// Constant-time check of a form's CSRF token.
-pub fn csrf_valid(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId, token: Option<&str>) -> bool {
+/// Constant-time check of a form's CSRF token for `who` and `subject`.
+pub(super) fn csrf_for_valid(ctx: &HttpContext, who: &PrincipalId, subject: &str, token: Option<&str>) -> bool {
     let Some(token) = token.filter(|t| t.len() == 64) else {
         return false;
     };
     let bytes: Option<Vec<u8>> =
         (0..32).map(|i| token.get(i * 2..i * 2 + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
-    match (bytes, csrf_mac(ctx, approver, id)) {
+    match (bytes, csrf_mac(ctx, who, subject)) {
         (Some(bytes), Some(mac)) => mac.verify_slice(&bytes).is_ok(),
         _ => false,
     }
+}
+
+pub fn csrf_token(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId) -> String {
+    csrf_for(ctx, approver, &format!("approval:{id}"))
+}
+
+pub fn csrf_valid(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId, token: Option<&str>) -> bool {
+    csrf_for_valid(ctx, approver, &format!("approval:{id}"), token)
 }
 
 fn fmt_time(at: DateTime<Utc>) -> String {
@@ -245,11 +255,13 @@ pub async fn dev_sign_in(ctx: &HttpContext, req: &Request) -> Result<Response, A
     if let Err(e) = ctx.auth.authenticate(&credentials, ctx.clock.now()).await {
         return Ok(refusal(&ApiError::from(e)));
     }
-    // Only back to an approval page: never an open redirect.
+    // Only back to an approval or confirmation page: never an open redirect.
     let target = form
         .return_to
         .filter(|p| {
-            p.starts_with("/api/approvals/") && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-'))
+            (p.starts_with("/api/approvals/") && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-')))
+                || (p.starts_with("/api/confirmations/")
+                    && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.')))
         })
         .unwrap_or_else(|| "/api/approvals".to_owned());
     let mut response = see_other(&target);

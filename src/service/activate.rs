@@ -70,6 +70,41 @@ impl Elevate {
         idempotency_key: Option<IdempotencyKey>,
         now: DateTime<Utc>,
     ) -> Result<Requested, ServiceError> {
+        self.open_activation(caller, input, idempotency_key, None, now).await
+    }
+
+    /// The user confirms, signed in themselves, a request a broker made for them (a rule needing
+    /// their own MFA or authentication context). It is the user's request from here on, with
+    /// their evidence; the audit says which broker asked. `key` makes a repeated confirmation
+    /// answer with the same activation.
+    #[tracing::instrument(skip_all, fields(caller = %caller.principal_id, broker = %broker_app_id))]
+    pub async fn confirm_brokered_request(
+        &self,
+        caller: &Caller,
+        input: ActivationInput,
+        broker_app_id: &str,
+        key: IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<Requested, ServiceError> {
+        if caller.app_only {
+            return Err(ServiceError::Forbidden("only the user a request is for can confirm it".into()));
+        }
+        if input.principal_id.is_some_and(|p| p != caller.principal_id) {
+            return Err(ServiceError::Forbidden("this request is for someone else".into()));
+        }
+        let detail = format!("requested through broker application `{broker_app_id}`, confirmed by the user");
+        self.open_activation(caller, ActivationInput { principal_id: None, ..input }, Some(key), Some(detail), now)
+            .await
+    }
+
+    async fn open_activation(
+        &self,
+        caller: &Caller,
+        input: ActivationInput,
+        idempotency_key: Option<IdempotencyKey>,
+        detail: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Requested, ServiceError> {
         let (principal, subject, actor) = self.requester(caller, input.principal_id)?;
         let digest = input.digest(&principal);
         if let Some(key) = &idempotency_key
@@ -96,7 +131,7 @@ impl Elevate {
         })?;
         let id = ActivationId::new_random();
         let opened = Activation::open(id, authorized, now);
-        let event = AuditEvent::of(&opened, actor, None, None, now);
+        let event = AuditEvent::of(&opened, actor, None, detail, now);
         let record = idempotency_key.map(|key| IdempotencyRecord {
             caller: caller.principal_id,
             key,

@@ -172,6 +172,7 @@ async fn spawn(
         auth: auth.unwrap_or_else(|| AuthSetting::Dev { key_file: dir.path().join("dev.pem") }),
         public_url: "http://127.0.0.1:1".into(),
         broker_app_ids: vec![BROKER_APP.into()],
+        link_key: None,
         sweep_concurrency: elevate::config::DEFAULT_SWEEP_CONCURRENCY,
         orphan_sweep_interval: elevate::domain::duration::IsoDuration::parse("PT1H").unwrap(),
     };
