@@ -160,7 +160,19 @@ fn entra_settings(get: &impl Fn(&str) -> Option<String>) -> Result<EntraSettings
             bad("ELEVATE_MFA_AUTH_CONTEXT", format!("`{c}` is not an authentication context id (`c1` to `c99`)"))
         })?),
     };
-    Ok(EntraSettings { tenant, audiences, authority, mfa_auth_context })
+    let mfa_max_age = match get("ELEVATE_MFA_MAX_AGE") {
+        None => None,
+        Some(text) => Some(
+            IsoDuration::parse(&text)
+                .ok()
+                .map(|d| d.as_delta())
+                .filter(|d| (60..=86_400).contains(&d.num_seconds()))
+                .ok_or_else(|| {
+                bad("ELEVATE_MFA_MAX_AGE", format!("`{text}` is not an ISO 8601 duration from PT1M to P1D"))
+            })?,
+        ),
+    };
+    Ok(EntraSettings { tenant, audiences, authority, mfa_auth_context, mfa_max_age })
 }
 
 impl Settings {
@@ -431,6 +443,20 @@ mod tests {
             (&[("ELEVATE_PROVIDER", "arm"), ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi")], "IDENTITY_ENDPOINT"),
             (&[("ELEVATE_SWEEP_CONCURRENCY", "0")], "ELEVATE_SWEEP_CONCURRENCY"),
             (&[("ELEVATE_LINK_KEY", "short")], "ELEVATE_LINK_KEY"),
+            (
+                &[
+                    ("ELEVATE_AUTH_MODE", "entra"),
+                    ("ELEVATE_TENANT_ID", "5b51c641-0711-41d2-ac58-d90390d94a00"),
+                    ("ELEVATE_AUDIENCE", "api://x"),
+                    ("ELEVATE_MFA_MAX_AGE", "P7D"),
+                ],
+                "ELEVATE_MFA_MAX_AGE",
+            ),
+            (&[("ELEVATE_AUTH_MODE", "entra"), ("ELEVATE_AUDIENCE", "api://x")], "ELEVATE_TENANT_ID"),
+            (
+                &[("ELEVATE_AUTH_MODE", "entra"), ("ELEVATE_TENANT_ID", "5b51c641-0711-41d2-ac58-d90390d94a00")],
+                "ELEVATE_AUDIENCE",
+            ),
             (&[("ELEVATE_SWEEP_CONCURRENCY", "many")], "ELEVATE_SWEEP_CONCURRENCY"),
             (&[("ELEVATE_ORPHAN_SWEEP_INTERVAL", "PT1M")], "ELEVATE_ORPHAN_SWEEP_INTERVAL"),
             (&[("ELEVATE_ORPHAN_SWEEP_INTERVAL", "hourly")], "ELEVATE_ORPHAN_SWEEP_INTERVAL"),

@@ -25,6 +25,7 @@ fn settings(entra: &FakeEntra) -> EntraSettings {
         audiences: vec![CLIENT_ID.into(), format!("api://{CLIENT_ID}")],
         authority: entra.authority(),
         mfa_auth_context: Some(AuthContextId::parse("c2").unwrap()),
+        mfa_max_age: None,
     }
 }
 
@@ -206,4 +207,31 @@ async fn brokers_with_entra_app_tokens_act_only_as_allowed() {
     assert_eq!(app.get(&broker, "/api/audit").await.0, StatusCode::FORBIDDEN);
     assert_eq!(app.get(&broker, "/api/activations?mine=false").await.0, StatusCode::FORBIDDEN);
     assert_eq!(app.snapshot(), before);
+}
+
+#[tokio::test]
+async fn stale_mfa_does_not_count_when_freshness_is_required() {
+    let entra = FakeEntra::start().await;
+    let fresh_only = EntraSettings { mfa_max_age: Some(TimeDelta::minutes(30)), ..settings(&entra) };
+    let app = spawn_app_with_auth(&test_policy(), AuthSetting::Entra(fresh_only)).await;
+    let key = entra.key();
+    let rg = |name: &str| json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/{name}"), "duration": "PT1H"});
+    let with_auth_time = |minutes_ago: Option<i64>| {
+        let mut c = v1_claims(ALICE, start());
+        if let Some(m) = minutes_ago {
+            c["auth_time"] = json!((start() - TimeDelta::minutes(m)).timestamp());
+        }
+        key.sign(&c)
+    };
+    assert_eq!(app.activate(&with_auth_time(Some(5)), rg("a")).await["status"], "Active");
+    for (what, token) in
+        [("signed in two hours ago", with_auth_time(Some(120))), ("no auth_time", with_auth_time(None))]
+    {
+        let (status, body) = app.post(&token, "/api/activations", rg("b")).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("MfaRequired")),
+            "{what}: {body}"
+        );
+    }
 }

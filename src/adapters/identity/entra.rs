@@ -39,6 +39,9 @@ pub struct EntraSettings {
     /// The Conditional Access authentication context whose policy demands MFA: a token that
     /// satisfied it (`acrs`) proves MFA, as v2 tokens carry no `amr`.
     pub mfa_auth_context: Option<AuthContextId>,
+    /// MFA and authentication-context evidence counts only from sign-ins (`auth_time`) at most
+    /// this old (`ELEVATE_MFA_MAX_AGE`); unset, any valid token's evidence counts.
+    pub mfa_max_age: Option<TimeDelta>,
 }
 
 impl EntraSettings {
@@ -95,7 +98,8 @@ impl EntraAuthenticator {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| unavailable(format!("cannot build the HTTP client: {e}")))?;
-        let validator = JwtValidator::without_keys(settings.issuers(), settings.audiences.clone(), settings.tenant);
+        let validator = JwtValidator::without_keys(settings.issuers(), settings.audiences.clone(), settings.tenant)
+            .with_evidence_max_age(settings.mfa_max_age);
         Ok(Self { settings, validator, http, state: tokio::sync::Mutex::new(KeyState::default()) })
     }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -29,6 +29,9 @@ pub struct JwtValidator {
     audiences: Vec<String>,
     tenant: TenantId,
     keys: Arc<RwLock<HashMap<String, DecodingKey>>>,
+    /// When set, MFA and authentication-context evidence counts only if the user signed in
+    /// interactively (`auth_time`) at most this many seconds ago.
+    evidence_max_age: Option<i64>,
 }
 
 /// The RSA signing keys of a JWKS, by `kid`.
@@ -84,6 +87,7 @@ struct Claims {
     amr: Vec<String>,
     #[serde(default)]
     acrs: Vec<String>,
+    auth_time: Option<i64>,
     azp: Option<String>,
     appid: Option<String>,
     idtyp: Option<String>,
@@ -109,7 +113,13 @@ impl JwtValidator {
 
     /// A validator that accepts nothing until `replace_keys` gives it keys.
     pub fn without_keys(issuers: Vec<String>, audiences: Vec<String>, tenant: TenantId) -> Self {
-        Self { issuers, audiences, tenant, keys: Arc::new(RwLock::new(HashMap::new())) }
+        Self { issuers, audiences, tenant, keys: Arc::new(RwLock::new(HashMap::new())), evidence_max_age: None }
+    }
+
+    /// Counts MFA and authentication-context evidence only from sign-ins at most `max_age` old.
+    pub fn with_evidence_max_age(mut self, max_age: Option<TimeDelta>) -> Self {
+        self.evidence_max_age = max_age.map(|d| d.num_seconds());
+        self
     }
 
     /// Swaps in a new key set; the old one stays if the new one holds no usable key.
@@ -182,6 +192,10 @@ impl JwtValidator {
             .as_deref()
             .and_then(|o| PrincipalId::parse(o).ok())
             .ok_or_else(|| invalid("token has no valid object id (oid)"))?;
+        // Stale evidence is no evidence: the caller is challenged and signs in again.
+        let fresh = self
+            .evidence_max_age
+            .is_none_or(|max| c.auth_time.is_some_and(|t| ts - t <= max && t <= ts + LEEWAY_SECONDS));
         Ok(Caller {
             principal_id,
             tenant_id: tenant,
@@ -191,8 +205,12 @@ impl JwtValidator {
             roles: c.roles,
             // Values that are not object ids cannot match a policy entry; drop them.
             groups: c.groups.iter().filter_map(|g| PrincipalId::parse(g).ok()).collect(),
-            mfa: c.amr.iter().any(|m| m == "mfa"),
-            auth_contexts: c.acrs.iter().filter_map(|a| AuthContextId::parse(a).ok()).collect(),
+            mfa: fresh && c.amr.iter().any(|m| m == "mfa"),
+            auth_contexts: if fresh {
+                c.acrs.iter().filter_map(|a| AuthContextId::parse(a).ok()).collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 }
