@@ -826,3 +826,16 @@ async fn the_confirmation_page_is_a_protected_form_that_escapes_what_it_shows() 
     assert_eq!(done.status(), StatusCode::OK);
     assert!(done.text().await.unwrap().contains("Active"));
 }
+
+#[tokio::test]
+async fn a_request_too_large_for_a_link_is_refused_clearly() {
+    let app = spawn_app().await;
+    let ask =
+        json!({"principalId": ALICE, "roleDefinitionId": "Reader", "scope": SUB1, "justification": "𝄞".repeat(1000)});
+    let before = app.snapshot();
+    let (status, body) = app.post(&app.broker(BROKER_APP), "/api/activations", ask).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "RequestTooLargeForConfirmation");
+    assert_eq!(body["error"]["target"], "justification");
+    assert_eq!(app.snapshot(), before);
+}
