@@ -118,7 +118,7 @@ pub fn filter(ctx: Arc<HttpContext>) -> impl Filter<Extract = (Response,), Error
                     Err(e) => Err(e),
                 };
                 let response = response.unwrap_or_else(|e| error_response(&e));
-                tracing::info!(method = %method, path = %path, status = response.status().as_u16(), "request");
+                tracing::info!(method = %method, path = %loggable(&path), status = response.status().as_u16(), "request");
                 response
             }
         })
@@ -230,6 +230,15 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
     }
 }
 
+/// The path as it may be logged: a confirmation link carries the request it describes
+/// (justification included), so only its first characters are kept.
+fn loggable(path: &str) -> String {
+    match path.strip_prefix("/api/confirmations/") {
+        Some(link) => format!("/api/confirmations/{}…", link.chars().take(8).collect::<String>()),
+        None => path.to_owned(),
+    }
+}
+
 fn method_not_allowed(allowed: &'static str) -> ApiError {
     let mut e = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("use {allowed}"));
     e.target = Some(allowed.to_owned());
@@ -294,4 +303,17 @@ async fn caller(ctx: &HttpContext, req: &Request) -> Result<Caller, ApiError> {
         tracing::info!(error = %e, "authentication refused");
         ApiError::from(e)
     })
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::loggable;
+
+    #[test]
+    fn confirmation_links_are_not_logged_whole() {
+        let link = "eyJub25jZSI6IjEyMyIsInJlcXVlc3QiOnsianVzdGlmaWNhdGlvbiI6InNlY3JldCJ9fQ.c2ln";
+        let logged = loggable(&format!("/api/confirmations/{link}"));
+        assert_eq!(logged, "/api/confirmations/eyJub25j…");
+        assert_eq!(loggable("/api/activations/1"), "/api/activations/1");
+    }
 }
