@@ -154,12 +154,15 @@ async fn a_429_holds_every_worker_back() {
     let fake = FakeAzure::start().await;
     let arm = provider(&fake, fast_retry());
     let scope = Scope::parse(SUB1).unwrap();
-    fake.push_fault(Fault::Throttle { retry_after_secs: 1 });
+    fake.push_fault(Fault::Throttle { retry_after_secs: 3 });
     let first = {
         let (arm, scope) = (std::sync::Arc::clone(&arm), scope.clone());
         tokio::spawn(async move { arm.inspect(&scope, Uuid::new_v4()).await })
     };
+    // Wait for the 429 to be in force (bounded: a miss fails rather than hangs).
+    let watching = std::time::Instant::now();
     while !arm.is_throttled() {
+        assert!(watching.elapsed() < Duration::from_secs(10), "the 429 never held the client back");
         tokio::task::yield_now().await;
     }
     let others: Vec<_> = (0..3)
@@ -176,7 +179,7 @@ async fn a_429_holds_every_worker_back() {
     assert_eq!(seen.len(), 5);
     assert_eq!(seen[0].status, 429);
     for later in &seen[1..] {
-        assert!(later.at - seen[0].at >= Duration::from_secs(1), "a worker went ahead during the throttle");
+        assert!(later.at - seen[0].at >= Duration::from_secs(3), "a worker went ahead during the throttle");
     }
 }
 
@@ -524,10 +527,9 @@ async fn a_sweep_out_of_time_leaves_the_rest_due_for_the_next_tick() {
             json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/rg{i}"), "duration": "PT1H"});
         app.activate(&alice, body).await;
     }
-    // 20 expiries × 2 calls × 100 ms over 2 workers is 2 s of work; the budget is 300 ms.
-    fake.set_latency(Duration::from_millis(100));
-    let settings =
-        SweepSettings { concurrency: 2, time_budget: Duration::from_millis(300), ..SweepSettings::default() };
+    // 20 expiries × 2 calls × 200 ms over 2 workers is 4 s of work; the budget is 1 s.
+    fake.set_latency(Duration::from_millis(200));
+    let settings = SweepSettings { concurrency: 2, time_budget: Duration::from_secs(1), ..SweepSettings::default() };
     let service = Elevate::new(
         std::sync::Arc::new(SqliteStore::open(&app.db).unwrap()),
         provider(&fake, fast_retry()),
