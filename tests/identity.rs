@@ -235,3 +235,35 @@ async fn stale_mfa_does_not_count_when_freshness_is_required() {
         );
     }
 }
+
+#[tokio::test]
+async fn easy_auth_sessions_obey_the_same_freshness() {
+    let entra = FakeEntra::start().await;
+    let fresh_only = EntraSettings { mfa_max_age: Some(TimeDelta::minutes(30)), ..settings(&entra) };
+    let app =
+        spawn_app_with_auth(&test_policy(), AuthSetting::EasyAuth { entra: fresh_only, platform_auth: true }).await;
+    let signed_in = |minutes_ago: i64| {
+        let at = (start() - TimeDelta::minutes(minutes_ago)).timestamp().to_string();
+        principal_header(&[
+            ("oid", ALICE),
+            ("tid", TENANT),
+            ("name", "Alice"),
+            ("http://schemas.microsoft.com/claims/authnmethodsreferences", "mfa"),
+            ("auth_time", &at),
+        ])
+    };
+    let post = |header: String, rg: &str| {
+        let body =
+            json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/{rg}"), "duration": "PT1H"});
+        app.client
+            .post(format!("{}/api/activations", app.base))
+            .header("X-MS-CLIENT-PRINCIPAL", header)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(post(signed_in(5), "a").await.unwrap().status(), StatusCode::CREATED);
+    let stale = post(signed_in(120), "b").await.unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = stale.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "MfaRequired");
+}

@@ -17,6 +17,7 @@ use crate::domain::ids::{AuthContextId, DisplayName, PrincipalId, TenantId};
 use crate::service::ports::{AuthError, Authenticator, Caller, Credentials};
 
 use super::entra::EntraAuthenticator;
+use super::jwt::evidence_is_fresh;
 
 /// Larger headers are refused unread.
 pub const MAX_PRINCIPAL_BYTES: usize = 32 * 1024;
@@ -46,6 +47,7 @@ const AUD: [&str; 1] = ["aud"];
 const APP: [&str; 2] = ["azp", "appid"];
 const SCP: [&str; 2] = ["scp", "http://schemas.microsoft.com/identity/claims/scope"];
 const IDTYP: [&str; 1] = ["idtyp"];
+const AUTH_TIME: [&str; 1] = ["auth_time"];
 /// Claims only a user's sign-in carries (browser sessions hold ID-token claims: no `scp`).
 const USER_NAMES: [&str; 6] = [
     "preferred_username",
@@ -70,9 +72,16 @@ impl ClientPrincipal {
     }
 }
 
+/// A decoded principal: the caller, and when the user last signed in interactively.
+pub struct Principal {
+    pub caller: Caller,
+    /// `auth_time`, Unix seconds.
+    pub auth_time: Option<i64>,
+}
+
 /// Decodes `X-MS-CLIENT-PRINCIPAL` into a caller of `tenant` (and, when the claims carry an
 /// audience, one of `audiences`).
-pub fn parse_principal(header: &str, tenant: TenantId, audiences: &[String]) -> Result<Caller, AuthError> {
+pub fn parse_principal(header: &str, tenant: TenantId, audiences: &[String]) -> Result<Principal, AuthError> {
     if header.len() > MAX_PRINCIPAL_BYTES {
         return Err(refused("too large"));
     }
@@ -103,7 +112,8 @@ pub fn parse_principal(header: &str, tenant: TenantId, audiences: &[String]) -> 
             .collect()
     };
     let scp = principal.one(&SCP);
-    Ok(Caller {
+    let auth_time = principal.one(&AUTH_TIME).and_then(|t| t.parse::<i64>().ok());
+    let caller = Caller {
         principal_id,
         tenant_id,
         name: principal.one(&NAME).and_then(|n| DisplayName::parse(n).ok()),
@@ -114,7 +124,8 @@ pub fn parse_principal(header: &str, tenant: TenantId, audiences: &[String]) -> 
         groups: values(&GROUPS).iter().filter_map(|g| PrincipalId::parse(g).ok()).collect(),
         mfa: values(&AMR).iter().any(|m| m == "mfa"),
         auth_contexts: values(&ACRS).iter().filter_map(|a| AuthContextId::parse(a).ok()).collect(),
-    })
+    };
+    Ok(Principal { caller, auth_time })
 }
 
 pub struct EasyAuthAuthenticator {
@@ -149,8 +160,17 @@ impl Authenticator for EasyAuthAuthenticator {
             return self.bearer.authenticate(credentials, now).await;
         }
         match (&credentials.client_principal, self.platform_auth) {
-            (Some(header), true) => parse_principal(header, self.tenant, &self.audiences)
-                .map(|caller| self.bearer.settings().with_mfa_evidence(caller)),
+            (Some(header), true) => {
+                let Principal { mut caller, auth_time } = parse_principal(header, self.tenant, &self.audiences)?;
+                let settings = self.bearer.settings();
+                let max_age = settings.mfa_max_age.map(|d| d.num_seconds());
+                // Stale evidence is no evidence, as for bearer tokens.
+                if !evidence_is_fresh(auth_time, max_age, now.timestamp()) {
+                    caller.mfa = false;
+                    caller.auth_contexts.clear();
+                }
+                Ok(settings.with_mfa_evidence(caller))
+            }
             (Some(_), false) => {
                 tracing::warn!(
                     "X-MS-CLIENT-PRINCIPAL ignored: platform authentication is off, so the header may be forged"
@@ -199,7 +219,7 @@ mod tests {
             "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
             "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
         }));
-        let caller = parse_principal(&header, tenant(), &["api://elevate".into()]).unwrap();
+        let caller = parse_principal(&header, tenant(), &["api://elevate".into()]).unwrap().caller;
         assert_eq!(caller.principal_id.to_string(), OID_VALUE);
         assert_eq!(caller.roles, ["Elevate.Admin", "Elevate.Auditor"]);
         assert!(caller.mfa && !caller.app_only);

@@ -94,6 +94,13 @@ struct Claims {
     scp: Option<String>,
 }
 
+/// Whether MFA and authentication-context evidence still counts: always when no maximum age is
+/// set; otherwise only from an interactive sign-in (`auth_time`, Unix seconds) at most
+/// `max_age` seconds before `now` (and not in the future beyond the clock skew).
+pub fn evidence_is_fresh(auth_time: Option<i64>, max_age: Option<i64>, now: i64) -> bool {
+    max_age.is_none_or(|max| auth_time.is_some_and(|t| now - t <= max && t <= now + LEEWAY_SECONDS))
+}
+
 fn invalid(why: impl Into<String>) -> AuthError {
     AuthError::Invalid(why.into())
 }
@@ -193,9 +200,7 @@ impl JwtValidator {
             .and_then(|o| PrincipalId::parse(o).ok())
             .ok_or_else(|| invalid("token has no valid object id (oid)"))?;
         // Stale evidence is no evidence: the caller is challenged and signs in again.
-        let fresh = self
-            .evidence_max_age
-            .is_none_or(|max| c.auth_time.is_some_and(|t| ts - t <= max && t <= ts + LEEWAY_SECONDS));
+        let fresh = evidence_is_fresh(c.auth_time, self.evidence_max_age, ts);
         Ok(Caller {
             principal_id,
             tenant_id: tenant,
@@ -287,5 +292,20 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod freshness {
+    use super::evidence_is_fresh;
+
+    #[test]
+    fn evidence_counts_only_from_recent_sign_ins_when_an_age_is_set() {
+        let now = 1_800_000_000;
+        assert!(evidence_is_fresh(None, None, now));
+        assert!(evidence_is_fresh(Some(now - 600), Some(1800), now));
+        assert!(!evidence_is_fresh(Some(now - 3600), Some(1800), now));
+        assert!(!evidence_is_fresh(None, Some(1800), now));
+        assert!(!evidence_is_fresh(Some(now + 3600), Some(1800), now), "a sign-in in the future is not evidence");
     }
 }
