@@ -390,21 +390,10 @@ async fn start_on_arm(fake: &FakeAzure, dir: &std::path::Path) -> Process {
             ("IDENTITY_ENDPOINT", fake.identity_endpoint()),
             ("IDENTITY_HEADER", MI_HEADER.into()),
             ("ELEVATE_STORE", format!("sqlite:{}", dir.join("elevate.db").display())),
-            ("ELEVATE_DEV_KEY", dir.join("dev.pem").display().to_string()),
             ("ELEVATE_POLICY_FILE", dir.join("policy.yaml").display().to_string()),
         ],
     )
     .await
-}
-
-fn cli_token(dir: &std::path::Path, user: &str) -> String {
-    let out = std::process::Command::new(process::exe())
-        .args(["token", "--user", user, "--mfa"])
-        .env("ELEVATE_DEV_KEY", dir.join("dev.pem"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 #[tokio::test]
@@ -417,7 +406,7 @@ async fn the_binary_grants_and_revokes_with_its_managed_identity() {
     assert_eq!(health["provider"], "arm", "{health}");
     assert_eq!(health["simulated"], false, "{health}");
 
-    let token = cli_token(dir.path(), ALICE);
+    let token = process::token(dir.path(), ALICE, &[]);
     let res = client
         .post(format!("{}/api/activations", elevate.base))
         .bearer_auth(&token)
@@ -453,7 +442,7 @@ async fn a_crash_between_the_grant_and_its_record_is_recovered_and_expires() {
     let fake = FakeAzure::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut first = start_on_arm(&fake, dir.path()).await;
-    let token = cli_token(dir.path(), ALICE);
+    let token = process::token(dir.path(), ALICE, &[]);
     let stored = fake.hang_next_put();
     let request = {
         let url = format!("{}/api/activations", first.base);
@@ -471,7 +460,7 @@ async fn a_crash_between_the_grant_and_its_record_is_recovered_and_expires() {
     let client = http_client();
     let listed: Value = client
         .get(format!("{}/api/activations?mine=true", second.base))
-        .bearer_auth(cli_token(dir.path(), ALICE))
+        .bearer_auth(process::token(dir.path(), ALICE, &[]))
         .send()
         .await
         .unwrap()

@@ -46,7 +46,6 @@ fn functions() -> Vec<Function> {
 struct Handler {
     process: Process,
     dir: tempfile::TempDir,
-    exe: PathBuf,
 }
 
 impl std::ops::Deref for Handler {
@@ -86,19 +85,12 @@ async fn start_handler() -> Handler {
         ],
     )
     .await;
-    Handler { process, dir, exe }
+    Handler { process, dir }
 }
 
 impl Handler {
     fn token(&self, user: &str, extra: &[&str]) -> String {
-        let out = Command::new(&self.exe)
-            .args(["token", "--user", user, "--mfa"])
-            .args(extra)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        process::token(self.dir.path(), user, extra)
     }
 }
 

@@ -26,6 +26,20 @@ pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_elevate"))
 }
 
+/// `elevate token --user <user> --mfa <extra>` in `dir`: a dev token from the key that an
+/// Elevate started there by `start` uses (`.elevate/dev-issuer.pem`, created if missing).
+pub fn token(dir: &Path, user: &str, extra: &[&str]) -> String {
+    let out = Command::new(exe())
+        .args(["token", "--user", user, "--mfa"])
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("ELEVATE_DEV_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// Starts `elevate <args>` in `dir` with only PATH, the port and `env` set, and waits until it
 /// answers `GET /` (30 s, the host's InitializationTimeout).
 pub async fn start(dir: &Path, args: &[String], env: &[(&str, String)]) -> Process {
