@@ -18,6 +18,107 @@ pub enum RunMode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreSetting {
     Sqlite(PathBuf),
+    /// Azure Table Storage (or Azurite), shared by every instance.
+    Tables(TablesSetting),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TablesSetting {
+    /// The Table service endpoint without the table: `https://acct.table.core.windows.net`, or
+    /// Azurite's path-style `http://127.0.0.1:10002/devstoreaccount1`.
+    pub endpoint: String,
+    pub table: String,
+    pub auth: TablesAuth,
+    /// Where the `local` provider keeps its simulated role assignments (a SQLite file shared by
+    /// the processes of one machine).
+    pub local_file: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TablesAuth {
+    /// Entra tokens for `https://storage.azure.com/.default` (Azure, shared keys off).
+    Entra(CredentialKind),
+    /// SharedKey from a connection string (Azurite, or accounts that allow shared keys).
+    SharedKey { account: String, key: StorageKey },
+}
+
+/// A storage account key: its `Debug` prints no value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StorageKey(String);
+
+impl StorageKey {
+    pub fn new(key: String) -> Self {
+        Self(key)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StorageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageKey(<redacted>)")
+    }
+}
+
+/// Azurite's well-known development account (public, from its README).
+pub const DEV_STORAGE_ACCOUNT: &str = "devstoreaccount1";
+pub const DEV_STORAGE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+/// The table Elevate uses unless told otherwise (and the one `infra/` creates).
+pub const DEFAULT_TABLE: &str = "elevate";
+
+/// Parses a storage connection string. Never echoes it: it holds the account key.
+fn connection_string(value: &str, table: String, local_file: PathBuf) -> Result<TablesSetting, ConfigError> {
+    let mut pairs = std::collections::HashMap::new();
+    for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(bad("ELEVATE_STORE", "a connection string is `Name=value` pairs separated by `;`"));
+        };
+        pairs.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+    }
+    if pairs.get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        let endpoint = pairs
+            .get("developmentstorageproxyuri")
+            .map_or_else(|| "http://127.0.0.1:10002".to_owned(), |u| u.trim_end_matches('/').to_owned());
+        return Ok(TablesSetting {
+            endpoint: format!("{endpoint}/{DEV_STORAGE_ACCOUNT}"),
+            table,
+            auth: TablesAuth::SharedKey {
+                account: DEV_STORAGE_ACCOUNT.into(),
+                key: StorageKey(DEV_STORAGE_KEY.into()),
+            },
+            local_file,
+        });
+    }
+    let account = pairs
+        .get("accountname")
+        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .ok_or_else(|| bad("ELEVATE_STORE", "the connection string needs `AccountName` (letters and digits)"))?
+        .clone();
+    let key = pairs
+        .get("accountkey")
+        .filter(|k| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(k).is_ok_and(|b| !b.is_empty())
+        })
+        .ok_or_else(|| {
+            bad("ELEVATE_STORE", "the connection string needs `AccountKey` (base64); SAS tokens are not supported")
+        })?
+        .clone();
+    let endpoint = match pairs.get("tableendpoint") {
+        Some(e) => check_url("ELEVATE_STORE", e)?,
+        None => {
+            let protocol = pairs.get("defaultendpointsprotocol").map_or("https", String::as_str);
+            if protocol != "https" {
+                return Err(bad("ELEVATE_STORE", "without `TableEndpoint`, the protocol must be https"));
+            }
+            let suffix = pairs.get("endpointsuffix").map_or("core.windows.net", String::as_str);
+            format!("https://{account}.table.{suffix}")
+        }
+    };
+    Ok(TablesSetting { endpoint, table, auth: TablesAuth::SharedKey { account, key: StorageKey(key) }, local_file })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,6 +308,10 @@ impl Settings {
             }
         };
 
+        let local_file = || {
+            get("ELEVATE_LOCAL_ASSIGNMENTS_FILE")
+                .map_or_else(|| PathBuf::from(".elevate/local-assignments.db"), PathBuf::from)
+        };
         let store = match get("ELEVATE_STORE") {
             None => StoreSetting::Sqlite(PathBuf::from(".elevate/elevate.db")),
             Some(s) => match s.split_once(':') {
@@ -214,11 +319,33 @@ impl Settings {
                 Some(("sqlite", _)) => {
                     return Err(bad("ELEVATE_STORE", "`sqlite:` needs a file path, e.g. `sqlite:.elevate/elevate.db`"));
                 }
-                _ if s.starts_with("tables:") || s.contains("AccountName=") || s.contains("UseDevelopmentStorage=") => {
-                    return Err(bad(
-                        "ELEVATE_STORE",
-                        "Azure Table Storage is not available in this version of Elevate; use `sqlite:<path>`",
-                    ));
+                Some(("tables", url)) => {
+                    let url = check_url("ELEVATE_STORE", url)?;
+                    if url.contains(['?', '#']) {
+                        return Err(bad("ELEVATE_STORE", "`tables:` takes the table's URL without a query (no SAS)"));
+                    }
+                    let Some((endpoint, table)) = url.rsplit_once('/').filter(|(e, _)| !e.ends_with('/')) else {
+                        return Err(bad(
+                            "ELEVATE_STORE",
+                            "`tables:` needs the table's URL, e.g. `tables:https://acct.table.core.windows.net/elevate`",
+                        ));
+                    };
+                    crate::adapters::store::table_client::check_table_name(table)
+                        .map_err(|m| bad("ELEVATE_STORE", format!("the URL must end with the table name: {m}")))?;
+                    let credential =
+                        CredentialKind::detect(&var).map_err(|e| bad("IDENTITY_ENDPOINT", e.to_string()))?;
+                    StoreSetting::Tables(TablesSetting {
+                        endpoint: endpoint.to_owned(),
+                        table: table.to_owned(),
+                        auth: TablesAuth::Entra(credential),
+                        local_file: local_file(),
+                    })
+                }
+                _ if s.contains('=') => {
+                    let table = get("ELEVATE_STORE_TABLE").unwrap_or_else(|| DEFAULT_TABLE.to_owned());
+                    crate::adapters::store::table_client::check_table_name(&table)
+                        .map_err(|m| bad("ELEVATE_STORE_TABLE", m))?;
+                    StoreSetting::Tables(connection_string(&s, table, local_file())?)
                 }
                 _ => {
                     return Err(bad(
@@ -371,6 +498,62 @@ mod tests {
         assert_eq!(s.provider, ProviderSetting::Local);
         assert_eq!(s.auth.name(), "dev");
         assert_eq!(s.public_url, "http://127.0.0.1:7071");
+    }
+
+    #[test]
+    fn table_storage_is_a_table_url_or_a_connection_string() {
+        let s = read(RunMode::Standalone, &[("ELEVATE_STORE", "tables:https://acct.table.core.windows.net/elevate")])
+            .unwrap();
+        let StoreSetting::Tables(t) = s.store else { panic!() };
+        assert_eq!((t.endpoint.as_str(), t.table.as_str()), ("https://acct.table.core.windows.net", "elevate"));
+        assert_eq!(t.auth, TablesAuth::Entra(CredentialKind::DeveloperTools));
+
+        let s = read(RunMode::Standalone, &[("ELEVATE_STORE", "UseDevelopmentStorage=true")]).unwrap();
+        let StoreSetting::Tables(t) = s.store else { panic!() };
+        assert_eq!(t.endpoint, "http://127.0.0.1:10002/devstoreaccount1");
+        assert_eq!(t.table, DEFAULT_TABLE);
+        assert!(matches!(t.auth, TablesAuth::SharedKey { ref account, .. } if account == DEV_STORAGE_ACCOUNT));
+
+        let conn = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0LWtleQ==;EndpointSuffix=core.windows.net";
+        let s = read(RunMode::Standalone, &[("ELEVATE_STORE", conn), ("ELEVATE_STORE_TABLE", "audit2026")]).unwrap();
+        let StoreSetting::Tables(t) = s.store else { panic!() };
+        assert_eq!((t.endpoint.as_str(), t.table.as_str()), ("https://acct.table.core.windows.net", "audit2026"));
+        assert!(!format!("{t:?}").contains("c2VjcmV0"), "the key stays out of Debug output");
+    }
+
+    #[test]
+    fn bad_table_settings_are_refused_without_echoing_the_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("ELEVATE_STORE", "tables:https://acct.table.core.windows.net")], "ELEVATE_STORE"),
+            (&[("ELEVATE_STORE", "tables:https://acct.table.core.windows.net/el-evate")], "ELEVATE_STORE"),
+            (
+                &[("ELEVATE_STORE", "tables:https://acct.table.core.windows.net/elevate?sv=1&sig=c2VjcmV0")],
+                "ELEVATE_STORE",
+            ),
+            (&[("ELEVATE_STORE", "tables:http://acct.table.core.windows.net/elevate")], "ELEVATE_STORE"),
+            (&[("ELEVATE_STORE", "AccountName=acct;AccountKey=c2VjcmV0 not base64")], "ELEVATE_STORE"),
+            (&[("ELEVATE_STORE", "AccountName=a/b;AccountKey=c2VjcmV0LWtleQ==")], "ELEVATE_STORE"),
+            (
+                &[("ELEVATE_STORE", "DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=c2VjcmV0LWtleQ==")],
+                "ELEVATE_STORE",
+            ),
+            (
+                &[(
+                    "ELEVATE_STORE",
+                    "AccountName=acct;AccountKey=c2VjcmV0LWtleQ==;TableEndpoint=http://evil.example.com",
+                )],
+                "ELEVATE_STORE",
+            ),
+            (
+                &[("ELEVATE_STORE", "UseDevelopmentStorage=true"), ("ELEVATE_STORE_TABLE", "tables")],
+                "ELEVATE_STORE_TABLE",
+            ),
+        ];
+        for (vars, variable) in cases {
+            let err = read(RunMode::Standalone, vars).unwrap_err();
+            assert_eq!(err.variable, *variable, "{vars:?}");
+            assert!(!err.to_string().contains("c2VjcmV0"), "the key leaked into {err}");
+        }
     }
 
     #[test]

@@ -12,13 +12,16 @@ use tokio::net::TcpListener;
 use crate::adapters::access::arm::ArmAccessProvider;
 use crate::adapters::access::local::LocalAccessProvider;
 use crate::adapters::azure::RetryPolicy;
+use crate::adapters::azure::{AzureClient, SharedKey, Signer};
 use crate::adapters::identity::dev::{DevIssuer, DevIssuerError};
 use crate::adapters::identity::easyauth::EasyAuthAuthenticator;
 use crate::adapters::identity::entra::{EntraAuthenticator, EntraSettings};
 use crate::adapters::identity::jwt::BearerAuthenticator;
 use crate::adapters::store::sqlite::SqliteStore;
-use crate::clock::Clock;
-use crate::config::{AuthSetting, ProviderSetting, RunMode, Settings, StoreSetting};
+use crate::adapters::store::table_client::TableClient;
+use crate::adapters::store::tables::TableStore;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{AuthSetting, ProviderSetting, RunMode, Settings, StoreSetting, TablesAuth, TablesSetting};
 use crate::domain::policy::{Policy, PolicyError};
 use crate::http::HttpContext;
 use crate::service::ports::{AccessError, AccessProvider, Authenticator, Store, StoreError};
@@ -59,6 +62,32 @@ pub fn load_policy(path: &Path) -> Result<Policy, StartupError> {
     Ok(Policy::from_yaml(&path.display().to_string(), &text)?)
 }
 
+/// The Table Storage store the settings describe. SharedKey signatures use the real clock: the
+/// service refuses dates far from its own.
+pub fn table_store(tables: &TablesSetting) -> Result<TableStore, StartupError> {
+    let setup = |m: String| StartupError::Store(StoreError::Unavailable(m));
+    let signer = match &tables.auth {
+        TablesAuth::Entra(kind) => Signer::Bearer {
+            credential: kind.credential().map_err(|e| setup(e.to_string()))?,
+            scope: STORAGE_SCOPE.to_owned(),
+        },
+        TablesAuth::SharedKey { account, key } => {
+            Signer::SharedKey(SharedKey::new(account, key.expose(), Arc::new(SystemClock)).map_err(setup)?)
+        }
+    };
+    let client = AzureClient::with_signer(signer, RetryPolicy::default()).map_err(|e| setup(e.to_string()))?;
+    let table = TableClient::new(client, &tables.endpoint, &tables.table).map_err(setup)?;
+    let auth = match &tables.auth {
+        TablesAuth::Entra(kind) => kind.name(),
+        TablesAuth::SharedKey { .. } => "shared-key",
+    };
+    tracing::info!(endpoint = %tables.endpoint, table = %tables.table, auth, "store: Azure Table Storage");
+    Ok(TableStore::new(table))
+}
+
+/// The token scope for Azure Storage data-plane calls.
+pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+
 pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Built, StartupError> {
     build_with(settings, clock, None)
 }
@@ -77,6 +106,14 @@ pub fn build_with(
             let store = Arc::new(SqliteStore::open(path)?);
             let local = match (&settings.provider, &access) {
                 (ProviderSetting::Local, None) => Some(Arc::new(LocalAccessProvider::open(path)?)),
+                (ProviderSetting::Local | ProviderSetting::Arm { .. }, _) => None,
+            };
+            (store, local)
+        }
+        StoreSetting::Tables(tables) => {
+            let store = Arc::new(table_store(tables)?);
+            let local = match (&settings.provider, &access) {
+                (ProviderSetting::Local, None) => Some(Arc::new(LocalAccessProvider::open(&tables.local_file)?)),
                 (ProviderSetting::Local | ProviderSetting::Arm { .. }, _) => None,
             };
             (store, local)

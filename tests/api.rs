@@ -839,3 +839,23 @@ async fn a_request_too_large_for_a_link_is_refused_clearly() {
     assert_eq!(body["error"]["target"], "justification");
     assert_eq!(app.snapshot(), before);
 }
+
+/// Under `ELEVATE_TEST_STORE=tables` these suites run on Azurite: prove they really do.
+#[tokio::test]
+async fn the_store_under_test_is_the_one_requested() {
+    let app = spawn_app().await;
+    let body = app.activate(&app.token(ALICE), reader_sub1()).await;
+    let id = body["id"].as_str().unwrap();
+    match &app.tables {
+        Some(tables) => {
+            assert!(crate::support::tables_requested());
+            assert!(crate::support::table_rows(tables).contains(id));
+        }
+        None => {
+            assert!(!crate::support::tables_requested());
+            let conn = rusqlite::Connection::open(&app.db).unwrap();
+            let n: i64 = conn.query_row("SELECT count(*) FROM activations WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+}

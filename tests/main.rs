@@ -10,5 +10,7 @@ mod bad_input;
 mod host;
 mod identity;
 mod infra;
+mod multi_instance;
 mod readme;
 mod recovery;
+mod store_contract;

@@ -270,6 +270,11 @@ impl From<ServiceError> for ApiError {
                 StoreError::Conflict => {
                     ApiError::new(S::CONFLICT, "ConcurrentModification", "the activation changed meanwhile; try again")
                 }
+                StoreError::TooLarge(detail) => ApiError::new(
+                    S::PAYLOAD_TOO_LARGE,
+                    "StoreLimitExceeded",
+                    format!("the request is too large to store: {detail}"),
+                ),
                 StoreError::OpenActivationExists(_)
                 | StoreError::IdempotencyKeyTaken
                 | StoreError::Duplicate(_)

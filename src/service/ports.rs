@@ -99,6 +99,10 @@ pub enum StoreError {
     /// Worth retrying later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A value exceeds what the store can hold (Table Storage: 64 KiB per string, 1 MiB per
+    /// entity). Nothing was written.
+    #[error("too large to store: {0}")]
+    TooLarge(String),
     /// A bug or corruption: retrying will not help.
     #[error("store failure: {0}")]
     Corrupt(String),

@@ -2,6 +2,7 @@
 //! store snapshot to prove that refused requests change nothing.
 
 pub mod arm;
+pub mod azurite;
 pub mod fake_azure;
 pub mod fake_entra;
 pub mod fake_http;
@@ -114,7 +115,10 @@ pub struct TestApp {
     pub local: Option<Arc<LocalAccessProvider>>,
     #[expect(dead_code, reason = "kept for tests that call use cases directly")]
     pub service: Arc<Elevate>,
+    /// The SQLite file: the store's, or with Table Storage the local provider's simulation.
     pub db: PathBuf,
+    /// Present when the store is Table Storage on Azurite.
+    pub tables: Option<elevate::config::TablesSetting>,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -152,6 +156,12 @@ pub async fn spawn_app_on(
     spawn(policy, access, db, at, None).await
 }
 
+/// An app on the given Table Storage table (several apps may share one), the local provider's
+/// simulation in `tables.local_file`.
+pub async fn spawn_on_tables(policy: &str, tables: elevate::config::TablesSetting, at: DateTime<Utc>) -> TestApp {
+    spawn_store(policy, None, Some(tables.local_file.clone()), at, None, Some(tables)).await
+}
+
 async fn spawn(
     policy: &str,
     access: Option<Arc<dyn elevate::service::ports::AccessProvider>>,
@@ -159,15 +169,32 @@ async fn spawn(
     at: DateTime<Utc>,
     auth: Option<AuthSetting>,
 ) -> TestApp {
+    spawn_store(policy, access, db, at, auth, None).await
+}
+
+async fn spawn_store(
+    policy: &str,
+    access: Option<Arc<dyn elevate::service::ports::AccessProvider>>,
+    db: Option<PathBuf>,
+    at: DateTime<Utc>,
+    auth: Option<AuthSetting>,
+    tables: Option<elevate::config::TablesSetting>,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let policy_file = dir.path().join("policy.yaml");
     std::fs::write(&policy_file, policy).unwrap();
+    let on_tables = db.is_none() && tables_requested();
     let db = db.unwrap_or_else(|| dir.path().join("elevate.db"));
+    let tables = tables.or_else(|| on_tables.then(|| azurite::azurite().tables(db.clone())));
+    let store = match &tables {
+        Some(t) => StoreSetting::Tables(t.clone()),
+        None => StoreSetting::Sqlite(db.clone()),
+    };
     let settings = Settings {
         mode: RunMode::Standalone,
         port: 0,
         policy_file,
-        store: StoreSetting::Sqlite(db.clone()),
+        store,
         provider: ProviderSetting::Local,
         auth: auth.unwrap_or_else(|| AuthSetting::Dev { key_file: dir.path().join("dev.pem") }),
         public_url: "http://127.0.0.1:1".into(),
@@ -191,10 +218,47 @@ async fn spawn(
         local: built.local_access,
         service: built.service,
         db,
+        tables,
         client: http_client(),
         _dir: dir,
         stop: Some(stop),
     }
+}
+
+/// Whether this run puts the in-process apps on Table Storage (Azurite): `ELEVATE_TEST_STORE=tables`.
+/// The test command runs the API suites once on SQLite and once so.
+pub fn tables_requested() -> bool {
+    std::env::var("ELEVATE_TEST_STORE").is_ok_and(|v| v == "tables")
+}
+
+/// Every entity of a table, in key order, without the service's `Timestamp`.
+pub fn table_rows(tables: &elevate::config::TablesSetting) -> String {
+    let tables = tables.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let client = raw_table(&tables);
+            let mut rows = client.query("PartitionKey ne 'none'", 1000, usize::MAX).await.unwrap();
+            for row in &mut rows {
+                row.remove("Timestamp");
+            }
+            rows.sort_by_key(|r| (r["PartitionKey"].to_string(), r["RowKey"].to_string()));
+            rows.iter().map(|r| format!("{}\n", serde_json::Value::Object(r.clone()))).collect::<String>()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// A raw client for the table an app uses.
+pub fn raw_table(tables: &elevate::config::TablesSetting) -> elevate::adapters::store::table_client::TableClient {
+    use elevate::adapters::azure::{AzureClient, RetryPolicy, SharedKey, Signer};
+    let elevate::config::TablesAuth::SharedKey { account, key } = &tables.auth else {
+        panic!("Azurite uses SharedKey")
+    };
+    let key = SharedKey::new(account, key.expose(), Arc::new(elevate::clock::SystemClock)).unwrap();
+    let client = AzureClient::with_signer(Signer::SharedKey(key), RetryPolicy::default()).unwrap();
+    elevate::adapters::store::table_client::TableClient::new(client, &tables.endpoint, &tables.table).unwrap()
 }
 
 /// A test HTTP client (no redirects). reqwest is built without a default TLS provider: Elevate
@@ -308,8 +372,11 @@ impl TestApp {
 
     /// Every row the store and the simulated provider hold, to prove nothing changed.
     pub fn snapshot(&self) -> String {
+        let mut out = self.tables.as_ref().map(table_rows).unwrap_or_default();
+        if !self.db.exists() {
+            return out;
+        }
         let conn = rusqlite::Connection::open(&self.db).unwrap();
-        let mut out = String::new();
         for (table, order) in [
             ("activations", "id"),
             ("audit_events", "seq"),

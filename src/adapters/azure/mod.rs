@@ -1,12 +1,13 @@
-//! Plumbing shared by the adapters that call Azure REST APIs (ARM today, Table Storage next):
-//! the azure_core 1.x pipeline over reqwest with rustls (ring, no OpenSSL), bearer tokens from
-//! azure_identity, and retries that honour `Retry-After` behind one throttle gate shared by every
+//! Plumbing shared by the adapters that call Azure REST APIs (ARM and Table Storage): the
+//! azure_core 1.x pipeline over reqwest with rustls (ring, no OpenSSL), bearer tokens from
+//! azure_identity or Storage SharedKey signatures (Azurite, connection strings), and retries that honour `Retry-After` behind one throttle gate shared by every
 //! caller of a client, so a 429 slows all workers rather than one.
 //!
 //! Must never log a token, a request body or a query string: they may carry secrets.
 
 pub mod credential;
 mod retry;
+pub mod shared_key;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use azure_core::http::{
 };
 
 pub use retry::{RetryPolicy, Throttle, parse_retry_after};
+pub use shared_key::SharedKey;
 
 /// Installs rustls' ring provider as the process default. azure_core builds reqwest clients that
 /// need one (it panics without), so this runs before any client or credential is made. Idempotent.
@@ -51,6 +53,9 @@ pub struct Reply {
     pub status: u16,
     headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// How many attempts it took. Above 1, an earlier attempt may have been applied by the server
+    /// although its answer was lost: a non-idempotent caller checks before calling it a conflict.
+    pub attempts: u32,
 }
 
 impl Reply {
@@ -60,21 +65,44 @@ impl Reply {
     }
 }
 
-/// Calls one Azure service with tokens for `token_scope`.
+/// How requests prove who sends them.
+pub enum Signer {
+    /// An Entra access token for `scope` from azure_identity.
+    Bearer { credential: Arc<dyn TokenCredential>, scope: String },
+    /// Storage SharedKey (Azurite and connection strings; Azure accounts with shared keys off
+    /// refuse it).
+    SharedKey(SharedKey),
+}
+
+/// A request to send: headers beyond `accept` and authorization, and an optional body.
+pub struct Outgoing<'a> {
+    pub method: Method,
+    pub url: &'a Url,
+    pub headers: Vec<(&'static str, String)>,
+    /// Content type and bytes.
+    pub body: Option<(String, Vec<u8>)>,
+    pub accept: &'static str,
+}
+
+/// Calls one Azure service.
 pub struct AzureClient {
     pipeline: Pipeline,
-    credential: Arc<dyn TokenCredential>,
-    token_scope: String,
+    signer: Signer,
     throttle: Throttle,
     retry: RetryPolicy,
 }
 
 impl AzureClient {
+    /// A client sending bearer tokens for `token_scope`.
     pub fn new(
         credential: Arc<dyn TokenCredential>,
         token_scope: &str,
         retry: RetryPolicy,
     ) -> Result<Self, AzureError> {
+        Self::with_signer(Signer::Bearer { credential, scope: token_scope.to_owned() }, retry)
+    }
+
+    pub fn with_signer(signer: Signer, retry: RetryPolicy) -> Result<Self, AzureError> {
         let options = ClientOptions {
             transport: Some(http_transport()?),
             // Retries are ours: they share the throttle gate across workers and bound the total.
@@ -89,7 +117,7 @@ impl AzureClient {
             Vec::new(),
             None,
         );
-        Ok(Self { pipeline, credential, token_scope: token_scope.to_owned(), throttle: Throttle::default(), retry })
+        Ok(Self { pipeline, signer, throttle: Throttle::default(), retry })
     }
 
     /// Sends a request, retrying 429 (after `Retry-After`, holding every worker back), 500, 502,
@@ -102,6 +130,19 @@ impl AzureClient {
         body: Option<&serde_json::Value>,
         what: &str,
     ) -> Result<Reply, AzureError> {
+        let body = match body {
+            Some(value) => Some((
+                "application/json".to_owned(),
+                serde_json::to_vec(value)
+                    .map_err(|e| AzureError::Setup(format!("{what}: cannot encode the request: {e}")))?,
+            )),
+            None => None,
+        };
+        self.send_request(&Outgoing { method, url, headers: Vec::new(), body, accept: "application/json" }, what).await
+    }
+
+    /// [`AzureClient::send`] for any request.
+    pub async fn send_request(&self, outgoing: &Outgoing<'_>, what: &str) -> Result<Reply, AzureError> {
         let started = tokio::time::Instant::now();
         let mut attempt: u32 = 0;
         loop {
@@ -112,7 +153,7 @@ impl AzureClient {
                     "{what}: throttled by Azure for longer than this call may wait"
                 )));
             }
-            let problem = match self.send_once(method, url, body).await {
+            let problem = match self.send_once(outgoing).await {
                 Ok(reply) if reply.status == 429 => {
                     let wait = reply
                         .header("retry-after")
@@ -138,7 +179,10 @@ impl AzureClient {
                     }
                     format!("HTTP {} after {attempt} attempts", reply.status)
                 }
-                Ok(reply) => return Ok(reply),
+                Ok(mut reply) => {
+                    reply.attempts = attempt;
+                    return Ok(reply);
+                }
                 Err(e) => {
                     let wait = self.retry.backoff(attempt);
                     tracing::warn!(operation = what, attempt, error = %e, "request failed; retrying");
@@ -159,20 +203,33 @@ impl AzureClient {
         self.throttle.is_holding()
     }
 
-    async fn send_once(&self, method: Method, url: &Url, body: Option<&serde_json::Value>) -> Result<Reply, String> {
-        let token = self
-            .credential
-            .get_token(&[self.token_scope.as_str()], None)
-            .await
-            .map_err(|e| format!("no access token for `{}`: {e}", self.token_scope))?;
-        let mut request = Request::new(url.clone(), method);
-        // Set here rather than by azure_core's bearer policy, which refuses the plain-http loopback
-        // endpoints of emulators and tests (azure-spec §4.2); https is enforced by configuration.
-        request.insert_header("authorization", format!("Bearer {}", token.token.secret()));
-        request.insert_header("accept", "application/json");
-        if let Some(body) = body {
-            request.insert_header("content-type", "application/json");
-            request.set_body(serde_json::to_vec(body).map_err(|e| format!("cannot encode the request: {e}"))?);
+    async fn send_once(&self, outgoing: &Outgoing<'_>) -> Result<Reply, String> {
+        let mut request = Request::new(outgoing.url.clone(), outgoing.method);
+        request.insert_header("accept", outgoing.accept);
+        for (name, value) in &outgoing.headers {
+            request.insert_header(*name, value.clone());
+        }
+        if let Some((content_type, bytes)) = &outgoing.body {
+            request.insert_header("content-type", content_type.clone());
+            request.set_body(bytes.clone());
+        }
+        match &self.signer {
+            Signer::Bearer { credential, scope } => {
+                let token = credential
+                    .get_token(&[scope.as_str()], None)
+                    .await
+                    .map_err(|e| format!("no access token for `{scope}`: {e}"))?;
+                // Set here rather than by azure_core's bearer policy, which refuses the plain-http
+                // loopback endpoints of emulators and tests (azure-spec §4.2); https is enforced by
+                // configuration.
+                request.insert_header("authorization", format!("Bearer {}", token.token.secret()));
+            }
+            Signer::SharedKey(key) => {
+                let content_type = outgoing.body.as_ref().map_or("", |(t, _)| t.as_str());
+                let (date, authorization) = key.sign(outgoing.method, outgoing.url, content_type);
+                request.insert_header("x-ms-date", date);
+                request.insert_header("authorization", authorization);
+            }
         }
         let options = PipelineSendOptions { skip_checks: true, ..Default::default() };
         let sent = tokio::time::timeout(
@@ -184,6 +241,6 @@ impl AzureClient {
         .map_err(|e| format!("request failed: {e}"))?;
         let (status, headers, body) = sent.deconstruct();
         let headers = headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_str().to_owned())).collect();
-        Ok(Reply { status: u16::from(status), headers, body: body.as_ref().to_vec() })
+        Ok(Reply { status: u16::from(status), headers, body: body.as_ref().to_vec(), attempts: 1 })
     }
 }

@@ -1,3 +1,5 @@
 //! Stores behind the `Store` port.
 
 pub mod sqlite;
+pub mod table_client;
+pub mod tables;

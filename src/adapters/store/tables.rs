@@ -1,0 +1,640 @@
+//! The Azure Table Storage store: what several Function instances share in Azure.
+//!
+//! One table holds everything, in these entities:
+//!
+//! | PartitionKey    | RowKey                     | What                                              |
+//! |-----------------|----------------------------|---------------------------------------------------|
+//! | activation id   | `activation`               | the activation (JSON body, status, due key, seq)  |
+//! | activation id   | `event_000001`, …          | its audit events, numbered                        |
+//! | `due`           | `<due ms, 15 digits>_<id>` | the due index the sweeper reads                   |
+//! | `open`          | SHA-256(principal/role/scope) | the one open activation per principal, role, scope |
+//! | `idempotency`   | SHA-256(caller, key)       | which activation an `Idempotency-Key` produced    |
+//!
+//! An activation and its events share a partition, so a state change and its audit event commit
+//! in one entity group transaction, conditional on the activation's ETag: a 412 is a conflict
+//! the service resolves by re-reading, never a lost update. The event's RowKey is the next
+//! number, so two writers can never both append the same transition.
+//!
+//! The due index cannot join that transaction (another partition), so it is kept a **superset**
+//! of what is due: the entry for a new due time is written *before* the transaction, the old
+//! one deleted *after* it. A crash in between leaves an extra entry, never a missing one. The
+//! sweeper checks each entry against the activation and skips (then removes) stale ones. The
+//! `open` and `idempotency` entries follow the same rule: taken before the transaction,
+//! released after; a stale `open` entry (its activation finished or never written) is taken over
+//! with its ETag.
+//!
+//! The store's `Version` carries the ETag, the event count and the due key, so an update needs
+//! no extra read.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::table_client::{BatchFailure, BatchOp, Properties, Stored, TableClient, TableError, literal};
+use crate::domain::activation::Activation;
+use crate::domain::audit::AuditEvent;
+use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::service::ports::{
+    ActivationQuery, AuditQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Store, StoreError, Version, Versioned,
+};
+
+const ACTIVATION_ROW: &str = "activation";
+const DUE: &str = "due";
+const OPEN: &str = "open";
+const IDEMPOTENCY: &str = "idempotency";
+/// Index entries this much older than their due time, whose activation is gone or no longer
+/// due then, are removed. Younger ones may belong to a write in flight and are only skipped.
+const STALE_AFTER: TimeDelta = TimeDelta::minutes(10);
+/// Point reads the sweeper's due scan runs at once.
+const READ_CONCURRENCY: usize = 16;
+
+pub struct TableStore {
+    table: Arc<TableClient>,
+}
+
+fn store_error(e: TableError) -> StoreError {
+    match e {
+        TableError::Transient(m) => StoreError::Unavailable(m),
+        TableError::TooLarge(m) => StoreError::TooLarge(m),
+        TableError::PreconditionFailed => StoreError::Conflict,
+        TableError::Failed(m) => StoreError::Unavailable(m),
+        other @ (TableError::NotFound | TableError::Conflict(_) | TableError::InvalidKey(_)) => {
+            StoreError::Corrupt(other.to_string())
+        }
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Milliseconds rounded up (nothing is due before its instant), zero-padded to sort as text.
+fn due_key(at: DateTime<Utc>) -> String {
+    let ms = at.timestamp_millis();
+    let ms = if at.timestamp_subsec_nanos().is_multiple_of(1_000_000) { ms } else { ms.saturating_add(1) };
+    format!("{:015}", ms.max(0))
+}
+
+fn due_row(due: &str, id: ActivationId) -> String {
+    format!("{due}_{id}")
+}
+
+fn event_row(seq: u64) -> String {
+    format!("event_{seq:06}")
+}
+
+fn digest(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0u8]);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn open_row(a: &Activation) -> String {
+    let r = a.request();
+    digest(&[&r.principal_id.to_string(), &r.role_definition_id.to_string(), &r.scope.key()])
+}
+
+fn idempotency_row(caller: PrincipalId, key: &IdempotencyKey) -> String {
+    digest(&[&caller.to_string(), key.as_str()])
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("unencodable value: {e}")))
+}
+
+fn text<'a>(p: &'a Properties, name: &str) -> Result<&'a str, StoreError> {
+    p.get(name).and_then(Value::as_str).ok_or_else(|| StoreError::Corrupt(format!("an entity lacks `{name}`")))
+}
+
+fn parse_id(p: &Properties, name: &str) -> Result<ActivationId, StoreError> {
+    ActivationId::parse(text(p, name)?).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn entity(partition: &str, row: &str, fields: Value) -> Properties {
+    let mut p = match fields {
+        Value::Object(m) => m,
+        _ => Properties::new(),
+    };
+    p.insert("PartitionKey".into(), partition.into());
+    p.insert("RowKey".into(), row.into());
+    p
+}
+
+/// The parts of our opaque `Version`.
+struct Tag {
+    seq: u64,
+    due: Option<String>,
+    etag: String,
+}
+
+impl Tag {
+    fn version(&self) -> Version {
+        Version(format!("{}|{}|{}", self.seq, self.due.as_deref().unwrap_or("-"), self.etag))
+    }
+
+    fn parse(version: &Version) -> Result<Tag, StoreError> {
+        let mut parts = version.0.splitn(3, '|');
+        let (Some(seq), Some(due), Some(etag)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(StoreError::Conflict);
+        };
+        Ok(Tag {
+            seq: seq.parse().map_err(|_| StoreError::Conflict)?,
+            due: (due != "-").then(|| due.to_owned()),
+            etag: etag.to_owned(),
+        })
+    }
+}
+
+fn activation_entity(a: &Activation, seq: u64) -> Result<Properties, StoreError> {
+    let r = a.request();
+    Ok(entity(
+        &a.id().to_string(),
+        ACTIVATION_ROW,
+        json!({
+            "Kind": "activation",
+            "PrincipalId": r.principal_id.to_string(),
+            "RoleDefinitionId": r.role_definition_id.to_string(),
+            "ScopeKey": r.scope.key(),
+            "Status": a.status().as_str(),
+            "Open": !a.status().is_terminal(),
+            "DueAt": a.due_at().map(due_key).unwrap_or_default(),
+            "RequestedAt": timestamp(r.requested_at),
+            "Seq": seq.to_string(),
+            "Body": encode(a)?,
+        }),
+    ))
+}
+
+fn event_entity(e: &AuditEvent, seq: u64) -> Result<Properties, StoreError> {
+    Ok(entity(
+        &e.activation_id.to_string(),
+        &event_row(seq),
+        json!({
+            "Kind": "event",
+            "EventId": e.id.to_string(),
+            "ActivationId": e.activation_id.to_string(),
+            "PrincipalId": e.principal_id.to_string(),
+            "At": timestamp(e.at),
+            "Body": encode(e)?,
+        }),
+    ))
+}
+
+fn read_activation(stored: Stored) -> Result<Versioned<Activation>, StoreError> {
+    let p = &stored.properties;
+    let value: Activation = serde_json::from_str(text(p, "Body")?)
+        .map_err(|e| StoreError::Corrupt(format!("undecodable activation: {e}")))?;
+    let seq =
+        text(p, "Seq")?.parse().map_err(|_| StoreError::Corrupt("an activation's `Seq` is not a number".into()))?;
+    let due = text(p, "DueAt")?;
+    let tag = Tag { seq, due: (!due.is_empty()).then(|| due.to_owned()), etag: stored.etag };
+    Ok(Versioned { value, version: tag.version() })
+}
+
+fn read_event(p: &Properties) -> Result<AuditEvent, StoreError> {
+    serde_json::from_str(text(p, "Body")?).map_err(|e| StoreError::Corrupt(format!("undecodable audit event: {e}")))
+}
+
+impl TableStore {
+    pub fn new(table: TableClient) -> Self {
+        Self { table: Arc::new(table) }
+    }
+
+    pub fn table_name(&self) -> &str {
+        self.table.table()
+    }
+
+    async fn get_activation(&self, id: ActivationId) -> Result<Option<Versioned<Activation>>, StoreError> {
+        self.table.get(&id.to_string(), ACTIVATION_ROW).await.map_err(store_error)?.map(read_activation).transpose()
+    }
+
+    /// Whether event `seq` of activation `id` is the event `event_id`: tells a retried write that
+    /// landed from a write someone else made.
+    async fn event_landed(&self, id: ActivationId, seq: u64, event_id: uuid::Uuid) -> Result<bool, StoreError> {
+        let stored = self.table.get(&id.to_string(), &event_row(seq)).await.map_err(store_error)?;
+        Ok(stored.is_some_and(|s| s.properties.get("EventId").and_then(Value::as_str) == Some(&event_id.to_string())))
+    }
+
+    async fn put_due(&self, due: &str, id: ActivationId) -> Result<(), StoreError> {
+        let row = due_row(due, id);
+        let e = entity(DUE, &row, json!({ "ActivationId": id.to_string() }));
+        self.table.replace(&e, None).await.map_err(store_error).map(|_| ())
+    }
+
+    /// Best effort: a leftover index entry is skipped by the sweeper and removed later.
+    async fn drop_due(&self, due: &str, id: ActivationId) {
+        match self.table.delete(DUE, &due_row(due, id), "*").await {
+            Ok(()) | Err(TableError::NotFound) => {}
+            Err(e) => {
+                tracing::warn!(activation = %id, error = %e, "could not remove an old due-index entry; the sweeper will")
+            }
+        }
+    }
+
+    /// Best effort: frees the open-activation slot `row` if `id` still holds it.
+    async fn release_open(&self, row: &str, id: ActivationId) {
+        let result = async {
+            let Some(lock) = self.table.get(OPEN, row).await? else { return Ok(()) };
+            if lock.properties.get("ActivationId").and_then(Value::as_str) == Some(&id.to_string()) {
+                match self.table.delete(OPEN, row, &lock.etag).await {
+                    Ok(()) | Err(TableError::NotFound | TableError::PreconditionFailed) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(activation = %id, error = %e, "could not free the open-activation slot; the next request takes it over");
+        }
+    }
+
+    /// Takes the idempotency record for `r`. `Ok(etag)` when ours (also after a retried insert
+    /// that landed), `IdempotencyKeyTaken` when another request holds the key.
+    async fn take_idempotency(&self, r: &IdempotencyRecord) -> Result<String, StoreError> {
+        let row = idempotency_row(r.caller, &r.key);
+        let e = entity(
+            IDEMPOTENCY,
+            &row,
+            json!({
+                "Caller": r.caller.to_string(),
+                "Key": r.key.as_str(),
+                "RequestHash": r.request_hash,
+                "ActivationId": r.activation_id.to_string(),
+            }),
+        );
+        match self.table.insert(&e).await {
+            Ok((etag, _)) => Ok(etag),
+            Err(TableError::Conflict(_)) => match self.table.get(IDEMPOTENCY, &row).await.map_err(store_error)? {
+                Some(s)
+                    if s.properties.get("ActivationId").and_then(Value::as_str)
+                        == Some(&r.activation_id.to_string()) =>
+                {
+                    Ok(s.etag)
+                }
+                _ => Err(StoreError::IdempotencyKeyTaken),
+            },
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Takes the open-activation slot for `a`, taking over a stale holder. Returns the ETag.
+    async fn take_open(&self, a: &Activation) -> Result<String, StoreError> {
+        let row = open_row(a);
+        let mine = entity(
+            OPEN,
+            &row,
+            json!({ "ActivationId": a.id().to_string(), "At": timestamp(a.request().requested_at) }),
+        );
+        for _ in 0..5 {
+            match self.table.insert(&mine).await {
+                Ok((etag, _)) => return Ok(etag),
+                Err(TableError::Conflict(_)) => {}
+                Err(e) => return Err(store_error(e)),
+            }
+            let Some(lock) = self.table.get(OPEN, &row).await.map_err(store_error)? else { continue };
+            let holder = parse_id(&lock.properties, "ActivationId")?;
+            if holder == a.id() {
+                return Ok(lock.etag);
+            }
+            let stale = match self.get_activation(holder).await? {
+                Some(held) if !held.value.status().is_terminal() => {
+                    return Err(StoreError::OpenActivationExists(holder));
+                }
+                Some(_) => true,
+                None => {
+                    // Written by a request still in flight, or by one that crashed: only age tells.
+                    let at = text(&lock.properties, "At")?
+                        .parse::<DateTime<Utc>>()
+                        .map_err(|e| StoreError::Corrupt(format!("an open-slot entry's `At`: {e}")))?;
+                    if a.request().requested_at - at < STALE_AFTER {
+                        return Err(StoreError::Unavailable(
+                            "another request for the same principal, role and scope is being written; retry shortly"
+                                .into(),
+                        ));
+                    }
+                    true
+                }
+            };
+            if stale {
+                match self.table.replace(&mine, Some(&lock.etag)).await {
+                    Ok(etag) => return Ok(etag),
+                    Err(TableError::PreconditionFailed | TableError::NotFound) => continue,
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
+        }
+        Err(StoreError::Unavailable("the open-activation slot kept changing; retry".into()))
+    }
+
+    async fn undo(&self, partition: &str, row: &str, etag: &str) {
+        if let Err(e) = self.table.delete(partition, row, etag).await
+            && !matches!(e, TableError::NotFound | TableError::PreconditionFailed)
+        {
+            tracing::warn!(partition, error = %e, "could not undo a reservation; it is taken over once stale");
+        }
+    }
+}
+
+#[async_trait]
+impl Store for TableStore {
+    async fn insert(
+        &self,
+        activation: &Activation,
+        event: &AuditEvent,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<Version, StoreError> {
+        let id = activation.id();
+        let partition = id.to_string();
+        let entities = [activation_entity(activation, 1)?, event_entity(event, 1)?];
+        for e in &entities {
+            super::table_client::check_size(e).map_err(store_error)?;
+        }
+        let mut taken: Vec<(&str, String, String)> = Vec::new();
+        if let Some(r) = idempotency {
+            let etag = self.take_idempotency(r).await?;
+            taken.push((IDEMPOTENCY, idempotency_row(r.caller, &r.key), etag));
+        }
+        let open = !activation.status().is_terminal();
+        if open {
+            match self.take_open(activation).await {
+                Ok(etag) => taken.push((OPEN, open_row(activation), etag)),
+                Err(e) => {
+                    for (p, r, tag) in &taken {
+                        self.undo(p, r, tag).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let due = activation.due_at().map(due_key);
+        if let Some(due) = &due
+            && let Err(e) = self.put_due(due, id).await
+        {
+            for (p, r, tag) in &taken {
+                self.undo(p, r, tag).await;
+            }
+            return Err(e);
+        }
+        let [a, e] = entities;
+        match self.table.batch(&partition, &[BatchOp::Insert(a), BatchOp::Insert(e)]).await {
+            Ok((etags, _)) => {
+                let etag = etags.into_iter().next().unwrap_or_default();
+                Ok(Tag { seq: 1, due, etag }.version())
+            }
+            Err(BatchFailure { error: TableError::Conflict(_), .. }) => {
+                if self.event_landed(id, 1, event.id).await? {
+                    // Our own earlier attempt landed and only its answer was lost.
+                    let stored = self.get_activation(id).await?.ok_or(StoreError::Duplicate(id))?;
+                    return Ok(stored.version);
+                }
+                for (p, r, tag) in &taken {
+                    self.undo(p, r, tag).await;
+                }
+                Err(StoreError::Duplicate(id))
+            }
+            // The outcome is unknown: the reservations stay, and are taken over once stale.
+            Err(BatchFailure { error: e @ TableError::Transient(_), .. }) => Err(store_error(e)),
+            Err(f) => {
+                for (p, r, tag) in &taken {
+                    self.undo(p, r, tag).await;
+                }
+                Err(store_error(f.error))
+            }
+        }
+    }
+
+    async fn get(&self, id: ActivationId) -> Result<Option<Versioned<Activation>>, StoreError> {
+        self.get_activation(id).await
+    }
+
+    async fn update(
+        &self,
+        activation: &Activation,
+        expected: &Version,
+        event: &AuditEvent,
+    ) -> Result<Version, StoreError> {
+        let id = activation.id();
+        let tag = Tag::parse(expected)?;
+        let seq = tag.seq + 1;
+        let entities = [activation_entity(activation, seq)?, event_entity(event, seq)?];
+        for e in &entities {
+            super::table_client::check_size(e).map_err(store_error)?;
+        }
+        let due = activation.due_at().map(due_key);
+        if let Some(new) = &due
+            && tag.due.as_ref() != Some(new)
+        {
+            self.put_due(new, id).await?;
+        }
+        let [a, e] = entities;
+        let ops = [
+            BatchOp::Replace { row_key: ACTIVATION_ROW.into(), properties: a, if_match: tag.etag.clone() },
+            BatchOp::Insert(e),
+        ];
+        let etag = match self.table.batch(&id.to_string(), &ops).await {
+            Ok((etags, _)) => etags.into_iter().next().unwrap_or_default(),
+            Err(f) => match f.error {
+                TableError::PreconditionFailed | TableError::Conflict(_) | TableError::NotFound => {
+                    // Either someone else changed it, or a retry of ours that landed found its
+                    // own write: only the numbered event tells which.
+                    if !self.event_landed(id, seq, event.id).await? {
+                        return Err(StoreError::Conflict);
+                    }
+                    let stored = self.get_activation(id).await?.ok_or(StoreError::Conflict)?;
+                    Tag::parse(&stored.version)?.etag
+                }
+                other => return Err(store_error(other)),
+            },
+        };
+        if let Some(old) = &tag.due
+            && due.as_ref() != Some(old)
+        {
+            self.drop_due(old, id).await;
+        }
+        if activation.status().is_terminal() {
+            self.release_open(&open_row(activation), id).await;
+        }
+        Ok(Tag { seq, due, etag }.version())
+    }
+
+    async fn idempotency(
+        &self,
+        caller: PrincipalId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let Some(stored) = self.table.get(IDEMPOTENCY, &idempotency_row(caller, key)).await.map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let p = &stored.properties;
+        Ok(Some(IdempotencyRecord {
+            caller,
+            key: key.clone(),
+            request_hash: text(p, "RequestHash")?.to_owned(),
+            activation_id: parse_id(p, "ActivationId")?,
+        }))
+    }
+
+    /// Reads across partitions with a server-side filter: cost grows with history. Only the
+    /// API's listings use it; the sweeper reads the due index.
+    async fn list(&self, query: &ActivationQuery) -> Result<Vec<Activation>, StoreError> {
+        let mut filter = format!("RowKey eq {}", literal(ACTIVATION_ROW));
+        if let Some(p) = query.principal_id {
+            filter.push_str(&format!(" and PrincipalId eq {}", literal(&p.to_string())));
+        }
+        if !query.statuses.is_empty() {
+            let any: Vec<String> =
+                query.statuses.iter().map(|s| format!("Status eq {}", literal(s.as_str()))).collect();
+            filter.push_str(&format!(" and ({})", any.join(" or ")));
+        }
+        let rows = self.table.query(&filter, 1000, usize::MAX).await.map_err(store_error)?;
+        let mut found = Vec::with_capacity(rows.len());
+        for p in &rows {
+            let a: Activation = serde_json::from_str(text(p, "Body")?)
+                .map_err(|e| StoreError::Corrupt(format!("undecodable activation: {e}")))?;
+            found.push(a);
+        }
+        found.sort_by(|x, y| {
+            y.request()
+                .requested_at
+                .cmp(&x.request().requested_at)
+                .then_with(|| x.id().to_string().cmp(&y.id().to_string()))
+        });
+        found.truncate(query.limit);
+        Ok(found)
+    }
+
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Activation>>, StoreError> {
+        let mut cursor = after.map(|c| due_row(&due_key(c.due_at), c.id));
+        // `_` sorts after every digit: everything due at or before `now`'s millisecond.
+        let upper = format!("{:015}", now.timestamp_millis().max(0).saturating_add(1));
+        let stale_before = due_key(now - STALE_AFTER);
+        let mut found = Vec::new();
+        while found.len() < limit {
+            let mut filter = format!("PartitionKey eq {} and RowKey lt {}", literal(DUE), literal(&upper));
+            if let Some(c) = &cursor {
+                filter.push_str(&format!(" and RowKey gt {}", literal(c)));
+            }
+            let want = limit - found.len();
+            let entries = self.table.query(&filter, want, want).await.map_err(store_error)?;
+            let Some(last) = entries.last() else { break };
+            cursor = Some(text(last, "RowKey")?.to_owned());
+            let checks = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
+                let row = text(&entry, "RowKey")?.to_owned();
+                let id = parse_id(&entry, "ActivationId")?;
+                let due = row.split_once('_').map_or("", |(d, _)| d).to_owned();
+                let current = self.get_activation(id).await?;
+                Ok::<_, StoreError>((row, id, due, current))
+            }))
+            .buffered(READ_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+            for check in checks {
+                let (row, id, due, current) = check?;
+                let current_due = current.as_ref().and_then(|c| Tag::parse(&c.version).ok()).and_then(|t| t.due);
+                match current {
+                    Some(c) if current_due.as_deref() == Some(due.as_str()) => found.push(c),
+                    _ if due < stale_before => {
+                        tracing::debug!(activation = %id, "removing a stale due-index entry");
+                        if let Err(e) = self.table.delete(DUE, &row, "*").await
+                            && !matches!(e, TableError::NotFound)
+                        {
+                            tracing::warn!(activation = %id, error = %e, "could not remove a stale due-index entry");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut filter = match query.activation_id {
+            Some(id) => format!(
+                "PartitionKey eq {} and RowKey ge {} and RowKey lt {}",
+                literal(&id.to_string()),
+                literal("event_"),
+                literal("event`")
+            ),
+            None => format!("Kind eq {}", literal("event")),
+        };
+        if let Some(p) = query.principal_id {
+            filter.push_str(&format!(" and PrincipalId eq {}", literal(&p.to_string())));
+        }
+        if let Some(since) = query.since {
+            filter.push_str(&format!(" and At ge {}", literal(&timestamp(since))));
+        }
+        let single = query.activation_id.is_some();
+        let max = if single { query.limit } else { usize::MAX };
+        let rows = self.table.query(&filter, 1000, max).await.map_err(store_error)?;
+        let mut keyed = Vec::with_capacity(rows.len());
+        for p in &rows {
+            let at = text(p, "At")?.to_owned();
+            let order = (at, text(p, "PartitionKey")?.to_owned(), text(p, "RowKey")?.to_owned());
+            keyed.push((order, read_event(p)?));
+        }
+        if !single {
+            keyed.sort_by(|x, y| x.0.cmp(&y.0));
+        }
+        keyed.truncate(query.limit);
+        Ok(keyed.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.table.ensure_table().await.map_err(store_error)?;
+        self.table.query(&format!("PartitionKey eq {}", literal("health")), 1, 1).await.map(|_| ()).map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_keys_sort_as_their_instants_and_round_up() {
+        let at: DateTime<Utc> = "2026-11-25T12:00:00.0005Z".parse().unwrap();
+        assert_eq!(due_key(at), format!("{:015}", at.timestamp_millis() + 1));
+        let earlier = due_key("2026-11-25T11:59:59.999Z".parse().unwrap());
+        let later = due_key("2026-11-25T12:00:00Z".parse().unwrap());
+        assert!(earlier < later);
+        // Everything at `now`'s millisecond sorts below the scan's upper bound.
+        let upper = format!("{:015}", "2026-11-25T12:00:00Z".parse::<DateTime<Utc>>().unwrap().timestamp_millis() + 1);
+        assert!(due_row(&later, ActivationId::new_random()) < upper);
+    }
+
+    #[test]
+    fn versions_round_trip_and_refuse_garbage() {
+        let tag = Tag { seq: 3, due: Some("001764072000000".into()), etag: "W/\"datetime'x|y'\"".into() };
+        let back = Tag::parse(&tag.version()).unwrap();
+        assert_eq!(
+            (back.seq, back.due.as_deref(), back.etag.as_str()),
+            (3, Some("001764072000000"), tag.etag.as_str())
+        );
+        let none = Tag::parse(&Tag { seq: 1, due: None, etag: "e".into() }.version()).unwrap();
+        assert_eq!(none.due, None);
+        assert!(matches!(Tag::parse(&Version("7".into())), Err(StoreError::Conflict)));
+        assert!(matches!(Tag::parse(&Version("x|-|e".into())), Err(StoreError::Conflict)));
+    }
+
+    #[test]
+    fn reservation_keys_are_hex_digests() {
+        let key = IdempotencyKey::parse("a/b#c?d").unwrap();
+        let row = idempotency_row(PrincipalId::parse("11111111-1111-1111-1111-111111111111").unwrap(), &key);
+        assert_eq!(row.len(), 64);
+        super::super::table_client::check_key("RowKey", &row).unwrap();
+    }
+}

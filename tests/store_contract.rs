@@ -1,0 +1,456 @@
+//! One contract for every `Store`: run against SQLite and against Table Storage on the real
+//! Azurite emulator. Whatever the service relies on is asserted here, so a store that passes
+//! can back Elevate.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use elevate::domain::activation::{Activation, Status};
+use elevate::domain::audit::{Actor, AuditEvent};
+use elevate::domain::duration::IsoDuration;
+use elevate::domain::ids::{ActivationId, Justification, PrincipalId, RoleDefinitionId};
+use elevate::domain::policy::{ActivationDraft, Policy, Subject};
+use elevate::domain::scope::Scope;
+use elevate::service::ports::{
+    ActivationQuery, AuditQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Store, StoreError, Version, Versioned,
+};
+
+use crate::support::{ALICE, BOB, SUB1, SUB2, start};
+
+const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+
+fn policy() -> Policy {
+    Policy::from_yaml(
+        "contract.yaml",
+        &format!(
+            "version: 1\nrules:\n  - id: direct\n    scope: {SUB1}\n    roles: [Reader, Contributor]\n    principals: [user:{ALICE}, user:{BOB}]\n  - id: approved\n    scope: {SUB2}\n    roles: [Reader, Contributor]\n    principals: [user:{ALICE}, user:{BOB}]\n    approval:\n      approvers: [user:33333333-3333-3333-3333-333333333333]\n      timeout: PT1H\n"
+        ),
+    )
+    .unwrap()
+}
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    start() + TimeDelta::minutes(minutes)
+}
+
+/// A freshly opened activation (Provisioning on SUB1, PendingApproval on SUB2) and its event.
+fn open(principal: &str, role: &str, scope: &str, now: DateTime<Utc>) -> (Activation, AuditEvent) {
+    let draft = ActivationDraft {
+        principal_id: PrincipalId::parse(principal).unwrap(),
+        role_definition_id: RoleDefinitionId::parse(role).unwrap(),
+        scope: Scope::parse(scope).unwrap(),
+        rule_id: None,
+        duration: Some(IsoDuration::from_hours(1)),
+        justification: Some(Justification::parse("INC-1").unwrap()),
+        ticket: None,
+        start_at: None,
+    };
+    let subject = Subject { principal_id: draft.principal_id, groups: vec![], mfa: true, auth_contexts: vec![] };
+    let authorized = policy().authorize_activation(draft, &subject, now).unwrap();
+    let t = Activation::open(ActivationId::new_random(), authorized, now);
+    let event = AuditEvent::of(&t, Actor::Principal { id: PrincipalId::parse(principal).unwrap() }, None, None, now);
+    (t.activation, event)
+}
+
+fn provisioned(a: &Activation, now: DateTime<Utc>) -> (Activation, AuditEvent) {
+    let t = a.clone().provisioned(format!("/assignments/{}", a.id()), now).unwrap();
+    let e = AuditEvent::of(&t, Actor::System, None, None, now);
+    (t.activation, e)
+}
+
+fn expired(a: &Activation, now: DateTime<Utc>) -> (Activation, AuditEvent) {
+    let t = a.clone().expire(now).unwrap();
+    let e = AuditEvent::of(&t, Actor::System, None, None, now);
+    (t.activation, e)
+}
+
+async fn inserted(
+    store: &dyn Store,
+    principal: &str,
+    role: &str,
+    scope: &str,
+    now: DateTime<Utc>,
+) -> Versioned<Activation> {
+    let (a, e) = open(principal, role, scope, now);
+    let version = store.insert(&a, &e, None).await.unwrap();
+    Versioned { value: a, version }
+}
+
+/// Every contract test, for one way of making a fresh, empty store.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = elevate::adapters::store::sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap();
+                    super::$name(std::sync::Arc::new(store)).await;
+                }
+            )*
+        }
+        mod tables {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::table_store()).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    an_insert_reads_back_with_its_event,
+    a_stale_version_is_a_conflict_and_changes_nothing,
+    two_concurrent_updates_one_wins,
+    one_open_activation_per_principal_role_and_scope,
+    idempotency_keys_are_taken_once,
+    a_duplicate_id_is_refused,
+    due_reads_only_what_is_due_in_order_with_a_cursor,
+    a_new_due_time_replaces_the_old_one,
+    listing_filters_and_orders_newest_first,
+    audit_queries_by_activation_principal_and_time,
+    ping_answers,
+);
+
+pub fn table_store() -> Arc<dyn Store> {
+    let dir = std::env::temp_dir();
+    let settings = crate::support::azurite::azurite().tables(dir.join("unused.db"));
+    Arc::new(elevate::startup::table_store(&settings).unwrap())
+}
+
+async fn an_insert_reads_back_with_its_event(store: Arc<dyn Store>) {
+    let (a, e) = open(ALICE, READER, SUB1, at(0));
+    let v1 = store.insert(&a, &e, None).await.unwrap();
+    let got = store.get(a.id()).await.unwrap().unwrap();
+    assert_eq!(got.value, a);
+    assert_eq!(got.version, v1);
+    assert!(store.get(ActivationId::new_random()).await.unwrap().is_none());
+    let (b, f) = provisioned(&a, at(1));
+    let v2 = store.update(&b, &v1, &f).await.unwrap();
+    assert_ne!(v1, v2);
+    let got = store.get(a.id()).await.unwrap().unwrap();
+    assert_eq!((got.value.status(), got.version), (Status::Active, v2));
+    let events =
+        store.audit(&AuditQuery { activation_id: Some(a.id()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(events, vec![e, f]);
+}
+
+async fn a_stale_version_is_a_conflict_and_changes_nothing(store: Arc<dyn Store>) {
+    let first = inserted(&*store, ALICE, READER, SUB1, at(0)).await;
+    let (b, f) = provisioned(&first.value, at(1));
+    let v2 = store.update(&b, &first.version, &f).await.unwrap();
+    let (c, g) = expired(&b, at(61));
+    // The version read before the last change.
+    assert!(matches!(store.update(&c, &first.version, &g).await, Err(StoreError::Conflict)));
+    assert!(matches!(store.update(&c, &Version("garbage".into()), &g).await, Err(StoreError::Conflict)));
+    let got = store.get(b.id()).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version.clone()), (b.clone(), v2.clone()));
+    let events =
+        store.audit(&AuditQuery { activation_id: Some(b.id()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(events.len(), 2, "a refused update writes no event");
+    store.update(&c, &v2, &g).await.unwrap();
+}
+
+async fn two_concurrent_updates_one_wins(store: Arc<dyn Store>) {
+    for round in 0..5 {
+        let first = inserted(&*store, ALICE, READER, SUB1, at(round * 100)).await;
+        let (b, f) = provisioned(&first.value, at(round * 100 + 1));
+        let (c, g) = {
+            let failure = elevate::domain::activation::Failure { code: "X".into(), message: "y".into() };
+            let t = first.value.clone().fail(failure, at(round * 100 + 1));
+            let t = t.unwrap();
+            let e = AuditEvent::of(&t, Actor::System, None, None, at(round * 100 + 1));
+            (t.activation, e)
+        };
+        let (s1, s2) = (Arc::clone(&store), Arc::clone(&store));
+        let (v1, v2) = (first.version.clone(), first.version.clone());
+        let one = tokio::spawn(async move { s1.update(&b, &v1, &f).await });
+        let two = tokio::spawn(async move { s2.update(&c, &v2, &g).await });
+        let results = [one.await.unwrap(), two.await.unwrap()];
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        let conflicts = results.iter().filter(|r| matches!(r, Err(StoreError::Conflict))).count();
+        assert_eq!((wins, conflicts), (1, 1), "round {round}: {results:?}");
+        let events = store
+            .audit(&AuditQuery { activation_id: Some(first.value.id()), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 2, "exactly one transition recorded");
+        let stored = store.get(first.value.id()).await.unwrap().unwrap();
+        assert_eq!(stored.value.status(), events[1].status_after);
+        // Let the next round open the same slot.
+        if !stored.value.status().is_terminal() {
+            let (d, h) = expired(&stored.value, at(round * 100 + 61));
+            store.update(&d, &stored.version, &h).await.unwrap();
+        }
+    }
+}
+
+async fn one_open_activation_per_principal_role_and_scope(store: Arc<dyn Store>) {
+    let first = inserted(&*store, ALICE, READER, SUB1, at(0)).await;
+    let (again, e) = open(ALICE, READER, SUB1, at(1));
+    match store.insert(&again, &e, None).await {
+        Err(StoreError::OpenActivationExists(id)) => assert_eq!(id, first.value.id()),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.get(again.id()).await.unwrap().is_none(), "nothing written");
+    // Another role, scope or principal is another slot.
+    inserted(&*store, ALICE, CONTRIBUTOR, SUB1, at(1)).await;
+    inserted(&*store, BOB, READER, SUB1, at(1)).await;
+    inserted(&*store, ALICE, READER, SUB2, at(1)).await;
+    // Once finished, the slot is free again.
+    let (b, f) = provisioned(&first.value, at(1));
+    let v = store.update(&b, &first.version, &f).await.unwrap();
+    let (c, g) = expired(&b, at(61));
+    store.update(&c, &v, &g).await.unwrap();
+    let (next, e) = open(ALICE, READER, SUB1, at(62));
+    store.insert(&next, &e, None).await.unwrap();
+}
+
+async fn idempotency_keys_are_taken_once(store: Arc<dyn Store>) {
+    let key = IdempotencyKey::parse("retry/me#1?").unwrap();
+    let caller = PrincipalId::parse(ALICE).unwrap();
+    assert!(store.idempotency(caller, &key).await.unwrap().is_none());
+    let (a, e) = open(ALICE, READER, SUB1, at(0));
+    let record = IdempotencyRecord { caller, key: key.clone(), request_hash: "h1".into(), activation_id: a.id() };
+    store.insert(&a, &e, Some(&record)).await.unwrap();
+    assert_eq!(store.idempotency(caller, &key).await.unwrap(), Some(record));
+    let (b, f) = open(ALICE, CONTRIBUTOR, SUB1, at(0));
+    let other = IdempotencyRecord { caller, key: key.clone(), request_hash: "h2".into(), activation_id: b.id() };
+    assert!(matches!(store.insert(&b, &f, Some(&other)).await, Err(StoreError::IdempotencyKeyTaken)));
+    assert!(store.get(b.id()).await.unwrap().is_none());
+    // The same key from another caller is another key.
+    let bob = PrincipalId::parse(BOB).unwrap();
+    let (c, g) = open(BOB, READER, SUB1, at(0));
+    let theirs = IdempotencyRecord { caller: bob, key: key.clone(), request_hash: "h3".into(), activation_id: c.id() };
+    store.insert(&c, &g, Some(&theirs)).await.unwrap();
+    // A refused insert releases the key it took.
+    let fresh = IdempotencyKey::parse("k2").unwrap();
+    let (d, h) = open(ALICE, READER, SUB1, at(0));
+    let lost = IdempotencyRecord { caller, key: fresh.clone(), request_hash: "h4".into(), activation_id: d.id() };
+    assert!(matches!(store.insert(&d, &h, Some(&lost)).await, Err(StoreError::OpenActivationExists(_))));
+    assert!(store.idempotency(caller, &fresh).await.unwrap().is_none(), "released");
+}
+
+async fn a_duplicate_id_is_refused(store: Arc<dyn Store>) {
+    let first = inserted(&*store, ALICE, READER, SUB1, at(0)).await;
+    let (b, f) = provisioned(&first.value, at(1));
+    let v = store.update(&b, &first.version, &f).await.unwrap();
+    let (c, g) = expired(&b, at(61));
+    store.update(&c, &v, &g).await.unwrap();
+    // The same id again, with a new event.
+    let event = AuditEvent { id: uuid::Uuid::new_v4(), at: at(62), ..g };
+    assert!(matches!(store.insert(&c, &event, None).await, Err(StoreError::Duplicate(id)) if id == c.id()));
+}
+
+async fn due_reads_only_what_is_due_in_order_with_a_cursor(store: Arc<dyn Store>) {
+    // Active activations expiring at minute 61, 62, …, and one not due for long.
+    let mut ids = Vec::new();
+    for (i, role) in [READER, CONTRIBUTOR].iter().enumerate() {
+        for (j, principal) in [ALICE, BOB].iter().enumerate() {
+            let minute = (i * 2 + j) as i64;
+            let a = inserted(&*store, principal, role, SUB1, at(minute)).await;
+            let (b, f) = provisioned(&a.value, at(minute));
+            store.update(&b, &a.version, &f).await.unwrap();
+            ids.push((b.due_at().unwrap(), b.id()));
+        }
+    }
+    ids.sort();
+    let pending = inserted(&*store, ALICE, READER, SUB2, at(-1)).await; // times out at 59
+    assert!(store.due(at(58), None, 10).await.unwrap().is_empty());
+    let due: Vec<_> = store.due(at(59), None, 10).await.unwrap().into_iter().map(|v| v.value.id()).collect();
+    assert_eq!(due, vec![pending.value.id()]);
+    let all: Vec<_> = store.due(at(200), None, 100).await.unwrap().into_iter().map(|v| v.value.id()).collect();
+    assert_eq!(all.len(), 5);
+    // Pages of two follow the cursor without repeats or gaps.
+    let mut seen = Vec::new();
+    let mut cursor: Option<DueCursor> = None;
+    loop {
+        let page = store.due(at(200), cursor.as_ref(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        let last = page.last().unwrap();
+        cursor = Some(DueCursor { due_at: last.value.due_at().unwrap(), id: last.value.id() });
+        seen.extend(page.iter().map(|v| (v.value.due_at().unwrap(), v.value.id())));
+    }
+    let mut expected: Vec<_> = ids.clone();
+    expected.push((at(59), pending.value.id()));
+    expected.sort();
+    assert_eq!(seen, expected);
+    // What is due carries a version the sweeper can update with.
+    let first = store.due(at(200), None, 1).await.unwrap().remove(0);
+    let (t, e) = {
+        let t = first.value.clone().time_out(at(200)).unwrap();
+        let e = AuditEvent::of(&t, Actor::System, None, None, at(200));
+        (t.activation, e)
+    };
+    store.update(&t, &first.version, &e).await.unwrap();
+    assert_eq!(store.due(at(200), None, 100).await.unwrap().len(), 4, "terminal activations leave the index");
+}
+
+async fn a_new_due_time_replaces_the_old_one(store: Arc<dyn Store>) {
+    let a = inserted(&*store, ALICE, READER, SUB1, at(0)).await; // Provisioning: due within a minute
+    let provisioning_due = a.value.due_at().unwrap();
+    let (b, f) = provisioned(&a.value, at(0));
+    store.update(&b, &a.version, &f).await.unwrap();
+    let expires = b.due_at().unwrap();
+    assert!(expires > provisioning_due + TimeDelta::minutes(30));
+    // Long after the old due time, only the new one counts, and only once.
+    assert!(store.due(expires - TimeDelta::minutes(1), None, 10).await.unwrap().is_empty());
+    let due = store.due(expires, None, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].value, b);
+}
+
+async fn listing_filters_and_orders_newest_first(store: Arc<dyn Store>) {
+    let a1 = inserted(&*store, ALICE, READER, SUB1, at(0)).await;
+    let a2 = inserted(&*store, ALICE, CONTRIBUTOR, SUB1, at(5)).await;
+    let b1 = inserted(&*store, BOB, READER, SUB2, at(3)).await;
+    let (x, e) = provisioned(&a1.value, at(6));
+    store.update(&x, &a1.version, &e).await.unwrap();
+    let ids = |v: Vec<Activation>| v.into_iter().map(|a| a.id()).collect::<Vec<_>>();
+    let all = store.list(&ActivationQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(ids(all), vec![a2.value.id(), b1.value.id(), a1.value.id()]);
+    let alice = store
+        .list(&ActivationQuery {
+            principal_id: Some(PrincipalId::parse(ALICE).unwrap()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(alice), vec![a2.value.id(), a1.value.id()]);
+    let active =
+        store.list(&ActivationQuery { statuses: vec![Status::Active], limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(ids(active), vec![a1.value.id()]);
+    let two = store
+        .list(&ActivationQuery {
+            statuses: vec![Status::Active, Status::PendingApproval],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(two), vec![b1.value.id(), a1.value.id()]);
+    let limited = store.list(&ActivationQuery { limit: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(ids(limited), vec![a2.value.id()]);
+}
+
+async fn audit_queries_by_activation_principal_and_time(store: Arc<dyn Store>) {
+    let a = inserted(&*store, ALICE, READER, SUB1, at(0)).await;
+    let b = inserted(&*store, BOB, READER, SUB1, at(2)).await;
+    let (x, e) = provisioned(&a.value, at(4));
+    store.update(&x, &a.version, &e).await.unwrap();
+    let alice = PrincipalId::parse(ALICE).unwrap();
+    let by_principal =
+        store.audit(&AuditQuery { principal_id: Some(alice), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(by_principal.iter().map(|e| e.at).collect::<Vec<_>>(), vec![at(0), at(4)]);
+    assert!(by_principal.iter().all(|e| e.principal_id == alice));
+    let since = store.audit(&AuditQuery { since: Some(at(1)), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(
+        since.iter().map(|e| (e.activation_id, e.at)).collect::<Vec<_>>(),
+        vec![(b.value.id(), at(2)), (a.value.id(), at(4))]
+    );
+    let first = store.audit(&AuditQuery { limit: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].at, at(0), "oldest first");
+}
+
+async fn ping_answers(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+}
+
+/// What only the Table Storage store has to get right: continuation, key and size checks,
+/// the due index's leftovers, and retries whose first attempt landed.
+mod tables_only {
+    use elevate::adapters::store::table_client::{Properties, TableError};
+    use serde_json::json;
+
+    use super::*;
+    use crate::support::azurite::azurite;
+    use crate::support::raw_table;
+
+    fn entity(partition: &str, row: &str, extra: serde_json::Value) -> Properties {
+        let mut p: Properties = serde_json::from_value(extra).unwrap();
+        p.insert("PartitionKey".into(), partition.into());
+        p.insert("RowKey".into(), row.into());
+        p
+    }
+
+    #[tokio::test]
+    async fn queries_follow_continuations_to_the_end() {
+        let table = raw_table(&azurite().tables(std::env::temp_dir().join("unused.db")));
+        for i in 0..7 {
+            table.insert(&entity("p", &format!("r{i}"), json!({"N": i.to_string()}))).await.unwrap();
+        }
+        table.insert(&entity("q", "other", json!({}))).await.unwrap();
+        // Two per page: four pages, each but the last with continuation headers.
+        let rows = table.query("PartitionKey eq 'p'", 2, usize::MAX).await.unwrap();
+        let rows: Vec<_> = rows.iter().map(|r| r["RowKey"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(rows, (0..7).map(|i| format!("r{i}")).collect::<Vec<_>>());
+        assert_eq!(table.query("PartitionKey eq 'p'", 2, 3).await.unwrap().len(), 3, "stops at the bound");
+    }
+
+    #[tokio::test]
+    async fn bad_keys_and_oversized_values_are_refused_before_sending() {
+        let table = raw_table(&azurite().tables(std::env::temp_dir().join("unused.db")));
+        // Azurite would answer 500 with an empty body for this key; Azure 400.
+        assert!(matches!(table.get("bad/key", "r").await, Err(TableError::InvalidKey(_))));
+        assert!(matches!(table.insert(&entity("p", "a#b", json!({}))).await, Err(TableError::InvalidKey(_))));
+        let huge = entity("p", "big", json!({"Body": "x".repeat(33_000)}));
+        match table.insert(&huge).await {
+            Err(TableError::TooLarge(m)) => assert!(m.contains("`Body`"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(table.get("p", "big").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn stale_due_index_entries_are_skipped_and_old_ones_removed() {
+        let settings = azurite().tables(std::env::temp_dir().join("unused.db"));
+        let store = elevate::startup::table_store(&settings).unwrap();
+        let table = raw_table(&settings);
+        let a = inserted(&store, ALICE, READER, SUB1, at(0)).await;
+        let (b, f) = provisioned(&a.value, at(0));
+        store.update(&b, &a.version, &f).await.unwrap();
+        // Leftovers a crash between index write and transaction could leave: one old, one young,
+        // and one for an activation that was never written.
+        let old = format!("{:015}_{}", at(-30).timestamp_millis(), b.id());
+        let young = format!("{:015}_{}", at(55).timestamp_millis(), b.id());
+        let ghost = format!("{:015}_{}", at(-30).timestamp_millis(), ActivationId::new_random());
+        for row in [&old, &young, &ghost] {
+            let id = row.split_once('_').unwrap().1;
+            table.insert(&entity("due", row, json!({"ActivationId": id}))).await.unwrap();
+        }
+        let due = store.due(at(58), None, 10).await.unwrap();
+        assert!(due.is_empty(), "leftovers are never returned: {due:?}");
+        assert!(table.get("due", &old).await.unwrap().is_none(), "old leftover removed");
+        assert!(table.get("due", &ghost).await.unwrap().is_none(), "ghost removed");
+        assert!(table.get("due", &young).await.unwrap().is_some(), "a young one may be a write in flight");
+        let due = store.due(at(60), None, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].value, b);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_answer_was_lost_is_recognised_on_retry() {
+        let store = super::table_store();
+        let (a, e) = open(ALICE, READER, SUB1, at(0));
+        let v1 = store.insert(&a, &e, None).await.unwrap();
+        // The same insert again (what a retry after a lost answer sends): ours, not a duplicate.
+        assert_eq!(store.insert(&a, &e, None).await.unwrap(), v1);
+        let (b, f) = provisioned(&a, at(1));
+        let v2 = store.update(&b, &v1, &f).await.unwrap();
+        assert_eq!(store.update(&b, &v1, &f).await.unwrap(), v2, "our own transition, already applied");
+        // Another writer's transition from the same version is still a conflict.
+        let (c, g) = provisioned(&a, at(1));
+        assert!(matches!(store.update(&c, &v1, &g).await, Err(StoreError::Conflict)));
+        let events =
+            store.audit(&AuditQuery { activation_id: Some(a.id()), limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(events.len(), 2);
+    }
+}
