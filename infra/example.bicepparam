@@ -25,4 +25,8 @@ param brokerAppIds = []
 
 // Keys approval forms and confirmation links (a secret; never commit a real one).
 param linkKey = readEnvironmentVariable('ELEVATE_LINK_KEY')
+// Optional notifications: unset means none. Webhook URLs carry signatures; keep them in the environment, not here.
+param teamsWebhookUrl = readEnvironmentVariable('ELEVATE_TEAMS_WEBHOOK_URL', '')
+param eventWebhookUrl = readEnvironmentVariable('ELEVATE_EVENT_WEBHOOK_URL', '')
+param eventWebhookSecret = readEnvironmentVariable('ELEVATE_EVENT_WEBHOOK_SECRET', '')
 param allowedClientAppIds = []

@@ -42,6 +42,18 @@ param mfaAuthContext string = ''
 @minLength(32)
 param linkKey string
 
+@description('Teams Workflows webhook URL ("When a Teams webhook request is received") for approval cards and status notices. Empty: no Teams notices. The URL carries a signature: treat it as a secret.')
+@secure()
+param teamsWebhookUrl string = ''
+
+@description('Webhook URL (e.g. a Logic App HTTP trigger) that receives signed CloudEvents. Empty: no events. Needs eventWebhookSecret.')
+@secure()
+param eventWebhookUrl string = ''
+
+@description('Secret (32+ random characters) that signs the events with HMAC-SHA256; the receiver verifies with the same secret.')
+@secure()
+param eventWebhookSecret string = ''
+
 @description('Role definition GUIDs Elevate may assign: derive them from the policy with `elevate assignable-roles policy.yaml`.')
 @minLength(1)
 param assignableRoleIds array
@@ -233,6 +245,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ELEVATE_BROKER_APP_IDS: join(brokerAppIds, ',')
     ELEVATE_MFA_AUTH_CONTEXT: mfaAuthContext
     ELEVATE_LINK_KEY: linkKey
+    ELEVATE_TEAMS_WEBHOOK_URL: teamsWebhookUrl
+    ELEVATE_EVENT_WEBHOOK_URL: eventWebhookUrl
+    ELEVATE_EVENT_WEBHOOK_SECRET: eventWebhookSecret
   }
 }
 

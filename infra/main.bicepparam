@@ -15,3 +15,7 @@ param allowedClientAppIds = json(readEnvironmentVariable('ELEVATE_ALLOWED_CLIENT
 param mfaAuthContext = readEnvironmentVariable('ELEVATE_MFA_AUTH_CONTEXT', '')
 // A secret: azd env set ELEVATE_LINK_KEY "$(openssl rand -base64 48)"
 param linkKey = readEnvironmentVariable('ELEVATE_LINK_KEY')
+// Optional notifications: unset means none. Webhook URLs carry signatures; keep them in the environment, not here.
+param teamsWebhookUrl = readEnvironmentVariable('ELEVATE_TEAMS_WEBHOOK_URL', '')
+param eventWebhookUrl = readEnvironmentVariable('ELEVATE_EVENT_WEBHOOK_URL', '')
+param eventWebhookSecret = readEnvironmentVariable('ELEVATE_EVENT_WEBHOOK_SECRET', '')

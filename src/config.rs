@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::adapters::azure::credential::CredentialKind;
 use crate::adapters::identity::entra::EntraSettings;
+use crate::adapters::notify::WebhookUrl;
+use crate::adapters::notify::events::EventSecret;
 use crate::domain::duration::IsoDuration;
 use crate::domain::ids::{AuthContextId, PrincipalId, TenantId};
 
@@ -190,6 +192,7 @@ pub struct Settings {
     pub sweep_concurrency: usize,
     /// How often the sweeper also looks for orphaned Elevate assignments in Azure.
     pub orphan_sweep_interval: IsoDuration,
+    pub notifications: NotificationSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -420,12 +423,7 @@ impl Settings {
             None => format!("http://127.0.0.1:{port}"),
         };
 
-        for variable in ["ELEVATE_TEAMS_WEBHOOK_URL", "ELEVATE_EVENT_WEBHOOK_URL", "ELEVATE_EVENT_WEBHOOK_SECRET"] {
-            if get(variable).is_some() {
-                // Refuse rather than silently deliver nothing.
-                return Err(bad(variable, "notifications are not available in this version of Elevate; unset it"));
-            }
-        }
+        let notifications = notification_settings(&get)?;
 
         let broker_app_ids = match get("ELEVATE_BROKER_APP_IDS") {
             None => Vec::new(),
@@ -476,8 +474,63 @@ impl Settings {
             link_key,
             sweep_concurrency,
             orphan_sweep_interval,
+            notifications,
         })
     }
+}
+
+/// Where notices go. A webhook URL is a secret (it carries a SAS signature): errors never echo it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotificationSettings {
+    pub teams: Option<WebhookUrl>,
+    pub events: Option<(WebhookUrl, EventSecret)>,
+    /// How long before expiry "expiring soon" goes out.
+    pub expiry_warning: IsoDuration,
+}
+
+pub const DEFAULT_EXPIRY_WARNING: &str = "PT15M";
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        Self {
+            teams: None,
+            events: None,
+            expiry_warning: IsoDuration::parse(DEFAULT_EXPIRY_WARNING).unwrap_or_else(|_| IsoDuration::from_hours(1)),
+        }
+    }
+}
+
+fn webhook(variable: &'static str, value: &str) -> Result<WebhookUrl, ConfigError> {
+    let checked = check_url(variable, value)?;
+    WebhookUrl::new(&checked).map_err(|m| bad(variable, m))
+}
+
+fn notification_settings(get: &impl Fn(&str) -> Option<String>) -> Result<NotificationSettings, ConfigError> {
+    let teams = get("ELEVATE_TEAMS_WEBHOOK_URL").map(|u| webhook("ELEVATE_TEAMS_WEBHOOK_URL", &u)).transpose()?;
+    let events = match (get("ELEVATE_EVENT_WEBHOOK_URL"), get("ELEVATE_EVENT_WEBHOOK_SECRET")) {
+        (None, None) => None,
+        (Some(u), Some(secret)) if secret.len() >= 32 => {
+            Some((webhook("ELEVATE_EVENT_WEBHOOK_URL", &u)?, EventSecret::new(secret)))
+        }
+        (Some(_), Some(_)) => {
+            return Err(bad("ELEVATE_EVENT_WEBHOOK_SECRET", "must be at least 32 characters of random text"));
+        }
+        (Some(_), None) => {
+            return Err(bad(
+                "ELEVATE_EVENT_WEBHOOK_SECRET",
+                "is required with ELEVATE_EVENT_WEBHOOK_URL: events are always signed",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(bad("ELEVATE_EVENT_WEBHOOK_URL", "is required with ELEVATE_EVENT_WEBHOOK_SECRET"));
+        }
+    };
+    let text = get("ELEVATE_EXPIRY_WARNING").unwrap_or_else(|| DEFAULT_EXPIRY_WARNING.to_owned());
+    let expiry_warning =
+        IsoDuration::parse(&text).ok().filter(|d| (60..=86_400).contains(&d.as_delta().num_seconds())).ok_or_else(
+            || bad("ELEVATE_EXPIRY_WARNING", format!("`{text}` is not an ISO 8601 duration from PT1M to P1D")),
+        )?;
+    Ok(NotificationSettings { teams, events, expiry_warning })
 }
 
 #[cfg(test)]
@@ -565,7 +618,23 @@ mod tests {
             (&[("ELEVATE_AUTH_MODE", "none")], "ELEVATE_AUTH_MODE"),
             (&[("ELEVATE_PUBLIC_URL", "http://elevate.example.com")], "ELEVATE_PUBLIC_URL"),
             (&[("ELEVATE_BROKER_APP_IDS", "not-a-guid")], "ELEVATE_BROKER_APP_IDS"),
-            (&[("ELEVATE_TEAMS_WEBHOOK_URL", "https://x.logic.azure.com/a?sig=secret")], "ELEVATE_TEAMS_WEBHOOK_URL"),
+            (&[("ELEVATE_TEAMS_WEBHOOK_URL", "http://x.logic.azure.com/a?sig=secret")], "ELEVATE_TEAMS_WEBHOOK_URL"),
+            (
+                &[("ELEVATE_EVENT_WEBHOOK_URL", "https://x.logic.azure.com/a?sig=secret")],
+                "ELEVATE_EVENT_WEBHOOK_SECRET",
+            ),
+            (
+                &[
+                    ("ELEVATE_EVENT_WEBHOOK_URL", "https://x.logic.azure.com/a?sig=secret"),
+                    ("ELEVATE_EVENT_WEBHOOK_SECRET", "short secret"),
+                ],
+                "ELEVATE_EVENT_WEBHOOK_SECRET",
+            ),
+            (
+                &[("ELEVATE_EVENT_WEBHOOK_SECRET", "0123456789012345678901234567890123456789")],
+                "ELEVATE_EVENT_WEBHOOK_URL",
+            ),
+            (&[("ELEVATE_EXPIRY_WARNING", "PT1S")], "ELEVATE_EXPIRY_WARNING"),
         ];
         for (vars, variable) in cases {
             let err = read(RunMode::Standalone, vars).unwrap_err();

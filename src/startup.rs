@@ -17,6 +17,8 @@ use crate::adapters::identity::dev::{DevIssuer, DevIssuerError};
 use crate::adapters::identity::easyauth::EasyAuthAuthenticator;
 use crate::adapters::identity::entra::{EntraAuthenticator, EntraSettings};
 use crate::adapters::identity::jwt::BearerAuthenticator;
+use crate::adapters::notify::events::EventSink;
+use crate::adapters::notify::teams::TeamsSink;
 use crate::adapters::store::sqlite::SqliteStore;
 use crate::adapters::store::table_client::TableClient;
 use crate::adapters::store::tables::TableStore;
@@ -24,6 +26,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{AuthSetting, ProviderSetting, RunMode, Settings, StoreSetting, TablesAuth, TablesSetting};
 use crate::domain::policy::{Policy, PolicyError};
 use crate::http::HttpContext;
+use crate::service::notify::Notifier;
+use crate::service::ports::NotificationSink;
 use crate::service::ports::{AccessError, AccessProvider, Authenticator, Store, StoreError};
 use crate::service::{Elevate, SweepSettings};
 
@@ -41,6 +45,8 @@ pub enum StartupError {
     DevIssuer(#[from] DevIssuerError),
     #[error("cannot set up authentication: {0}")]
     Auth(String),
+    #[error("cannot set up notifications: {0}")]
+    Notifications(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -83,6 +89,28 @@ pub fn table_store(tables: &TablesSetting) -> Result<TableStore, StartupError> {
     };
     tracing::info!(endpoint = %tables.endpoint, table = %tables.table, auth, "store: Azure Table Storage");
     Ok(TableStore::new(table))
+}
+
+/// The notification sinks the settings name, behind one notifier.
+fn notifier(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<Arc<Notifier>>, StartupError> {
+    let n = &settings.notifications;
+    let mut sinks: Vec<Arc<dyn NotificationSink>> = Vec::new();
+    if let Some(url) = &n.teams {
+        sinks.push(Arc::new(TeamsSink::new(url.clone()).map_err(StartupError::Notifications)?));
+        tracing::info!(host = url.host(), "notifications: Teams (Adaptive Cards)");
+    }
+    if let Some((url, secret)) = &n.events {
+        let sink = EventSink::new(url.clone(), secret.clone(), &settings.public_url, Arc::clone(clock))
+            .map_err(StartupError::Notifications)?;
+        sinks.push(Arc::new(sink));
+        tracing::info!(host = url.host(), "notifications: signed CloudEvents");
+    }
+    // Even without sinks: it clears the notices the store queues, so none pile up.
+    Ok(Some(Arc::new(Notifier::new(Arc::clone(store), sinks, &settings.public_url, n.expiry_warning.as_delta()))))
 }
 
 /// The token scope for Azure Storage data-plane calls.
@@ -159,7 +187,12 @@ pub fn build_with(
         orphan_interval: settings.orphan_sweep_interval.as_delta(),
         ..SweepSettings::default()
     };
-    let service = Arc::new(Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep));
+    let notifier = notifier(settings, &store, &clock)?;
+    let mut service = Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep);
+    if let Some(notifier) = notifier {
+        service = service.with_notifier(notifier);
+    }
+    let service = Arc::new(service);
     let csrf_key: [u8; 32] = match &settings.link_key {
         Some(key) => sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(key.bytes())).into(),
         None => {

@@ -113,6 +113,9 @@ contract!(
     listing_filters_and_orders_newest_first,
     audit_queries_by_activation_principal_and_time,
     ping_answers,
+    a_change_queues_its_notice_in_the_same_write,
+    a_notice_is_claimed_once_and_done_is_final,
+    upcoming_reads_ahead_without_touching_anything,
 );
 
 pub fn table_store() -> Arc<dyn Store> {
@@ -358,6 +361,83 @@ async fn audit_queries_by_activation_principal_and_time(store: Arc<dyn Store>) {
     let first = store.audit(&AuditQuery { limit: 1, ..Default::default() }).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].at, at(0), "oldest first");
+}
+
+async fn a_change_queues_its_notice_in_the_same_write(store: Arc<dyn Store>) {
+    let pending = inserted(&*store, ALICE, READER, SUB2, at(0)).await;
+    let due = store.outbox_due(at(0), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].value.kind, elevate::domain::notification::Kind::ApprovalNeeded);
+    assert_eq!(due[0].value.activation_id, pending.value.id());
+    let events = store
+        .audit(&AuditQuery { activation_id: Some(pending.value.id()), limit: 5, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(due[0].value.id, events[0].id, "the notice is keyed by its audit event");
+    // A refused update queues nothing.
+    let (c, g) = {
+        let t = pending.value.clone().time_out(at(60)).unwrap();
+        let e = AuditEvent::of(&t, Actor::System, None, None, at(60));
+        (t.activation, e)
+    };
+    assert!(store.update(&c, &Version("1|-|stale".into()), &g).await.is_err());
+    assert_eq!(store.outbox_due(at(60), 10).await.unwrap().len(), 1);
+    store.update(&c, &pending.version, &g).await.unwrap();
+    let kinds: Vec<_> = store.outbox_due(at(60), 10).await.unwrap().into_iter().map(|v| v.value.kind).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    // Not before its time.
+    assert!(store.outbox_due(at(-1), 10).await.unwrap().is_empty());
+}
+
+async fn a_notice_is_claimed_once_and_done_is_final(store: Arc<dyn Store>) {
+    use elevate::domain::notification::OutboxItem;
+    let id = ActivationId::new_random();
+    let notice = OutboxItem::expiring_soon(id, at(60), at(45));
+    assert!(store.enqueue(&notice).await.unwrap());
+    assert!(!store.enqueue(&notice).await.unwrap(), "one notice per id");
+    let read = store.outbox_due(at(45), 10).await.unwrap().remove(0);
+    let mut mine = read.value.clone();
+    mine.next_at = at(47);
+    let mut theirs = read.value.clone();
+    theirs.next_at = at(48);
+    let (s1, s2) = (Arc::clone(&store), Arc::clone(&store));
+    let (v1, v2) = (read.version.clone(), read.version.clone());
+    let (a, b) =
+        tokio::join!(
+            async move { s1.outbox_save(&mine, &v1).await },
+            async move { s2.outbox_save(&theirs, &v2).await }
+        );
+    assert_eq!([a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(), 1, "exactly one claim wins: {a:?} {b:?}");
+    let (winner, version) = match (a, b) {
+        (Ok(v), _) => (at(47), v),
+        (_, Ok(v)) => (at(48), v),
+        _ => unreachable!(),
+    };
+    assert!(store.outbox_due(at(46), 10).await.unwrap().is_empty(), "leased");
+    let mut done = read.value.clone();
+    done.next_at = winner;
+    done.delivered = vec!["teams".into()];
+    assert!(matches!(store.outbox_remove(&done, &read.version).await, Err(StoreError::Conflict)), "stale claim");
+    store.outbox_remove(&done, &version).await.unwrap();
+    assert!(store.outbox_due(at(500), 10).await.unwrap().is_empty(), "done is not due again");
+    assert!(!store.enqueue(&notice).await.unwrap(), "and is not queued again");
+    assert!(matches!(store.outbox_save(&done, &version).await, Err(StoreError::Conflict)));
+}
+
+async fn upcoming_reads_ahead_without_touching_anything(store: Arc<dyn Store>) {
+    let a = inserted(&*store, ALICE, READER, SUB1, at(0)).await;
+    let (b, f) = provisioned(&a.value, at(0));
+    store.update(&b, &a.version, &f).await.unwrap(); // expires at 60
+    let pending = inserted(&*store, BOB, READER, SUB2, at(0)).await; // times out at 60
+    assert!(store.upcoming(at(0), at(44), 10).await.unwrap().is_empty());
+    let ahead = store.upcoming(at(45), at(60), 10).await.unwrap();
+    let mut ids: Vec<_> = ahead.iter().map(Activation::id).collect();
+    ids.sort_by_key(ToString::to_string);
+    let mut expected = vec![b.id(), pending.value.id()];
+    expected.sort_by_key(ToString::to_string);
+    assert_eq!(ids, expected);
+    assert!(store.upcoming(at(60), at(90), 10).await.unwrap().is_empty(), "what is due now is not upcoming");
+    assert_eq!(store.due(at(60), None, 10).await.unwrap().len(), 2);
 }
 
 async fn ping_answers(store: Arc<dyn Store>) {

@@ -1,6 +1,7 @@
-//! Implementations of the service's ports: stores, access providers, identity.
+//! Implementations of the service's ports: stores, access providers, identity, notification sinks.
 
 pub mod access;
 pub mod azure;
 pub mod identity;
+pub mod notify;
 pub mod store;

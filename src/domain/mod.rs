@@ -1,4 +1,5 @@
-//! Pure rules: identifiers, scopes, policy, the activation state machine, approvers, audit.
+//! Pure rules: identifiers, scopes, policy, the activation state machine, approvers, audit,
+//! notifications.
 //!
 //! Must never do I/O, read the clock, or import warp, Azure, HTTP clients or tokio.
 
@@ -8,5 +9,6 @@ pub mod audit;
 pub mod delegation;
 pub mod duration;
 pub mod ids;
+pub mod notification;
 pub mod policy;
 pub mod scope;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::IsoDuration;
 use super::ids::{
-    AuthContextId, Justification, ParseError, PrincipalId, PrincipalRef, RoleDefinitionId, RuleId, Ticket,
+    AuthContextId, DisplayName, Justification, ParseError, PrincipalId, PrincipalRef, RoleDefinitionId, RuleId, Ticket,
 };
 use super::scope::Scope;
 
@@ -181,6 +181,10 @@ pub struct ActivationRequest {
     pub requested_at: DateTime<Utc>,
     pub start_at: Option<DateTime<Utc>>,
     pub approval: Option<ApprovalTerms>,
+    /// The requester's display name as their sign-in gave it, for people reading a request
+    /// (approval page, Teams). Never used to decide anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_name: Option<DisplayName>,
 }
 
 /// Proof that a request met the policy. Only `Policy::authorize_activation` makes one.
@@ -193,6 +197,12 @@ impl AuthorizedRequest {
     }
     pub(super) fn into_request(self) -> ActivationRequest {
         self.0
+    }
+
+    /// Labels the request with the requester's display name (display only).
+    pub fn with_principal_name(mut self, name: Option<DisplayName>) -> Self {
+        self.0.principal_name = name;
+        self
     }
 }
 
@@ -379,6 +389,7 @@ impl Policy {
                 .approval
                 .as_ref()
                 .map(|a| ApprovalTerms { min_approvals: a.min_approvals, timeout: a.timeout }),
+            principal_name: None,
         }))
     }
 

@@ -184,6 +184,8 @@ pub async fn approval_page(ctx: &HttpContext, req: &Request, raw_id: &str) -> Re
     let now = ctx.clock.now();
     let details = match ctx.service.activation(&who, id).await {
         Ok(d) => d,
+        // Whether it exists is not told to someone who may not see it.
+        Err(ServiceError::NotFound(_)) if html => return Ok(pages::not_yours(&who)),
         Err(e) if html => return Ok(pages::refusal(&ApiError::from(e))),
         Err(e) => return Err(e.into()),
     };

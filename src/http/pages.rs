@@ -115,10 +115,21 @@ pub fn approval(
         None => r.role_definition_id.to_string(),
     };
     let portal = format!("https://portal.azure.com/#@/resource{}", r.scope.as_str());
+    let requester = match &r.principal_name {
+        Some(name) => format!("{} <small>(object id <code>{}</code>)</small>", esc(name.as_str()), r.principal_id),
+        None => format!("<code>{}</code> <small>(object id; no name was given)</small>", r.principal_id),
+    };
     let mut facts = vec![
-        ("Requester", format!("<code>{}</code>", r.principal_id)),
+        ("Requester", requester),
         ("Role", role),
-        ("Scope", format!("<a href=\"{}\" rel=\"noreferrer\">{}</a>", esc(&portal), esc(r.scope.as_str()))),
+        (
+            "Scope",
+            format!(
+                "<a href=\"{}\" rel=\"noreferrer\">{}</a> <small>(opens the Azure portal)</small>",
+                esc(&portal),
+                esc(r.scope.as_str())
+            ),
+        ),
         ("Duration", esc(&r.duration.to_string())),
         ("Justification", r.justification.as_ref().map_or("<em>none</em>".into(), |j| esc(j.as_str()))),
         (
@@ -175,7 +186,13 @@ pub fn approval(
             "<table><thead><tr><th scope=\"col\">Approver</th><th scope=\"col\">Decision</th><th scope=\"col\">Justification</th><th scope=\"col\">When</th></tr></thead><tbody>{decisions}</tbody></table>"
         )
     };
-    let action = match cannot {
+    let refusal: Option<ApiError> = cannot.map(ApiError::from);
+    let action_heading = match refusal.as_ref().map(|e| e.code) {
+        None => "Your decision",
+        Some("NotPending" | "AlreadyDecided") => "Outcome",
+        Some(_) => "Decision",
+    };
+    let action = match refusal {
         None => format!(
             "<form method=\"post\" action=\"/api/approvals/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <label for=\"justification\">Your justification (required)</label><textarea id=\"justification\" name=\"justification\" rows=\"3\" required maxlength=\"1000\"></textarea>\
@@ -183,26 +200,87 @@ pub fn approval(
             id = a.id(),
             csrf = csrf_token(ctx, &who.principal_id, a.id())
         ),
-        Some(reason) => {
-            let e = ApiError::from(reason);
+        Some(e) => {
             let text = match e.code {
                 "SelfApprovalForbidden" => {
                     "You requested this access, so you cannot decide on it. Another approver must.".to_owned()
                 }
-                "NotAnApprover" => "You are not an approver for this request's policy rule.".to_owned(),
-                "NotPending" => format!("Nothing waits for a decision: this request is {}.", a.status()),
-                "AlreadyDecided" => "You have already decided on this request.".to_owned(),
+                "NotAnApprover" => {
+                    "You are not an approver for this request's policy rule, so you cannot decide on it.".to_owned()
+                }
+                "NotPending" => outcome(a, now),
+                "AlreadyDecided" => match a.approvals().iter().rev().find(|d| d.approver_id == who.principal_id) {
+                    Some(mine) => format!(
+                        "You {} this request at {}. {}",
+                        match mine.decision {
+                            Decision::Approve => "approved",
+                            Decision::Deny => "denied",
+                        },
+                        fmt_time(mine.at),
+                        if a.awaits_decision() { "It still waits for other approvers." } else { "" }
+                    ),
+                    None => "You have already decided on this request.".to_owned(),
+                },
                 _ => e.message.clone(),
             };
-            format!("<p class=\"note warn\" role=\"status\">{}</p>", esc(&text))
+            let class = if e.code == "NotPending" || e.code == "AlreadyDecided" { "note" } else { "note warn" };
+            format!("<p class=\"{class}\" role=\"status\" id=\"outcome\">{}</p>", esc(&text))
         }
     };
     let body = format!(
-        "<h1>Access request</h1>{subject_note}<dl>{facts_html}</dl><h2>Decisions</h2>{decisions_html}<h2>Your decision</h2>{action}\
+        "<h1>Access request</h1>{subject_note}<dl>{facts_html}</dl><h2>Decisions</h2>{decisions_html}<h2>{action_heading}</h2>{action}\
 <p><small>Signed in as <code>{}</code>. Role changes can take several minutes to take effect in Azure.</small></p>",
         who.principal_id
     );
     html(StatusCode::OK, page("Access request", &body))
+}
+
+/// What became of a request that no longer waits for a decision, in words.
+fn outcome(a: &Activation, now: DateTime<Utc>) -> String {
+    let by = |wanted: Decision| {
+        let names: Vec<String> =
+            a.approvals().iter().filter(|d| d.decision == wanted).map(|d| d.approver_id.to_string()).collect();
+        if names.is_empty() { String::new() } else { format!(" by {}", names.join(", ")) }
+    };
+    match a.state() {
+        State::Denied { at } => format!("Denied{} at {}. Nothing was granted.", by(Decision::Deny), fmt_time(*at)),
+        State::TimedOut { at } => format!(
+            "Timed out at {} before enough approvers decided. Nothing was granted; the requester can ask again.",
+            fmt_time(*at)
+        ),
+        State::Canceled { at } => format!("The requester withdrew this request at {}.", fmt_time(*at)),
+        State::Scheduled { start_at } => {
+            format!("Approved{}. Access starts at {}.", by(Decision::Approve), fmt_time(*start_at))
+        }
+        State::Provisioning { expires_at, .. } => {
+            format!("Approved{}. Access is being granted, until {}.", by(Decision::Approve), fmt_time(*expires_at))
+        }
+        State::Active { expires_at, .. } => format!(
+            "Approved{}. Access is active until {} ({}).",
+            by(Decision::Approve),
+            fmt_time(*expires_at),
+            left(*expires_at, now)
+        ),
+        State::Expired { at, .. } => format!("Approved{}; access expired at {}.", by(Decision::Approve), fmt_time(*at)),
+        State::Deactivated { at } => {
+            format!("Approved{}; the requester ended access early at {}.", by(Decision::Approve), fmt_time(*at))
+        }
+        State::Failed { at, failure } => {
+            format!("Approved, but granting failed at {}: {}.", fmt_time(*at), failure.message)
+        }
+        State::PendingApproval { .. } => "This request waits for approvers.".to_owned(),
+    }
+}
+
+/// A request the caller may not see, or that does not exist: the same page for both.
+pub fn not_yours(who: &Caller) -> Response {
+    let body = format!(
+        "<h1>Request not available</h1><p class=\"note warn\" role=\"alert\">You are not an approver of this request, or it does not exist. \
+Only its requester, its approvers, and Elevate admins and auditors can open a request.</p>\
+<p><small>Signed in as <code>{}</code>. If you should approve it, ask for your place in the policy rule's approvers.</small></p>",
+        who.principal_id
+    );
+    html(StatusCode::NOT_FOUND, page("Request not available", &body))
 }
 
 /// An error as a page, with the error's status.

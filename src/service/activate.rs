@@ -129,6 +129,9 @@ impl Elevate {
             }
             other => ServiceError::Refused(other),
         })?;
+        // The caller's own name labels their own request; a broker's caller is not the requester.
+        let name = if brokered { None } else { caller.name.clone() };
+        let authorized = authorized.with_principal_name(name);
         let id = ActivationId::new_random();
         let opened = Activation::open(id, authorized, now);
         let event = AuditEvent::of(&opened, actor, None, detail, now);
@@ -139,7 +142,10 @@ impl Elevate {
             activation_id: id,
         });
         let version = match self.store.insert(&opened.activation, &event, record.as_ref()).await {
-            Ok(version) => version,
+            Ok(version) => {
+                self.notify_soon(&event, now);
+                version
+            }
             Err(StoreError::IdempotencyKeyTaken) => {
                 // A concurrent retry with the same key won the race: answer as it did.
                 let key = record.map(|r| r.key).ok_or(ServiceError::IdempotencyKeyReused)?;

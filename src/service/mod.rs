@@ -4,6 +4,7 @@
 mod activate;
 pub mod error;
 mod lifecycle;
+pub mod notify;
 pub mod ports;
 mod query;
 mod review;
@@ -44,6 +45,8 @@ pub struct Elevate {
     sweep: SweepSettings,
     /// When this process last reconciled against the provider (see `sweep`).
     last_orphan_check: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Delivers the outbox, when any sink is configured.
+    notifier: Option<Arc<notify::Notifier>>,
 }
 
 impl Elevate {
@@ -55,7 +58,34 @@ impl Elevate {
         sweep: SweepSettings,
     ) -> Self {
         let broker_app_ids = broker_app_ids.into_iter().map(|a| a.to_ascii_lowercase()).collect();
-        Self { store, access, policy, broker_app_ids, sweep, last_orphan_check: std::sync::Mutex::new(None) }
+        Self {
+            store,
+            access,
+            policy,
+            broker_app_ids,
+            sweep,
+            last_orphan_check: std::sync::Mutex::new(None),
+            notifier: None,
+        }
+    }
+
+    /// Delivers notices through `notifier` (built on the same store).
+    pub fn with_notifier(mut self, notifier: Arc<notify::Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    pub fn notifier(&self) -> Option<&Arc<notify::Notifier>> {
+        self.notifier.as_ref()
+    }
+
+    /// After a change that queued a notice: deliver it now, in the background.
+    fn notify_soon(&self, event: &AuditEvent, now: DateTime<Utc>) {
+        if let Some(notifier) = &self.notifier
+            && crate::domain::notification::kind_of(event).is_some()
+        {
+            notifier.kick(now);
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -97,6 +127,7 @@ impl Elevate {
             let event = AuditEvent::of(&transition, actor.clone(), justification, detail, now);
             match self.store.update(&transition.activation, &current.version, &event).await {
                 Ok(version) => {
+                    self.notify_soon(&event, now);
                     return Ok(Versioned { value: transition.activation, version });
                 }
                 Err(ports::StoreError::Conflict) => continue,

@@ -11,6 +11,7 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{
     ActivationId, AuthContextId, DisplayName, ParseError, PrincipalId, RoleDefinitionId, TenantId,
 };
+use crate::domain::notification::OutboxItem;
 use crate::domain::policy::Subject;
 use crate::domain::scope::Scope;
 
@@ -116,9 +117,10 @@ impl StoreError {
 
 /// Where activations, audit events and idempotency records live.
 ///
-/// INVARIANT: `insert` and `update` write the activation and its audit event atomically, and
-/// `update` succeeds only if the stored version is still `expected`. An activation whose status
-/// is not terminal is unique per (principal, role, scope).
+/// INVARIANT: `insert` and `update` write the activation, its audit event and the notice the
+/// event implies (`OutboxItem::for_event`) atomically, and `update` succeeds only if the stored
+/// version is still `expected`. An activation whose status is not terminal is unique per
+/// (principal, role, scope).
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn insert(
@@ -149,8 +151,25 @@ pub trait Store: Send + Sync {
         after: Option<&DueCursor>,
         limit: usize,
     ) -> Result<Vec<Versioned<Activation>>, StoreError>;
+    /// Activations due after `now` and at or before `until`, in due order: read-only (the
+    /// sweeper's look ahead for expiry warnings).
+    async fn upcoming(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Activation>, StoreError>;
     /// Oldest first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Adds a notice that is not a state change, unless one with its id exists (then `false`).
+    async fn enqueue(&self, item: &OutboxItem) -> Result<bool, StoreError>;
+    /// Notices whose next attempt is due at `now`, oldest first.
+    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Versioned<OutboxItem>>, StoreError>;
+    /// Saves a notice's delivery state if it is unchanged since read (`Conflict` otherwise): the
+    /// claim that keeps two deliverers from sending one notice twice.
+    async fn outbox_save(&self, item: &OutboxItem, expected: &Version) -> Result<Version, StoreError>;
+    /// Removes a fully delivered notice if it is unchanged since read.
+    async fn outbox_remove(&self, item: &OutboxItem, expected: &Version) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
@@ -354,4 +373,30 @@ mod tests {
         assert_eq!(parse_marker(&m), Some((id, at)));
         assert_eq!(parse_marker("JIT grant"), None);
     }
+}
+
+/// A notice ready for a sink: the outbox item, the activation it tells of, and its page.
+#[derive(Clone, Debug)]
+pub struct Notice {
+    pub item: OutboxItem,
+    pub activation: Activation,
+    /// The approval page (`{public URL}/api/approvals/{id}`): decisions and the outcome.
+    pub approval_url: String,
+}
+
+/// Why a sink did not take a notice. Every failure is retried later.
+#[derive(Clone, Debug)]
+pub struct DeliveryError {
+    /// Names the sink's host at most: webhook URLs carry signatures.
+    pub message: String,
+    /// What the receiver asked for (`Retry-After` on 429/503).
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// Somewhere notices go: a Teams Workflows webhook, a CloudEvents endpoint.
+#[async_trait]
+pub trait NotificationSink: Send + Sync {
+    /// A stable name, recorded on the notices it has taken.
+    fn name(&self) -> &'static str;
+    async fn deliver(&self, notice: &Notice) -> Result<(), DeliveryError>;
 }

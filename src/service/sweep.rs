@@ -65,6 +65,12 @@ pub struct SweepReport {
     /// Elevate assignments found whose activation is finished or unknown and past its marker.
     pub orphans_found: usize,
     pub orphans_revoked: usize,
+    /// "Expiring soon" notices queued by this pass.
+    pub expiry_warnings: usize,
+    /// Notices delivered to every sink by this pass.
+    pub notices_delivered: usize,
+    /// Notices that failed somewhere and wait for a later pass.
+    pub notices_retrying: usize,
     pub failures: Vec<SweepFailure>,
 }
 
@@ -145,6 +151,9 @@ impl Elevate {
                     Ok(Outcome::Nothing) => {}
                     Err(ServiceError::Contention) => report.skipped += 1,
                     Err(e) => {
+                        if let (ServiceError::RevocationFailed(_), Some(notifier)) = (&e, &self.notifier) {
+                            notifier.revocation_failing(id, now).await;
+                        }
                         tracing::error!(activation = %id, status = %status, error = %e, "sweep could not finish an activation; it stays due");
                         report.failures.push(SweepFailure {
                             activation_id: Some(id),
@@ -160,6 +169,14 @@ impl Elevate {
         }
         if started.elapsed() < budget && self.orphan_check_due(now) {
             self.sweep_orphans(now, &mut report).await;
+        }
+        if let Some(notifier) = &self.notifier
+            && started.elapsed() < budget
+        {
+            report.expiry_warnings = notifier.warn_expiring(now).await;
+            let delivered = notifier.deliver(now).await;
+            report.notices_delivered = delivered.delivered;
+            report.notices_retrying = delivered.retrying;
         }
         if report.examined > 0 || !report.failures.is_empty() || report.orphans_found > 0 {
             tracing::info!(report = ?report, "sweep finished");

@@ -6,6 +6,7 @@ pub mod azurite;
 pub mod fake_azure;
 pub mod fake_entra;
 pub mod fake_http;
+pub mod fake_webhook;
 pub mod process;
 
 use std::path::PathBuf;
@@ -156,10 +157,15 @@ pub async fn spawn_app_on(
     spawn(policy, access, db, at, None).await
 }
 
+/// An app that sends notifications as `notifications` says.
+pub async fn spawn_with_notifications(policy: &str, notifications: elevate::config::NotificationSettings) -> TestApp {
+    spawn_full(policy, None, None, start(), None, None, Some(notifications)).await
+}
+
 /// An app on the given Table Storage table (several apps may share one), the local provider's
 /// simulation in `tables.local_file`.
 pub async fn spawn_on_tables(policy: &str, tables: elevate::config::TablesSetting, at: DateTime<Utc>) -> TestApp {
-    spawn_store(policy, None, Some(tables.local_file.clone()), at, None, Some(tables)).await
+    spawn_full(policy, None, Some(tables.local_file.clone()), at, None, Some(tables), None).await
 }
 
 async fn spawn(
@@ -169,16 +175,17 @@ async fn spawn(
     at: DateTime<Utc>,
     auth: Option<AuthSetting>,
 ) -> TestApp {
-    spawn_store(policy, access, db, at, auth, None).await
+    spawn_full(policy, access, db, at, auth, None, None).await
 }
 
-async fn spawn_store(
+async fn spawn_full(
     policy: &str,
     access: Option<Arc<dyn elevate::service::ports::AccessProvider>>,
     db: Option<PathBuf>,
     at: DateTime<Utc>,
     auth: Option<AuthSetting>,
     tables: Option<elevate::config::TablesSetting>,
+    notifications: Option<elevate::config::NotificationSettings>,
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let policy_file = dir.path().join("policy.yaml");
@@ -190,6 +197,8 @@ async fn spawn_store(
         Some(t) => StoreSetting::Tables(t.clone()),
         None => StoreSetting::Sqlite(db.clone()),
     };
+    let listener = elevate::startup::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let settings = Settings {
         mode: RunMode::Standalone,
         port: 0,
@@ -197,16 +206,15 @@ async fn spawn_store(
         store,
         provider: ProviderSetting::Local,
         auth: auth.unwrap_or_else(|| AuthSetting::Dev { key_file: dir.path().join("dev.pem") }),
-        public_url: "http://127.0.0.1:1".into(),
+        public_url: format!("http://{addr}"),
         broker_app_ids: vec![BROKER_APP.into()],
         link_key: None,
         sweep_concurrency: elevate::config::DEFAULT_SWEEP_CONCURRENCY,
         orphan_sweep_interval: elevate::domain::duration::IsoDuration::parse("PT1H").unwrap(),
+        notifications: notifications.unwrap_or_default(),
     };
     let clock = Arc::new(ManualClock::new(at));
     let built = elevate::startup::build_with(&settings, Arc::clone(&clock) as Arc<dyn Clock>, access).unwrap();
-    let listener = elevate::startup::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(elevate::startup::serve(listener, Arc::clone(&built.context), async {
         let _ = stopped.await;
@@ -381,6 +389,7 @@ impl TestApp {
             ("activations", "id"),
             ("audit_events", "seq"),
             ("idempotency_keys", "caller, key"),
+            ("outbox", "id"),
             ("simulated_role_assignments", "name"),
         ] {
             let exists: bool = conn

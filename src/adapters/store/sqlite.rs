@@ -15,14 +15,19 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::domain::activation::Activation;
 use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::domain::notification::OutboxItem;
 use crate::service::ports::{
     ActivationQuery, AuditQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Store, StoreError, Version, Versioned,
 };
 
+/// How long a delivered notice is remembered (to refuse the same id again).
+const DONE_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 /// Numbered migrations. INVARIANT: append only; never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE activations (
     id                 TEXT PRIMARY KEY NOT NULL,
     principal_id       TEXT NOT NULL,
@@ -58,7 +63,23 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (caller, key)
 ) STRICT;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE outbox (
+    id            TEXT PRIMARY KEY NOT NULL,
+    activation_id TEXT NOT NULL,
+    at            INTEGER NOT NULL,
+    next_at       INTEGER,
+    version       INTEGER NOT NULL,
+    body          TEXT NOT NULL
+) STRICT;
+CREATE INDEX outbox_next ON outbox(next_at, id) WHERE next_at IS NOT NULL;
+CREATE INDEX outbox_done ON outbox(at) WHERE next_at IS NULL;
+"#,
+    ),
+];
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -108,7 +129,21 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("unencodable value: {e}")))
 }
 
+/// Writes the notice an event implies, in the event's transaction.
+fn insert_notice(conn: &Connection, item: &OutboxItem) -> Result<bool, StoreError> {
+    let added = conn
+        .execute(
+            "INSERT INTO outbox (id, activation_id, at, next_at, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT(id) DO NOTHING",
+            params![item.id.to_string(), item.activation_id.to_string(), millis(item.at), millis(item.next_at), encode(item)?],
+        )
+        .map_err(sql)?;
+    Ok(added == 1)
+}
+
 fn insert_event(tx: &rusqlite::Transaction<'_>, event: &AuditEvent) -> Result<(), StoreError> {
+    if let Some(item) = OutboxItem::for_event(event) {
+        insert_notice(tx, &item)?;
+    }
     tx.execute(
         "INSERT INTO audit_events (id, activation_id, principal_id, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -399,6 +434,98 @@ impl Store for SqliteStore {
                 )
                 .map_err(sql)?;
             rows.map(|r| decode(&r.map_err(sql)?)).collect()
+        })
+        .await
+    }
+
+    async fn upcoming(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Activation>, StoreError> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT body FROM activations INDEXED BY activations_due
+                     WHERE due_at IS NOT NULL AND due_at > ?1 AND due_at <= ?2 ORDER BY due_at, id LIMIT ?3",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![millis(now), millis(until), i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(sql)?;
+            rows.map(|r| decode(&r.map_err(sql)?)).collect()
+        })
+        .await
+    }
+
+    async fn enqueue(&self, item: &OutboxItem) -> Result<bool, StoreError> {
+        let item = item.clone();
+        self.with(move |conn| insert_notice(conn, &item)).await
+    }
+
+    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Versioned<OutboxItem>>, StoreError> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT version, body FROM outbox INDEXED BY outbox_next
+                     WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![millis(now), i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(sql)?;
+            rows.map(|r| {
+                let (version, body) = r.map_err(sql)?;
+                Ok(Versioned { value: decode(&body)?, version: Version(version.to_string()) })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn outbox_save(&self, item: &OutboxItem, expected: &Version) -> Result<Version, StoreError> {
+        let item = item.clone();
+        let expected: i64 = expected.0.parse().map_err(|_| StoreError::Conflict)?;
+        self.with(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE outbox SET next_at = ?1, version = version + 1, body = ?2
+                     WHERE id = ?3 AND version = ?4 AND next_at IS NOT NULL",
+                    params![millis(item.next_at), encode(&item)?, item.id.to_string(), expected],
+                )
+                .map_err(sql)?;
+            if changed == 0 {
+                return Err(StoreError::Conflict);
+            }
+            Ok(Version((expected + 1).to_string()))
+        })
+        .await
+    }
+
+    async fn outbox_remove(&self, item: &OutboxItem, expected: &Version) -> Result<(), StoreError> {
+        let item = item.clone();
+        let expected: i64 = expected.0.parse().map_err(|_| StoreError::Conflict)?;
+        self.with(move |conn| {
+            // Kept as done, so a notice with the same id is not queued again; forgotten after
+            // DONE_KEPT.
+            let changed = conn
+                .execute(
+                    "UPDATE outbox SET next_at = NULL, version = version + 1, body = ?1
+                     WHERE id = ?2 AND version = ?3 AND next_at IS NOT NULL",
+                    params![encode(&item)?, item.id.to_string(), expected],
+                )
+                .map_err(sql)?;
+            if changed == 0 {
+                return Err(StoreError::Conflict);
+            }
+            conn.execute("DELETE FROM outbox WHERE next_at IS NULL AND at < ?1", params![millis(item.at - DONE_KEPT)])
+                .map_err(sql)?;
+            Ok(())
         })
         .await
     }

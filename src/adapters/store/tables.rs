@@ -9,6 +9,8 @@
 //! | `due`           | `<due ms, 15 digits>_<id>` | the due index the sweeper reads                   |
 //! | `open`          | SHA-256(principal/role/scope) | the one open activation per principal, role, scope |
 //! | `idempotency`   | SHA-256(caller, key)       | which activation an `Idempotency-Key` produced    |
+//! | activation id   | `outbox_<notice id>`       | a notice waiting for delivery                     |
+//! | `outbox`        | notice id                  | the index of waiting notices                      |
 //!
 //! An activation and its events share a partition, so a state change and its audit event commit
 //! in one entity group transaction, conditional on the activation's ETag: a 412 is a conflict
@@ -19,7 +21,8 @@
 //! of what is due: the entry for a new due time is written *before* the transaction, the old
 //! one deleted *after* it. A crash in between leaves an extra entry, never a missing one. The
 //! sweeper checks each entry against the activation and skips (then removes) stale ones. The
-//! `open` and `idempotency` entries follow the same rule: taken before the transaction,
+//! notice a change implies is the transaction's third entity; its index entry, like the due
+//! one, is written first. The `open` and `idempotency` entries follow the same rule: taken before the transaction,
 //! released after; a stale `open` entry (its activation finished or never written) is taken over
 //! with its ETag.
 //!
@@ -38,6 +41,7 @@ use super::table_client::{BatchFailure, BatchOp, Properties, Stored, TableClient
 use crate::domain::activation::Activation;
 use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::domain::notification::OutboxItem;
 use crate::service::ports::{
     ActivationQuery, AuditQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Store, StoreError, Version, Versioned,
 };
@@ -46,6 +50,7 @@ const ACTIVATION_ROW: &str = "activation";
 const DUE: &str = "due";
 const OPEN: &str = "open";
 const IDEMPOTENCY: &str = "idempotency";
+const OUTBOX: &str = "outbox";
 /// Index entries this much older than their due time, whose activation is gone or no longer
 /// due then, are removed. Younger ones may belong to a write in flight and are only skipped.
 const STALE_AFTER: TimeDelta = TimeDelta::minutes(10);
@@ -185,6 +190,26 @@ fn event_entity(e: &AuditEvent, seq: u64) -> Result<Properties, StoreError> {
             "Body": encode(e)?,
         }),
     ))
+}
+
+fn outbox_row(id: uuid::Uuid) -> String {
+    format!("outbox_{id}")
+}
+
+fn outbox_entity(item: &OutboxItem) -> Result<Properties, StoreError> {
+    Ok(entity(
+        &item.activation_id.to_string(),
+        &outbox_row(item.id),
+        json!({ "Kind": "outbox", "NextAt": timestamp(item.next_at), "Body": encode(item)? }),
+    ))
+}
+
+fn outbox_index(item: &OutboxItem) -> Properties {
+    entity(
+        OUTBOX,
+        &item.id.to_string(),
+        json!({ "ActivationId": item.activation_id.to_string(), "At": timestamp(item.at) }),
+    )
 }
 
 fn read_activation(stored: Stored) -> Result<Versioned<Activation>, StoreError> {
@@ -334,6 +359,66 @@ impl TableStore {
         Err(StoreError::Unavailable("the open-activation slot kept changing; retry".into()))
     }
 
+    /// The index entry of a notice, written before the notice itself.
+    async fn index_notice(&self, item: Option<&OutboxItem>) -> Result<(), StoreError> {
+        match item {
+            Some(item) => self.table.replace(&outbox_index(item), None).await.map(|_| ()).map_err(store_error),
+            None => Ok(()),
+        }
+    }
+
+    /// Activations whose due-index entries lie in `(lower, upper)` (as keys) and still match
+    /// them. With `clean_before`, index entries older than it that match nothing are removed.
+    async fn scan_due(
+        &self,
+        lower: String,
+        upper: String,
+        clean_before: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Activation>>, StoreError> {
+        let mut cursor = lower;
+        let mut found = Vec::new();
+        while found.len() < limit {
+            let filter = format!(
+                "PartitionKey eq {} and RowKey gt {} and RowKey lt {}",
+                literal(DUE),
+                literal(&cursor),
+                literal(&upper)
+            );
+            let want = limit - found.len();
+            let entries = self.table.query(&filter, want, want).await.map_err(store_error)?;
+            let Some(last) = entries.last() else { break };
+            cursor = text(last, "RowKey")?.to_owned();
+            let checks = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
+                let row = text(&entry, "RowKey")?.to_owned();
+                let id = parse_id(&entry, "ActivationId")?;
+                let due = row.split_once('_').map_or("", |(d, _)| d).to_owned();
+                let current = self.get_activation(id).await?;
+                Ok::<_, StoreError>((row, id, due, current))
+            }))
+            .buffered(READ_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+            for check in checks {
+                let (row, id, due, current) = check?;
+                let current_due = current.as_ref().and_then(|c| Tag::parse(&c.version).ok()).and_then(|t| t.due);
+                match current {
+                    Some(c) if current_due.as_deref() == Some(due.as_str()) => found.push(c),
+                    _ if clean_before.as_ref().is_some_and(|before| &due < before) => {
+                        tracing::debug!(activation = %id, "removing a stale due-index entry");
+                        if let Err(e) = self.table.delete(DUE, &row, "*").await
+                            && !matches!(e, TableError::NotFound)
+                        {
+                            tracing::warn!(activation = %id, error = %e, "could not remove a stale due-index entry");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn undo(&self, partition: &str, row: &str, etag: &str) {
         if let Err(e) = self.table.delete(partition, row, etag).await
             && !matches!(e, TableError::NotFound | TableError::PreconditionFailed)
@@ -357,6 +442,7 @@ impl Store for TableStore {
         for e in &entities {
             super::table_client::check_size(e).map_err(store_error)?;
         }
+        let notice = OutboxItem::for_event(event);
         let mut taken: Vec<(&str, String, String)> = Vec::new();
         if let Some(r) = idempotency {
             let etag = self.take_idempotency(r).await?;
@@ -375,16 +461,24 @@ impl Store for TableStore {
             }
         }
         let due = activation.due_at().map(due_key);
-        if let Some(due) = &due
-            && let Err(e) = self.put_due(due, id).await
-        {
+        let indexed = async {
+            if let Some(due) = &due {
+                self.put_due(due, id).await?;
+            }
+            self.index_notice(notice.as_ref()).await
+        };
+        if let Err(e) = indexed.await {
             for (p, r, tag) in &taken {
                 self.undo(p, r, tag).await;
             }
             return Err(e);
         }
         let [a, e] = entities;
-        match self.table.batch(&partition, &[BatchOp::Insert(a), BatchOp::Insert(e)]).await {
+        let mut ops = vec![BatchOp::Insert(a), BatchOp::Insert(e)];
+        if let Some(item) = &notice {
+            ops.push(BatchOp::Insert(outbox_entity(item)?));
+        }
+        match self.table.batch(&partition, &ops).await {
             Ok((etags, _)) => {
                 let etag = etags.into_iter().next().unwrap_or_default();
                 Ok(Tag { seq: 1, due, etag }.version())
@@ -434,11 +528,16 @@ impl Store for TableStore {
         {
             self.put_due(new, id).await?;
         }
+        let notice = OutboxItem::for_event(event);
+        self.index_notice(notice.as_ref()).await?;
         let [a, e] = entities;
-        let ops = [
+        let mut ops = vec![
             BatchOp::Replace { row_key: ACTIVATION_ROW.into(), properties: a, if_match: tag.etag.clone() },
             BatchOp::Insert(e),
         ];
+        if let Some(item) = &notice {
+            ops.push(BatchOp::Insert(outbox_entity(item)?));
+        }
         let etag = match self.table.batch(&id.to_string(), &ops).await {
             Ok((etags, _)) => etags.into_iter().next().unwrap_or_default(),
             Err(f) => match f.error {
@@ -518,48 +617,22 @@ impl Store for TableStore {
         after: Option<&DueCursor>,
         limit: usize,
     ) -> Result<Vec<Versioned<Activation>>, StoreError> {
-        let mut cursor = after.map(|c| due_row(&due_key(c.due_at), c.id));
-        // `_` sorts after every digit: everything due at or before `now`'s millisecond.
+        // `_` sorts after every digit, and the empty string before everything.
+        let lower = after.map(|c| due_row(&due_key(c.due_at), c.id)).unwrap_or_default();
         let upper = format!("{:015}", now.timestamp_millis().max(0).saturating_add(1));
-        let stale_before = due_key(now - STALE_AFTER);
-        let mut found = Vec::new();
-        while found.len() < limit {
-            let mut filter = format!("PartitionKey eq {} and RowKey lt {}", literal(DUE), literal(&upper));
-            if let Some(c) = &cursor {
-                filter.push_str(&format!(" and RowKey gt {}", literal(c)));
-            }
-            let want = limit - found.len();
-            let entries = self.table.query(&filter, want, want).await.map_err(store_error)?;
-            let Some(last) = entries.last() else { break };
-            cursor = Some(text(last, "RowKey")?.to_owned());
-            let checks = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
-                let row = text(&entry, "RowKey")?.to_owned();
-                let id = parse_id(&entry, "ActivationId")?;
-                let due = row.split_once('_').map_or("", |(d, _)| d).to_owned();
-                let current = self.get_activation(id).await?;
-                Ok::<_, StoreError>((row, id, due, current))
-            }))
-            .buffered(READ_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await;
-            for check in checks {
-                let (row, id, due, current) = check?;
-                let current_due = current.as_ref().and_then(|c| Tag::parse(&c.version).ok()).and_then(|t| t.due);
-                match current {
-                    Some(c) if current_due.as_deref() == Some(due.as_str()) => found.push(c),
-                    _ if due < stale_before => {
-                        tracing::debug!(activation = %id, "removing a stale due-index entry");
-                        if let Err(e) = self.table.delete(DUE, &row, "*").await
-                            && !matches!(e, TableError::NotFound)
-                        {
-                            tracing::warn!(activation = %id, error = %e, "could not remove a stale due-index entry");
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(found)
+        self.scan_due(lower, upper, Some(due_key(now - STALE_AFTER)), limit).await
+    }
+
+    async fn upcoming(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Activation>, StoreError> {
+        // After every entry of `now`'s millisecond, up to and including `until`'s.
+        let lower = format!("{:015}`", now.timestamp_millis().max(0));
+        let upper = format!("{:015}", until.timestamp_millis().max(0).saturating_add(1));
+        Ok(self.scan_due(lower, upper, None, limit).await?.into_iter().map(|v| v.value).collect())
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
@@ -592,6 +665,95 @@ impl Store for TableStore {
         }
         keyed.truncate(query.limit);
         Ok(keyed.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn enqueue(&self, item: &OutboxItem) -> Result<bool, StoreError> {
+        self.index_notice(Some(item)).await?;
+        match self.table.insert(&outbox_entity(item)?).await {
+            Ok(_) => Ok(true),
+            Err(TableError::Conflict(_)) => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Versioned<OutboxItem>>, StoreError> {
+        let entries = self
+            .table
+            .query(&format!("PartitionKey eq {}", literal(OUTBOX)), 1000, 10_000)
+            .await
+            .map_err(store_error)?;
+        let stale_before = now - STALE_AFTER;
+        let loaded = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
+            let id = text(&entry, "RowKey")?.to_owned();
+            let activation = text(&entry, "ActivationId")?.to_owned();
+            let at = text(&entry, "At")?.parse::<DateTime<Utc>>().ok();
+            let stored = self.table.get(&activation, &format!("outbox_{id}")).await.map_err(store_error)?;
+            Ok::<_, StoreError>((id, at, stored))
+        }))
+        .buffered(READ_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        let mut due = Vec::new();
+        for result in loaded {
+            let (id, at, stored) = result?;
+            match stored {
+                Some(stored) if stored.properties.get("Done").and_then(Value::as_bool) == Some(true) => {
+                    // Done, but its index entry outlived it.
+                    if let Err(e) = self.table.delete(OUTBOX, &id, "*").await
+                        && !matches!(e, TableError::NotFound)
+                    {
+                        tracing::warn!(notice = %id, error = %e, "could not remove a done notice's index entry");
+                    }
+                }
+                Some(stored) => {
+                    let item: OutboxItem = serde_json::from_str(text(&stored.properties, "Body")?)
+                        .map_err(|e| StoreError::Corrupt(format!("undecodable notice: {e}")))?;
+                    if item.next_at <= now {
+                        due.push(Versioned { value: item, version: Version(stored.etag) });
+                    }
+                }
+                // Delivered (its entry removal failed), or never written: a transaction that
+                // failed after the index entry. A young one may be a write in flight.
+                None if at.is_none_or(|at| at < stale_before) => {
+                    if let Err(e) = self.table.delete(OUTBOX, &id, "*").await
+                        && !matches!(e, TableError::NotFound)
+                    {
+                        tracing::warn!(notice = %id, error = %e, "could not remove a stale outbox-index entry");
+                    }
+                }
+                None => {}
+            }
+        }
+        due.sort_by_key(|v| (v.value.next_at, v.value.id));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn outbox_save(&self, item: &OutboxItem, expected: &Version) -> Result<Version, StoreError> {
+        // An ETag taken before the notice was marked done no longer matches: done stays done.
+        self.table.replace(&outbox_entity(item)?, Some(&expected.0)).await.map(Version).map_err(|e| match e {
+            TableError::NotFound => StoreError::Conflict,
+            other => store_error(other),
+        })
+    }
+
+    async fn outbox_remove(&self, item: &OutboxItem, expected: &Version) -> Result<(), StoreError> {
+        // The entity stays, marked done, in the activation's partition: a notice with the same
+        // id is then never queued again. Only its index entry goes.
+        let mut done = outbox_entity(item)?;
+        done.insert("Done".into(), Value::Bool(true));
+        match self.table.replace(&done, Some(&expected.0)).await {
+            Ok(_) => {}
+            Err(TableError::NotFound | TableError::PreconditionFailed) => return Err(StoreError::Conflict),
+            Err(e) => return Err(store_error(e)),
+        }
+        match self.table.delete(OUTBOX, &item.id.to_string(), "*").await {
+            Ok(()) | Err(TableError::NotFound) => Ok(()),
+            Err(e) => {
+                tracing::warn!(notice = %item.id, error = %e, "could not remove an outbox-index entry; the next pass will");
+                Ok(())
+            }
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,171 @@
+//! Notifications: which changes people and systems hear about, and the outbox record that makes
+//! sure they do.
+//!
+//! A notification is written to the outbox in the same transaction as the state change that
+//! causes it (stores call [`OutboxItem::for_event`] inside their transaction), then delivered at
+//! once and again on every sweep until each sink has taken it. Its id is the audit event's id
+//! (or, for notices that are not state changes, a name derived from what they are about), so
+//! receivers can drop duplicates and the outbox never holds one notice twice.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::activation::{Action, Status};
+use super::audit::AuditEvent;
+use super::ids::ActivationId;
+
+/// Namespace for notices that are not state changes (UUIDv5 names).
+const NOTICE_NAMESPACE: Uuid = Uuid::from_u128(0x6c1d_3a52_9f0e_4b7a_8d21_5e6f_7a8b_9c0d);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    ApprovalNeeded,
+    Approved,
+    Denied,
+    TimedOut,
+    Activated,
+    ExpiringSoon,
+    Expired,
+    Deactivated,
+    Failed,
+    RevocationFailing,
+}
+
+impl Kind {
+    /// The CloudEvents `type`.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Kind::ApprovalNeeded => "io.elevate.activation.approvalNeeded",
+            Kind::Approved => "io.elevate.activation.approved",
+            Kind::Denied => "io.elevate.activation.denied",
+            Kind::TimedOut => "io.elevate.activation.timedOut",
+            Kind::Activated => "io.elevate.activation.activated",
+            Kind::ExpiringSoon => "io.elevate.activation.expiringSoon",
+            Kind::Expired => "io.elevate.activation.expired",
+            Kind::Deactivated => "io.elevate.activation.deactivated",
+            Kind::Failed => "io.elevate.activation.failed",
+            Kind::RevocationFailing => "io.elevate.activation.revocationFailing",
+        }
+    }
+
+    /// A short headline for people.
+    pub fn headline(self) -> &'static str {
+        match self {
+            Kind::ApprovalNeeded => "Approval needed",
+            Kind::Approved => "Approved",
+            Kind::Denied => "Denied",
+            Kind::TimedOut => "Request timed out",
+            Kind::Activated => "Access active",
+            Kind::ExpiringSoon => "Access expiring soon",
+            Kind::Expired => "Access expired",
+            Kind::Deactivated => "Access ended early",
+            Kind::Failed => "Activation failed",
+            Kind::RevocationFailing => "Revocation failing",
+        }
+    }
+
+    /// Whether people must act (shown with emphasis).
+    pub fn is_urgent(self) -> bool {
+        matches!(self, Kind::ApprovalNeeded | Kind::RevocationFailing | Kind::Failed)
+    }
+}
+
+/// The notification a state change implies, if any.
+pub fn kind_of(event: &AuditEvent) -> Option<Kind> {
+    match (event.action, event.status_after) {
+        (Action::Requested, Status::PendingApproval) => Some(Kind::ApprovalNeeded),
+        (Action::ExtensionRequested, _) => Some(Kind::ApprovalNeeded),
+        (Action::Approved | Action::Extended, _) => Some(Kind::Approved),
+        (Action::Denied | Action::ExtensionDenied, _) => Some(Kind::Denied),
+        (Action::TimedOut | Action::ExtensionTimedOut, _) => Some(Kind::TimedOut),
+        (Action::Provisioned, Status::Active) => Some(Kind::Activated),
+        (Action::ProvisioningFailed, _) => Some(Kind::Failed),
+        (Action::Expired, _) => Some(Kind::Expired),
+        (Action::Deactivated, _) => Some(Kind::Deactivated),
+        _ => None,
+    }
+}
+
+/// One notice waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxItem {
+    /// The CloudEvents id, and the outbox key: one notice, once.
+    pub id: Uuid,
+    pub activation_id: ActivationId,
+    pub kind: Kind,
+    /// When what it tells of happened.
+    pub at: DateTime<Utc>,
+    /// The next delivery attempt is not before this (also a lease while one is in flight).
+    pub next_at: DateTime<Utc>,
+    pub attempts: u32,
+    /// Sinks that have taken it (`teams`, `events`).
+    #[serde(default)]
+    pub delivered: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl OutboxItem {
+    fn new(id: Uuid, activation_id: ActivationId, kind: Kind, at: DateTime<Utc>) -> Self {
+        Self { id, activation_id, kind, at, next_at: at, attempts: 0, delivered: Vec::new(), last_error: None }
+    }
+
+    /// The notice a state change implies, keyed by its audit event.
+    pub fn for_event(event: &AuditEvent) -> Option<Self> {
+        kind_of(event).map(|kind| Self::new(event.id, event.activation_id, kind, event.at))
+    }
+
+    /// Access ends at `expires_at`: one warning per expiry (an extension warns again).
+    pub fn expiring_soon(activation_id: ActivationId, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        let name = format!("expiring-soon/{activation_id}/{}", expires_at.timestamp_millis());
+        Self::new(Uuid::new_v5(&NOTICE_NAMESPACE, name.as_bytes()), activation_id, Kind::ExpiringSoon, now)
+    }
+
+    /// Revocation keeps failing: at most one notice per activation per hour.
+    pub fn revocation_failing(activation_id: ActivationId, now: DateTime<Utc>) -> Self {
+        let name = format!("revocation-failing/{activation_id}/{}", now.timestamp() / 3600);
+        Self::new(Uuid::new_v5(&NOTICE_NAMESPACE, name.as_bytes()), activation_id, Kind::RevocationFailing, now)
+    }
+
+    /// When to try again after `attempts` failures: 30 s doubling to at most an hour, or what
+    /// the receiver asked for (`Retry-After`) if that is later.
+    pub fn retry_at(&self, now: DateTime<Utc>, asked: Option<TimeDelta>) -> DateTime<Utc> {
+        let backoff =
+            TimeDelta::seconds(30 * (1i64 << self.attempts.saturating_sub(1).min(7))).min(TimeDelta::hours(1));
+        now + asked.map_or(backoff, |a| a.max(backoff).min(TimeDelta::hours(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        "2026-11-25T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + TimeDelta::seconds(s)
+    }
+
+    #[test]
+    fn derived_notices_are_deterministic() {
+        let id = ActivationId::new_random();
+        assert_eq!(OutboxItem::expiring_soon(id, t(900), t(0)).id, OutboxItem::expiring_soon(id, t(900), t(60)).id);
+        assert_ne!(OutboxItem::expiring_soon(id, t(900), t(0)).id, OutboxItem::expiring_soon(id, t(1800), t(0)).id);
+        assert_eq!(OutboxItem::revocation_failing(id, t(0)).id, OutboxItem::revocation_failing(id, t(3599)).id);
+        assert_ne!(OutboxItem::revocation_failing(id, t(0)).id, OutboxItem::revocation_failing(id, t(3600)).id);
+    }
+
+    #[test]
+    fn backoff_doubles_to_an_hour_and_honours_retry_after() {
+        let mut item = OutboxItem::expiring_soon(ActivationId::new_random(), t(900), t(0));
+        item.attempts = 1;
+        assert_eq!(item.retry_at(t(0), None), t(30));
+        item.attempts = 3;
+        assert_eq!(item.retry_at(t(0), None), t(120));
+        item.attempts = 30;
+        assert_eq!(item.retry_at(t(0), None), t(3600));
+        item.attempts = 1;
+        assert_eq!(item.retry_at(t(0), Some(TimeDelta::seconds(90))), t(90));
+        assert_eq!(item.retry_at(t(0), Some(TimeDelta::days(2))), t(3600), "a hostile Retry-After is capped");
+    }
+}

@@ -1,0 +1,228 @@
+//! Delivering the outbox: every notice to every sink, at least once, never twice in a row from
+//! two deliverers, never in the way of an activation.
+//!
+//! A deliverer claims a notice by saving it with a lease (`next_at` = now + LEASE) under its
+//! version: whoever loses that race skips the notice. It then offers the notice to each sink that
+//! has not taken it yet; the notice is removed once all have, or saved with the sinks that took
+//! it and a backoff before the next try (429 and 5xx honour `Retry-After`). Deliveries start at
+//! once after a change (in the background) and again on every sweep.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use super::ports::{DeliveryError, Notice, NotificationSink, Store, StoreError};
+use crate::domain::activation::State;
+use crate::domain::notification::OutboxItem;
+
+/// How long a claimed notice is left to its deliverer before another may try.
+const LEASE: TimeDelta = TimeDelta::minutes(2);
+/// Notices one pass handles.
+const PASS: usize = 100;
+
+pub struct Notifier {
+    store: Arc<dyn Store>,
+    sinks: Vec<Arc<dyn NotificationSink>>,
+    /// Base URL for links, no trailing slash.
+    public_url: String,
+    /// How long before expiry the "expiring soon" notice goes out.
+    pub expiry_warning: TimeDelta,
+    running: tokio::sync::Mutex<()>,
+    again: AtomicBool,
+}
+
+/// What one delivery pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryReport {
+    /// Notices every sink has taken.
+    pub delivered: usize,
+    /// Notices that failed somewhere and wait for their next attempt.
+    pub retrying: usize,
+    /// Notices another deliverer had claimed.
+    pub skipped: usize,
+}
+
+impl Notifier {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sinks: Vec<Arc<dyn NotificationSink>>,
+        public_url: &str,
+        expiry_warning: TimeDelta,
+    ) -> Self {
+        Self {
+            store,
+            sinks,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            expiry_warning,
+            running: tokio::sync::Mutex::new(()),
+            again: AtomicBool::new(false),
+        }
+    }
+
+    pub fn sink_names(&self) -> Vec<&'static str> {
+        self.sinks.iter().map(|s| s.name()).collect()
+    }
+
+    /// Starts a delivery pass in the background: the caller never waits for a webhook.
+    pub fn kick(self: &Arc<Self>, now: DateTime<Utc>) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        let notifier = Arc::clone(self);
+        tokio::spawn(async move {
+            notifier.deliver(now).await;
+        });
+    }
+
+    /// Delivers what is due. One pass at a time per process; a request for another while one
+    /// runs makes it go round again.
+    pub async fn deliver(&self, now: DateTime<Utc>) -> DeliveryReport {
+        let Ok(_guard) = self.running.try_lock() else {
+            self.again.store(true, Ordering::SeqCst);
+            return DeliveryReport::default();
+        };
+        let mut report = DeliveryReport::default();
+        loop {
+            self.again.store(false, Ordering::SeqCst);
+            let pass = self.pass(now).await;
+            report.delivered += pass.delivered;
+            report.retrying += pass.retrying;
+            report.skipped += pass.skipped;
+            if !self.again.load(Ordering::SeqCst) {
+                return report;
+            }
+        }
+    }
+
+    async fn pass(&self, now: DateTime<Utc>) -> DeliveryReport {
+        let mut report = DeliveryReport::default();
+        let due = match self.store.outbox_due(now, PASS).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the outbox; notices wait for the next pass");
+                return report;
+            }
+        };
+        for read in due {
+            let mut item = read.value;
+            item.next_at = now + LEASE;
+            let claimed = match self.store.outbox_save(&item, &read.version).await {
+                Ok(version) => version,
+                Err(StoreError::Conflict) => {
+                    report.skipped += 1;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(notice = %item.id, error = %e, "could not claim a notice");
+                    continue;
+                }
+            };
+            match self.offer(&mut item).await {
+                Ok(()) => match self.store.outbox_remove(&item, &claimed).await {
+                    Ok(()) => report.delivered += 1,
+                    Err(e) => {
+                        tracing::warn!(notice = %item.id, error = %e, "delivered, but could not remove the notice")
+                    }
+                },
+                Err(failure) => {
+                    item.attempts += 1;
+                    let asked = failure.retry_after.and_then(|d| TimeDelta::from_std(d).ok());
+                    item.next_at = item.retry_at(now, asked);
+                    item.last_error = Some(failure.message.clone());
+                    tracing::warn!(
+                        notice = %item.id,
+                        kind = ?item.kind,
+                        attempts = item.attempts,
+                        next_at = %item.next_at,
+                        error = %failure.message,
+                        "notice not delivered; it will be retried"
+                    );
+                    if let Err(e) = self.store.outbox_save(&item, &claimed).await {
+                        tracing::warn!(notice = %item.id, error = %e, "could not record a failed delivery");
+                    }
+                    report.retrying += 1;
+                }
+            }
+        }
+        report
+    }
+
+    /// Offers the notice to each sink that has not taken it; records those that do. With no
+    /// sinks configured, every notice is simply done.
+    async fn offer(&self, item: &mut OutboxItem) -> Result<(), DeliveryError> {
+        if self.sinks.is_empty() {
+            return Ok(());
+        }
+        let activation = match self.store.get(item.activation_id).await {
+            Ok(Some(a)) => a.value,
+            Ok(None) => {
+                tracing::error!(notice = %item.id, activation = %item.activation_id, "a notice names an unknown activation; dropping it");
+                return Ok(());
+            }
+            Err(e) => return Err(DeliveryError { message: format!("reading the activation: {e}"), retry_after: None }),
+        };
+        let notice = Notice {
+            item: item.clone(),
+            approval_url: format!("{}/api/approvals/{}", self.public_url, activation.id()),
+            activation,
+        };
+        let mut first_failure = None;
+        for sink in &self.sinks {
+            if item.delivered.iter().any(|d| d == sink.name()) {
+                continue;
+            }
+            match sink.deliver(&notice).await {
+                Ok(()) => item.delivered.push(sink.name().to_owned()),
+                Err(e) => {
+                    first_failure.get_or_insert(DeliveryError {
+                        message: format!("{}: {}", sink.name(), e.message),
+                        retry_after: e.retry_after,
+                    });
+                }
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+
+    /// Queues "expiring soon" for active access that ends within the warning lead time, once
+    /// per expiry. Returns how many were queued.
+    pub async fn warn_expiring(&self, now: DateTime<Utc>) -> usize {
+        if self.sinks.is_empty() || self.expiry_warning <= TimeDelta::zero() {
+            return 0;
+        }
+        let upcoming = match self.store.upcoming(now, now + self.expiry_warning, 1000).await {
+            Ok(upcoming) => upcoming,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look ahead for expiring access");
+                return 0;
+            }
+        };
+        let mut queued = 0;
+        for a in upcoming {
+            if let State::Active { expires_at, .. } = a.state()
+                && *expires_at > now
+                && *expires_at <= now + self.expiry_warning
+            {
+                match self.store.enqueue(&OutboxItem::expiring_soon(a.id(), *expires_at, now)).await {
+                    Ok(true) => queued += 1,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(activation = %a.id(), error = %e, "could not queue an expiry warning"),
+                }
+            }
+        }
+        queued
+    }
+
+    /// Queues "revocation failing" (at most hourly per activation).
+    pub async fn revocation_failing(&self, activation: crate::domain::ids::ActivationId, now: DateTime<Utc>) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.enqueue(&OutboxItem::revocation_failing(activation, now)).await {
+            tracing::warn!(activation = %activation, error = %e, "could not queue a revocation-failing notice");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! A webhook receiver standing in for a Teams Workflows trigger and a Logic App HTTP trigger:
+//! it answers 202 (what a flow without a Response action answers), or, while "down", an error
+//! with `Retry-After`. It keeps every attempt and every accepted request.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::fake_http::{FakeReply, FakeRequest, serve};
+
+#[derive(Default)]
+struct State {
+    /// While set, every request gets this status.
+    down: Option<u16>,
+    attempts: Vec<FakeRequest>,
+    accepted: Vec<FakeRequest>,
+}
+
+pub struct FakeWebhook {
+    pub base: String,
+    state: Arc<Mutex<State>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeWebhook {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
+        let (addr, server) = serve(Arc::new(move |req: FakeRequest| {
+            let state = Arc::clone(&shared);
+            Box::pin(async move {
+                let mut s = state.lock().unwrap();
+                s.attempts.push(req.clone());
+                match s.down {
+                    Some(status) => FakeReply::empty(status).with_header("Retry-After", "1"),
+                    None => {
+                        s.accepted.push(req);
+                        FakeReply::empty(202)
+                    }
+                }
+            })
+        }))
+        .await;
+        Self { base: format!("http://{addr}"), state, _server: server }
+    }
+
+    /// A URL shaped like a Workflows trigger, with a SAS signature that must never be logged.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "{}/{path}/triggers/manual/paths/invoke?api-version=2016-10-01&sp=%2Ftriggers&sv=1.0&sig=SECRET-SIG",
+            self.base
+        )
+    }
+
+    pub fn set_down(&self, status: Option<u16>) {
+        self.state.lock().unwrap().down = status;
+    }
+
+    pub fn attempts(&self) -> usize {
+        self.state.lock().unwrap().attempts.len()
+    }
+
+    /// Accepted requests to `path`.
+    pub fn accepted(&self, path: &str) -> Vec<FakeRequest> {
+        self.state
+            .lock()
+            .unwrap()
+            .accepted
+            .iter()
+            .filter(|r| r.path.starts_with(&format!("/{path}/")))
+            .cloned()
+            .collect()
+    }
+
+    pub fn accepted_json(&self, path: &str) -> Vec<Value> {
+        self.accepted(path).iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
+    }
+
+    /// Waits (up to 10 s) until `n` requests to `path` were accepted.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            if self.accepted(path).len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.accepted_json(path)
+    }
+}
