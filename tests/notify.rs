@@ -190,3 +190,90 @@ async fn a_webhook_url_never_appears_in_errors() {
     let url = WebhookUrl::new("https://prod.logic.azure.com/workflows/x?sig=SECRET-SIG").unwrap();
     assert!(!format!("{url:?}").contains("SECRET-SIG"));
 }
+
+/// Grants work; revocations fail (a lost permission, say).
+struct RevocationsFail(elevate::adapters::access::local::LocalAccessProvider);
+
+#[async_trait::async_trait]
+impl elevate::service::ports::AccessProvider for RevocationsFail {
+    async fn grant(
+        &self,
+        spec: &elevate::service::ports::AssignmentSpec,
+    ) -> Result<elevate::service::ports::Assignment, elevate::service::ports::AccessError> {
+        self.0.grant(spec).await
+    }
+    async fn revoke(
+        &self,
+        _: &elevate::domain::scope::Scope,
+        _: uuid::Uuid,
+    ) -> Result<(), elevate::service::ports::AccessError> {
+        Err(elevate::service::ports::AccessError::Forbidden {
+            role: "Reader".into(),
+            scope: SUB1.into(),
+            message: "no permission".into(),
+        })
+    }
+    async fn inspect(
+        &self,
+        scope: &elevate::domain::scope::Scope,
+        name: uuid::Uuid,
+    ) -> Result<Option<elevate::service::ports::Assignment>, elevate::service::ports::AccessError> {
+        self.0.inspect(scope, name).await
+    }
+    async fn list_managed(
+        &self,
+        scope: &elevate::domain::scope::Scope,
+    ) -> Result<Vec<elevate::service::ports::Assignment>, elevate::service::ports::AccessError> {
+        self.0.list_managed(scope).await
+    }
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+}
+
+#[tokio::test]
+async fn a_failing_revocation_is_told_at_most_hourly() {
+    let hook = FakeWebhook::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = elevate::adapters::access::local::LocalAccessProvider::open(&dir.path().join("local.db")).unwrap();
+    let access = std::sync::Arc::new(RevocationsFail(local));
+    let app = spawn_with_access_and_notifications(&test_policy(), access, notifications(&hook)).await;
+    app.activate(&app.token(ALICE), reader_sub1()).await;
+    app.advance(61);
+    let report = app.sweep().await;
+    assert_eq!(report["failures"].as_array().unwrap().len(), 1, "{report}");
+    for _ in 0..3 {
+        app.advance(5);
+        assert_eq!(app.sweep().await["failures"].as_array().unwrap().len(), 1);
+    }
+    let failing = |events: &[Value]| types(events).iter().filter(|t| *t == "revocationFailing").count();
+    assert_eq!(failing(&hook.accepted_json("events")), 1, "{:?}", types(&hook.accepted_json("events")));
+    app.advance(60);
+    app.sweep().await;
+    assert_eq!(failing(&hook.accepted_json("events")), 2, "again an hour later");
+    let card = hook.accepted_json("teams").into_iter().rfind(|m| m.to_string().contains("Revocation failing")).unwrap();
+    assert_eq!(card["attachments"][0]["content"]["body"][0]["color"], "attention");
+}
+
+#[tokio::test]
+async fn a_hanging_webhook_costs_one_timeout_per_pass_and_holds_up_no_other_sink() {
+    let teams = FakeWebhook::start().await;
+    teams.set_hang(true);
+    let events = FakeWebhook::start().await;
+    let settings =
+        NotificationSettings { teams: Some(WebhookUrl::new(&teams.url("teams")).unwrap()), ..notifications(&events) };
+    let app = spawn_with_notifications(&test_policy(), settings).await;
+    let alice = app.token(ALICE);
+    let started = std::time::Instant::now();
+    for scope in ["r1", "r2", "r3"] {
+        let body = json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/{scope}"), "duration": "PT1H"});
+        let (status, _) = app.post(&alice, "/api/activations", body).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "requests never wait for a webhook");
+    // The first notice waits out the client's 15 s timeout on Teams; the others skip Teams in
+    // that pass, and every event still goes out.
+    let delivered = events.wait_longer("events", 3, 800).await;
+    assert_eq!(types(&delivered), vec!["activated", "activated", "activated"]);
+    assert_eq!(teams.attempts(), 1, "one timeout, not one per notice");
+}

@@ -534,3 +534,79 @@ mod tables_only {
         assert_eq!(events.len(), 2);
     }
 }
+
+/// What Azurite never does but Azure may: pages with fewer rows than asked, or none, that still
+/// carry a continuation; and a continuation that does not advance.
+mod continuation {
+    use std::sync::{Arc, Mutex};
+
+    use elevate::adapters::azure::{AzureClient, RetryPolicy, SharedKey, Signer};
+    use elevate::adapters::store::table_client::TableClient;
+    use serde_json::json;
+
+    use crate::support::fake_http::{FakeReply, FakeRequest, serve};
+
+    async fn client_for(
+        pages: Vec<(serde_json::Value, Option<(&'static str, &'static str)>)>,
+    ) -> (TableClient, Arc<Mutex<Vec<FakeRequest>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let pages = Arc::new(Mutex::new(pages.into_iter()));
+        let (addr, _server) = serve(Arc::new(move |req: FakeRequest| {
+            let log = Arc::clone(&log);
+            let pages = Arc::clone(&pages);
+            Box::pin(async move {
+                log.lock().unwrap().push(req.clone());
+                if req.method == "POST" {
+                    return FakeReply::empty(409); // the table exists
+                }
+                let Some((body, next)) = pages.lock().unwrap().next() else { return FakeReply::empty(500) };
+                let mut reply = FakeReply::json(200, &body);
+                if let Some((p, r)) = next {
+                    reply = reply
+                        .with_header("x-ms-continuation-NextPartitionKey", p)
+                        .with_header("x-ms-continuation-NextRowKey", r);
+                }
+                reply
+            })
+        }))
+        .await;
+        let key = SharedKey::new(
+            elevate::config::DEV_STORAGE_ACCOUNT,
+            elevate::config::DEV_STORAGE_KEY,
+            Arc::new(elevate::clock::SystemClock),
+        )
+        .unwrap();
+        let retry = RetryPolicy { max_attempts: 1, ..RetryPolicy::default() };
+        let azure = AzureClient::with_signer(Signer::SharedKey(key), retry).unwrap();
+        (TableClient::new(azure, &format!("http://{addr}/devstoreaccount1"), "elevate").unwrap(), seen)
+    }
+
+    #[tokio::test]
+    async fn empty_and_short_pages_with_a_continuation_are_followed() {
+        let (table, seen) = client_for(vec![
+            (json!({"value": []}), Some(("1!8!cA--", "1!8!cjE-"))),
+            (json!({"value": [{"PartitionKey": "p", "RowKey": "r1"}]}), Some(("1!8!cA--", "1!8!cjI-"))),
+            (json!({"value": [{"PartitionKey": "p", "RowKey": "r2"}]}), None),
+        ])
+        .await;
+        let rows = table.query("PartitionKey eq 'p'", 1000, usize::MAX).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r["RowKey"].as_str().unwrap()).collect::<Vec<_>>(), vec!["r1", "r2"]);
+        let gets: Vec<FakeRequest> = seen.lock().unwrap().iter().filter(|r| r.method == "GET").cloned().collect();
+        assert_eq!(gets.len(), 3);
+        assert_eq!(gets[1].query("NextPartitionKey"), Some("1!8!cA--"));
+        assert_eq!(gets[1].query("NextRowKey"), Some("1!8!cjE-"));
+        assert_eq!(gets[2].query("NextRowKey"), Some("1!8!cjI-"));
+        assert_eq!(gets[0].query("$filter"), Some("PartitionKey eq 'p'"));
+        assert!(gets[0].header("authorization").unwrap().starts_with("SharedKey devstoreaccount1:"));
+        assert_eq!(gets[0].header("x-ms-version"), Some("2019-02-02"));
+    }
+
+    #[tokio::test]
+    async fn a_continuation_that_does_not_advance_is_an_error_not_a_loop() {
+        let page = (json!({"value": []}), Some(("1!8!cA--", "1!8!cjE-")));
+        let (table, _) = client_for(vec![page.clone(), page.clone(), page]).await;
+        let err = table.query("PartitionKey eq 'p'", 1000, usize::MAX).await.unwrap_err();
+        assert!(err.to_string().contains("does not advance"), "{err}");
+    }
+}

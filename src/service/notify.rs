@@ -21,6 +21,8 @@ use crate::domain::notification::OutboxItem;
 const LEASE: TimeDelta = TimeDelta::minutes(2);
 /// Notices one pass handles.
 const PASS: usize = 100;
+/// How long a background pass (after a change) may run.
+const BACKGROUND_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Notifier {
     store: Arc<dyn Store>,
@@ -73,31 +75,41 @@ impl Notifier {
         }
         let notifier = Arc::clone(self);
         tokio::spawn(async move {
-            notifier.deliver(now).await;
+            notifier.deliver(now, BACKGROUND_BUDGET).await;
         });
     }
 
-    /// Delivers what is due. One pass at a time per process; a request for another while one
-    /// runs makes it go round again.
-    pub async fn deliver(&self, now: DateTime<Utc>) -> DeliveryReport {
+    /// Delivers what is due, starting no new notice after `budget` (a sweep must end within the
+    /// timer's timeout however slow a webhook is). One pass at a time per process; a request for
+    /// another while one runs makes it go round again.
+    pub async fn deliver(&self, now: DateTime<Utc>, budget: std::time::Duration) -> DeliveryReport {
+        let deadline = tokio::time::Instant::now() + budget;
         let Ok(_guard) = self.running.try_lock() else {
             self.again.store(true, Ordering::SeqCst);
             return DeliveryReport::default();
         };
         let mut report = DeliveryReport::default();
+        // A sink that failed once in this call is not called again until the next: a dead or
+        // hanging endpoint costs one timeout per call, not one per notice.
+        let mut failing: Vec<&'static str> = Vec::new();
         loop {
             self.again.store(false, Ordering::SeqCst);
-            let pass = self.pass(now).await;
+            let pass = self.pass(now, deadline, &mut failing).await;
             report.delivered += pass.delivered;
             report.retrying += pass.retrying;
             report.skipped += pass.skipped;
-            if !self.again.load(Ordering::SeqCst) {
+            if !self.again.load(Ordering::SeqCst) || tokio::time::Instant::now() >= deadline {
                 return report;
             }
         }
     }
 
-    async fn pass(&self, now: DateTime<Utc>) -> DeliveryReport {
+    async fn pass(
+        &self,
+        now: DateTime<Utc>,
+        deadline: tokio::time::Instant,
+        failing: &mut Vec<&'static str>,
+    ) -> DeliveryReport {
         let mut report = DeliveryReport::default();
         let due = match self.store.outbox_due(now, PASS).await {
             Ok(due) => due,
@@ -107,6 +119,9 @@ impl Notifier {
             }
         };
         for read in due {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
             let mut item = read.value;
             item.next_at = now + LEASE;
             let claimed = match self.store.outbox_save(&item, &read.version).await {
@@ -120,7 +135,7 @@ impl Notifier {
                     continue;
                 }
             };
-            match self.offer(&mut item).await {
+            match self.offer(&mut item, failing).await {
                 Ok(()) => match self.store.outbox_remove(&item, &claimed).await {
                     Ok(()) => report.delivered += 1,
                     Err(e) => {
@@ -152,7 +167,7 @@ impl Notifier {
 
     /// Offers the notice to each sink that has not taken it; records those that do. With no
     /// sinks configured, every notice is simply done.
-    async fn offer(&self, item: &mut OutboxItem) -> Result<(), DeliveryError> {
+    async fn offer(&self, item: &mut OutboxItem, failing: &mut Vec<&'static str>) -> Result<(), DeliveryError> {
         if self.sinks.is_empty() {
             return Ok(());
         }
@@ -174,9 +189,17 @@ impl Notifier {
             if item.delivered.iter().any(|d| d == sink.name()) {
                 continue;
             }
+            if failing.contains(&sink.name()) {
+                first_failure.get_or_insert(DeliveryError {
+                    message: format!("{}: not tried, it failed moments ago", sink.name()),
+                    retry_after: None,
+                });
+                continue;
+            }
             match sink.deliver(&notice).await {
                 Ok(()) => item.delivered.push(sink.name().to_owned()),
                 Err(e) => {
+                    failing.push(sink.name());
                     first_failure.get_or_insert(DeliveryError {
                         message: format!("{}: {}", sink.name(), e.message),
                         retry_after: e.retry_after,

@@ -12,6 +12,8 @@ use super::fake_http::{FakeReply, FakeRequest, serve};
 struct State {
     /// While set, every request gets this status.
     down: Option<u16>,
+    /// While set, requests are read and never answered.
+    hang: bool,
     attempts: Vec<FakeRequest>,
     accepted: Vec<FakeRequest>,
 }
@@ -31,6 +33,9 @@ impl FakeWebhook {
             Box::pin(async move {
                 let mut s = state.lock().unwrap();
                 s.attempts.push(req.clone());
+                if s.hang {
+                    return FakeReply::Hang;
+                }
                 match s.down {
                     Some(status) => FakeReply::empty(status).with_header("Retry-After", "1"),
                     None => {
@@ -56,6 +61,10 @@ impl FakeWebhook {
         self.state.lock().unwrap().down = status;
     }
 
+    pub fn set_hang(&self, hang: bool) {
+        self.state.lock().unwrap().hang = hang;
+    }
+
     pub fn attempts(&self) -> usize {
         self.state.lock().unwrap().attempts.len()
     }
@@ -78,7 +87,12 @@ impl FakeWebhook {
 
     /// Waits (up to 10 s) until `n` requests to `path` were accepted.
     pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Value> {
-        for _ in 0..200 {
+        self.wait_longer(path, n, 200).await
+    }
+
+    /// Waits up to `polls` × 50 ms.
+    pub async fn wait_longer(&self, path: &str, n: usize, polls: usize) -> Vec<Value> {
+        for _ in 0..polls {
             if self.accepted(path).len() >= n {
                 break;
             }

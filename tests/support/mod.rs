@@ -162,6 +162,15 @@ pub async fn spawn_with_notifications(policy: &str, notifications: elevate::conf
     spawn_full(policy, None, None, start(), None, None, Some(notifications)).await
 }
 
+/// An app with notifications and its own access provider.
+pub async fn spawn_with_access_and_notifications(
+    policy: &str,
+    access: Arc<dyn elevate::service::ports::AccessProvider>,
+    notifications: elevate::config::NotificationSettings,
+) -> TestApp {
+    spawn_full(policy, Some(access), None, start(), None, None, Some(notifications)).await
+}
+
 /// An app on the given Table Storage table (several apps may share one), the local provider's
 /// simulation in `tables.local_file`.
 pub async fn spawn_on_tables(policy: &str, tables: elevate::config::TablesSetting, at: DateTime<Utc>) -> TestApp {
