@@ -208,7 +208,13 @@ fn outbox_index(item: &OutboxItem) -> Properties {
     entity(
         OUTBOX,
         &item.id.to_string(),
-        json!({ "ActivationId": item.activation_id.to_string(), "At": timestamp(item.at) }),
+        json!({
+            "ActivationId": item.activation_id.to_string(),
+            "At": timestamp(item.at),
+            // Never later than the notice's own: written after it, so a failed index write
+            // only makes a pass look at the notice early.
+            "NextAt": timestamp(item.next_at),
+        }),
     )
 }
 
@@ -679,7 +685,11 @@ impl Store for TableStore {
     async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Versioned<OutboxItem>>, StoreError> {
         let entries = self
             .table
-            .query(&format!("PartitionKey eq {}", literal(OUTBOX)), 1000, 10_000)
+            .query(
+                &format!("PartitionKey eq {} and NextAt le {}", literal(OUTBOX), literal(&timestamp(now))),
+                1000,
+                10_000,
+            )
             .await
             .map_err(store_error)?;
         let stale_before = now - STALE_AFTER;
@@ -731,10 +741,15 @@ impl Store for TableStore {
 
     async fn outbox_save(&self, item: &OutboxItem, expected: &Version) -> Result<Version, StoreError> {
         // An ETag taken before the notice was marked done no longer matches: done stays done.
-        self.table.replace(&outbox_entity(item)?, Some(&expected.0)).await.map(Version).map_err(|e| match e {
+        let etag = self.table.replace(&outbox_entity(item)?, Some(&expected.0)).await.map_err(|e| match e {
             TableError::NotFound => StoreError::Conflict,
             other => store_error(other),
-        })
+        })?;
+        // The index learns the next attempt, so passes read only what is due.
+        if let Err(e) = self.table.replace(&outbox_index(item), None).await {
+            tracing::warn!(notice = %item.id, error = %e, "could not update an outbox-index entry; a pass reads it early");
+        }
+        Ok(Version(etag))
     }
 
     async fn outbox_remove(&self, item: &OutboxItem, expected: &Version) -> Result<(), StoreError> {
