@@ -50,6 +50,9 @@ fn types(events: &[Value]) -> Vec<String> {
 async fn a_request_reaches_teams_and_the_event_webhook_at_once() {
     let hook = FakeWebhook::start().await;
     let app = spawn_with_notifications(&test_policy(), notifications(&hook)).await;
+    let (_, health) = app.send(reqwest::Method::GET, None, "/api/health", None).await;
+    assert_eq!(health["notifications"], json!(["teams", "events"]), "{health}");
+    assert!(!health.to_string().contains("SECRET-SIG"));
     let requested = app.activate(&app.token(ALICE), prod_request()).await;
     let id = requested["id"].as_str().unwrap();
 

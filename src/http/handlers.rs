@@ -39,6 +39,7 @@ pub async fn health(ctx: &HttpContext) -> Result<Response, ApiError> {
         "simulated": ctx.service.access_kind() == "local",
         "store": if store_ok { "ok" } else { "unavailable" },
         "policyRules": ctx.service.policy().rules().len(),
+        "notifications": ctx.service.notifier().map(|n| n.sink_names()).unwrap_or_default(),
     });
     json(if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
