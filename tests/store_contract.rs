@@ -602,6 +602,57 @@ mod continuation {
         assert_eq!(gets[0].header("x-ms-version"), Some("2019-02-02"));
     }
 
+    /// Hands out one token and remembers which scopes it was asked for.
+    #[derive(Debug, Default)]
+    struct RecordingToken(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl azure_core::credentials::TokenCredential for RecordingToken {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            self.0.lock().unwrap().extend(scopes.iter().map(|s| (*s).to_owned()));
+            Ok(azure_core::credentials::AccessToken::new(
+                "storage-token",
+                azure_core::time::OffsetDateTime::from_unix_timestamp(4_102_444_800).unwrap(),
+            ))
+        }
+    }
+
+    /// In Azure (shared keys off) the store sends an Entra token for Storage, never a key.
+    #[tokio::test]
+    async fn with_entra_the_store_sends_a_storage_token() {
+        let seen = Arc::new(Mutex::new(Vec::<FakeRequest>::new()));
+        let log = Arc::clone(&seen);
+        let (addr, _server) = serve(Arc::new(move |req: FakeRequest| {
+            log.lock().unwrap().push(req.clone());
+            Box::pin(async move {
+                if req.method == "POST" { FakeReply::empty(409) } else { FakeReply::json(200, &json!({"value": []})) }
+            })
+        }))
+        .await;
+        let credential = Arc::new(RecordingToken::default());
+        let signer = Signer::Bearer {
+            credential: Arc::clone(&credential) as Arc<dyn azure_core::credentials::TokenCredential>,
+            scope: elevate::startup::STORAGE_SCOPE.to_owned(),
+        };
+        let azure =
+            AzureClient::with_signer(signer, RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }).unwrap();
+        let table = TableClient::new(azure, &format!("http://{addr}"), "elevate").unwrap();
+        table.query("PartitionKey eq 'p'", 10, 10).await.unwrap();
+        assert_eq!(
+            credential.0.lock().unwrap().first().map(String::as_str),
+            Some("https://storage.azure.com/.default")
+        );
+        for req in seen.lock().unwrap().iter() {
+            assert_eq!(req.header("authorization"), Some("Bearer storage-token"), "{} {}", req.method, req.path);
+            assert!(req.header("x-ms-date").is_none(), "no SharedKey date");
+        }
+        assert_eq!(seen.lock().unwrap().len(), 2, "create-if-missing, then the query");
+    }
+
     #[tokio::test]
     async fn a_continuation_that_does_not_advance_is_an_error_not_a_loop() {
         let page = (json!({"value": []}), Some(("1!8!cA--", "1!8!cjE-")));
