@@ -4,10 +4,9 @@
 //!
 //! `ELEVATE_TEST_AZURITE=http://127.0.0.1:<port>` uses an emulator already running instead.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use elevate::config::{DEV_STORAGE_ACCOUNT, DEV_STORAGE_KEY, StorageKey, TablesAuth, TablesSetting};
@@ -16,9 +15,9 @@ pub struct Azurite {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     /// Closing it stops the emulator: the wrapper shell waits on its stdin, then kills it.
-    _stdin: Mutex<Option<ChildStdin>>,
+    _stdin: Option<ChildStdin>,
     /// The wrapper shell, reaped by the system when the test process exits.
-    _child: Mutex<Option<Child>>,
+    _child: Option<Child>,
 }
 
 static AZURITE: OnceLock<Azurite> = OnceLock::new();
@@ -31,11 +30,7 @@ pub fn bin() -> PathBuf {
 pub fn azurite() -> &'static Azurite {
     AZURITE.get_or_init(|| {
         if let Ok(base) = std::env::var("ELEVATE_TEST_AZURITE") {
-            return Azurite {
-                base: base.trim_end_matches('/').to_owned(),
-                _stdin: Mutex::new(None),
-                _child: Mutex::new(None),
-            };
+            return Azurite { base: base.trim_end_matches('/').to_owned(), _stdin: None, _child: None };
         }
         let bin = bin();
         assert!(
@@ -65,7 +60,7 @@ pub fn azurite() -> &'static Azurite {
             #[expect(clippy::disallowed_methods, reason = "polling a child process at start, outside any runtime")]
             std::thread::sleep(Duration::from_millis(100));
         }
-        Azurite { base: format!("http://127.0.0.1:{port}"), _stdin: Mutex::new(stdin), _child: Mutex::new(Some(child)) }
+        Azurite { base: format!("http://127.0.0.1:{port}"), _stdin: stdin, _child: Some(child) }
     })
 }
 
@@ -75,7 +70,10 @@ impl Azurite {
         TablesSetting {
             endpoint: format!("{}/{DEV_STORAGE_ACCOUNT}", self.base),
             table: fresh_table(),
-            auth: TablesAuth::SharedKey { account: DEV_STORAGE_ACCOUNT.into(), key: dev_key() },
+            auth: TablesAuth::SharedKey {
+                account: DEV_STORAGE_ACCOUNT.into(),
+                key: StorageKey::new(DEV_STORAGE_KEY.into()),
+            },
             local_file,
         }
     }
@@ -87,18 +85,6 @@ impl Azurite {
             self.base
         )
     }
-
-    /// Stops the emulator now (only for one it started).
-    #[allow(dead_code, reason = "not every test binary stops it early")]
-    pub fn stop(&self) {
-        if let Some(mut stdin) = self._stdin.lock().unwrap().take() {
-            let _ = stdin.write_all(b"\n");
-        }
-    }
-}
-
-fn dev_key() -> StorageKey {
-    StorageKey::new(DEV_STORAGE_KEY.into())
 }
 
 /// A table name no other test uses.

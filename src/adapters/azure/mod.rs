@@ -53,9 +53,6 @@ pub struct Reply {
     pub status: u16,
     headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// How many attempts it took. Above 1, an earlier attempt may have been applied by the server
-    /// although its answer was lost: a non-idempotent caller checks before calling it a conflict.
-    pub attempts: u32,
 }
 
 impl Reply {
@@ -179,10 +176,7 @@ impl AzureClient {
                     }
                     format!("HTTP {} after {attempt} attempts", reply.status)
                 }
-                Ok(mut reply) => {
-                    reply.attempts = attempt;
-                    return Ok(reply);
-                }
+                Ok(reply) => return Ok(reply),
                 Err(e) => {
                     let wait = self.retry.backoff(attempt);
                     tracing::warn!(operation = what, attempt, error = %e, "request failed; retrying");
@@ -241,6 +235,6 @@ impl AzureClient {
         .map_err(|e| format!("request failed: {e}"))?;
         let (status, headers, body) = sent.deconstruct();
         let headers = headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_str().to_owned())).collect();
-        Ok(Reply { status: u16::from(status), headers, body: body.as_ref().to_vec(), attempts: 1 })
+        Ok(Reply { status: u16::from(status), headers, body: body.as_ref().to_vec() })
     }
 }

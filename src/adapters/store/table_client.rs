@@ -211,10 +211,6 @@ impl TableClient {
         })
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     fn url(&self, rest: &str) -> Result<Url, TableError> {
         Url::parse(&format!("{}/{rest}", self.endpoint))
             .map_err(|e| TableError::Failed(format!("cannot form a table URL: {e}")))
@@ -240,22 +236,26 @@ impl TableClient {
             .map_err(azure)
     }
 
+    /// POSTs a JSON body asking for no content back (create table, insert entity).
+    async fn post_json(&self, url: &Url, value: &impl serde::Serialize, what: &str) -> Result<Reply, TableError> {
+        let body = serde_json::to_vec(value).map_err(|e| TableError::Failed(format!("{what}: {e}")))?;
+        self.call(
+            Method::Post,
+            url,
+            vec![("prefer", "return-no-content".into())],
+            Some(("application/json".to_owned(), body)),
+            what,
+        )
+        .await
+    }
+
     /// Creates the table unless it exists; once per process.
     pub async fn ensure_table(&self) -> Result<(), TableError> {
         self.created
             .get_or_try_init(|| async {
                 let url = self.url("Tables")?;
-                let body = serde_json::to_vec(&serde_json::json!({ "TableName": self.table }))
-                    .map_err(|e| TableError::Failed(e.to_string()))?;
-                let reply = self
-                    .call(
-                        Method::Post,
-                        &url,
-                        vec![("prefer", "return-no-content".into())],
-                        Some(("application/json".to_owned(), body)),
-                        "create table",
-                    )
-                    .await?;
+                let reply =
+                    self.post_json(&url, &serde_json::json!({ "TableName": self.table }), "create table").await?;
                 match reply.status {
                     201 | 204 => {
                         tracing::info!(table = %self.table, "created the store's table");
@@ -288,24 +288,14 @@ impl TableClient {
         }
     }
 
-    /// Inserts; `Conflict("EntityAlreadyExists")` if the key is taken. Returns the ETag and how
-    /// many attempts it took.
-    pub async fn insert(&self, properties: &Properties) -> Result<(String, u32), TableError> {
+    /// Inserts; `Conflict("EntityAlreadyExists")` if the key is taken. Returns the ETag.
+    pub async fn insert(&self, properties: &Properties) -> Result<String, TableError> {
         self.check_entity(properties)?;
         self.ensure_table().await?;
         let url = self.url(&self.table)?;
-        let body = serde_json::to_vec(properties).map_err(|e| TableError::Failed(e.to_string()))?;
-        let reply = self
-            .call(
-                Method::Post,
-                &url,
-                vec![("prefer", "return-no-content".into())],
-                Some(("application/json".to_owned(), body)),
-                "insert entity",
-            )
-            .await?;
+        let reply = self.post_json(&url, properties, "insert entity").await?;
         match reply.status {
-            201 | 204 => Ok((etag_of(&reply, "insert entity")?, reply.attempts)),
+            201 | 204 => etag_of(&reply, "insert entity"),
             status => Err(classify(status, &reply.body, "insert entity")),
         }
     }
@@ -390,8 +380,8 @@ impl TableClient {
     }
 
     /// Runs `ops` as one entity group transaction in `partition`: all apply or none. Returns
-    /// each operation's new ETag, in order, and how many attempts the call took.
-    pub async fn batch(&self, partition: &str, ops: &[BatchOp]) -> Result<(Vec<String>, u32), BatchFailure> {
+    /// each operation's new ETag, in order.
+    pub async fn batch(&self, partition: &str, ops: &[BatchOp]) -> Result<Vec<String>, BatchFailure> {
         let whole = |error| BatchFailure { index: None, error };
         if ops.is_empty() || ops.len() > MAX_BATCH_OPS {
             return Err(whole(TableError::Failed(format!("a batch holds 1 to {MAX_BATCH_OPS} operations"))));
@@ -459,7 +449,7 @@ impl TableClient {
                 ops.len()
             ))));
         }
-        Ok((parts.into_iter().map(|p| p.etag.unwrap_or_default()).collect(), reply.attempts))
+        Ok(parts.into_iter().map(|p| p.etag.unwrap_or_default()).collect())
     }
 
     fn check_entity(&self, properties: &Properties) -> Result<(), TableError> {

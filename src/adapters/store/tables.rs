@@ -238,10 +238,6 @@ impl TableStore {
         Self { table: Arc::new(table) }
     }
 
-    pub fn table_name(&self) -> &str {
-        self.table.table()
-    }
-
     async fn get_activation(&self, id: ActivationId) -> Result<Option<Versioned<Activation>>, StoreError> {
         self.table.get(&id.to_string(), ACTIVATION_ROW).await.map_err(store_error)?.map(read_activation).transpose()
     }
@@ -302,7 +298,7 @@ impl TableStore {
             }),
         );
         match self.table.insert(&e).await {
-            Ok((etag, _)) => Ok(etag),
+            Ok(etag) => Ok(etag),
             Err(TableError::Conflict(_)) => match self.table.get(IDEMPOTENCY, &row).await.map_err(store_error)? {
                 Some(s)
                     if s.properties.get("ActivationId").and_then(Value::as_str)
@@ -326,7 +322,7 @@ impl TableStore {
         );
         for _ in 0..5 {
             match self.table.insert(&mine).await {
-                Ok((etag, _)) => return Ok(etag),
+                Ok(etag) => return Ok(etag),
                 Err(TableError::Conflict(_)) => {}
                 Err(e) => return Err(store_error(e)),
             }
@@ -485,7 +481,7 @@ impl Store for TableStore {
             ops.push(BatchOp::Insert(outbox_entity(item)?));
         }
         match self.table.batch(&partition, &ops).await {
-            Ok((etags, _)) => {
+            Ok(etags) => {
                 let etag = etags.into_iter().next().unwrap_or_default();
                 Ok(Tag { seq: 1, due, etag }.version())
             }
@@ -545,7 +541,7 @@ impl Store for TableStore {
             ops.push(BatchOp::Insert(outbox_entity(item)?));
         }
         let etag = match self.table.batch(&id.to_string(), &ops).await {
-            Ok((etags, _)) => etags.into_iter().next().unwrap_or_default(),
+            Ok(etags) => etags.into_iter().next().unwrap_or_default(),
             Err(f) => match f.error {
                 TableError::PreconditionFailed | TableError::Conflict(_) | TableError::NotFound => {
                     // Either someone else changed it, or a retry of ours that landed found its
@@ -688,7 +684,9 @@ impl Store for TableStore {
             .query(
                 &format!("PartitionKey eq {} and NextAt le {}", literal(OUTBOX), literal(&timestamp(now))),
                 1000,
-                10_000,
+                // Only due entries match, so a little over `limit` reads is enough; the rest
+                // wait for the next pass.
+                limit.saturating_mul(2),
             )
             .await
             .map_err(store_error)?;
