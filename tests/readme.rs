@@ -33,7 +33,9 @@ async fn the_readme_walkthrough_works_as_written() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while reqwest::get(format!("http://127.0.0.1:{port}/")).await.is_err() {
+    // The support client installs the TLS provider reqwest needs (this test may run alone).
+    let client = crate::support::http_client();
+    while client.get(format!("http://127.0.0.1:{port}/")).send().await.is_err() {
         assert!(started.elapsed() < Duration::from_secs(30), "Elevate did not start");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
