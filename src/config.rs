@@ -206,33 +206,10 @@ fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError { variable, message: message.into() }
 }
 
-/// `http://` is accepted only for loopback hosts (emulators, tests, local runs).
+/// An endpoint variable: https, or plain http to loopback only (`crate::endpoint`). Returns the
+/// URL as the parser reads it, without the trailing `/` of a bare base.
 pub fn check_url(variable: &'static str, value: &str) -> Result<String, ConfigError> {
-    let value = value.trim().trim_end_matches('/');
-    let rest = if let Some(rest) = value.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = value.strip_prefix("http://") {
-        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-        let name = if host.starts_with('[') {
-            host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
-        } else {
-            host.split(':').next().unwrap_or("").to_owned()
-        };
-        let loopback = name == "localhost"
-            || name == "[::1]"
-            || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            return Err(bad(variable, "plain http:// is allowed only for loopback addresses; use https://"));
-        }
-        rest
-    } else {
-        return Err(bad(variable, "must be an absolute https:// URL"));
-    };
-    if rest.is_empty() || rest.starts_with('/') || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad(variable, "must be an absolute URL with a host"));
-    }
-    Ok(value.to_owned())
+    crate::endpoint::parse(value).map(|url| crate::endpoint::display(&url)).map_err(|e| bad(variable, e.to_string()))
 }
 
 /// Tenant, audience and authority for Entra token validation.
@@ -280,6 +257,20 @@ fn entra_settings(get: &impl Fn(&str) -> Option<String>) -> Result<EntraSettings
 }
 
 impl Settings {
+    /// Refuses to listen beyond this machine with the dev identity: a dev token is a password
+    /// anyone with the key file can print, so only loopback clients may present one.
+    pub fn check_listen(&self, ip: std::net::IpAddr) -> Result<(), ConfigError> {
+        if matches!(self.auth, AuthSetting::Dev { .. }) && !ip.is_loopback() {
+            return Err(bad(
+                "ELEVATE_AUTH_MODE",
+                format!(
+                    "`dev` identity listens on loopback only, not on {ip}: use `--bind 127.0.0.1`, or set ELEVATE_AUTH_MODE to `entra` or `easyauth`"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads settings through `var` (the process environment in production, a map in tests).
     /// `exe_dir` is where the binary lives (the default policy file is looked for there first).
     pub fn from_env(
@@ -414,6 +405,19 @@ impl Settings {
                 return Err(bad("ELEVATE_AUTH_MODE", format!("`{other}` is not `entra`, `easyauth` or `dev`")));
             }
         };
+        // INVARIANT: dev identity only while everything is local. Anyone who can read the dev key
+        // can mint any identity (an Elevate.Admin, an approver): with real access behind it that is
+        // standing Owner for whoever reads a file. The listening address is checked by `check_listen`.
+        if let (AuthSetting::Dev { .. }, ProviderSetting::Arm { endpoint, .. }) = (&auth, &provider)
+            && !crate::endpoint::parse(endpoint).is_ok_and(|url| crate::endpoint::is_loopback(&url))
+        {
+            return Err(bad(
+                "ELEVATE_AUTH_MODE",
+                format!(
+                    "`dev` identity is refused with real access (ELEVATE_PROVIDER=arm at `{endpoint}`): anyone who reads the dev key could mint an Owner; use `entra` or `easyauth`, or the `local` provider"
+                ),
+            ));
+        }
         if get("ELEVATE_DEV_KEY").is_some() && !matches!(auth, AuthSetting::Dev { .. }) {
             return Err(bad("ELEVATE_DEV_KEY", "is only valid with ELEVATE_AUTH_MODE=dev"));
         }
@@ -663,7 +667,12 @@ mod tests {
 
     #[test]
     fn arm_is_configured_and_checked() {
-        let s = read(RunMode::Standalone, &[("ELEVATE_PROVIDER", "arm")]).unwrap();
+        let entra = [
+            ("ELEVATE_AUTH_MODE", "entra"),
+            ("ELEVATE_TENANT_ID", "5b51c641-0711-41d2-ac58-d90390d94a00"),
+            ("ELEVATE_AUDIENCE", "api://x"),
+        ];
+        let s = read(RunMode::Standalone, &[&[("ELEVATE_PROVIDER", "arm")], &entra[..]].concat()).unwrap();
         assert_eq!(
             s.provider,
             ProviderSetting::Arm {
@@ -722,6 +731,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!((s.sweep_concurrency, s.orphan_sweep_interval.as_delta().num_minutes()), (32, 15));
+    }
+
+    #[test]
+    fn dev_identity_is_refused_with_real_access() {
+        // The review's finding: dev mode in front of real ARM started with only a warning.
+        let err = read(RunMode::Standalone, &[("ELEVATE_PROVIDER", "arm")]).unwrap_err();
+        assert_eq!(err.variable, "ELEVATE_AUTH_MODE");
+        assert!(err.message.contains("ELEVATE_PROVIDER=arm"), "{err}");
+        let err = read(
+            RunMode::Standalone,
+            &[
+                ("ELEVATE_AUTH_MODE", "dev"),
+                ("ELEVATE_PROVIDER", "arm"),
+                ("ELEVATE_ARM_ENDPOINT", "https://management.azure.com"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "ELEVATE_AUTH_MODE");
+        // A fake ARM on loopback (the tests) and the local simulation stay usable.
+        let s = read(
+            RunMode::Standalone,
+            &[
+                ("ELEVATE_AUTH_MODE", "dev"),
+                ("ELEVATE_PROVIDER", "arm"),
+                ("ELEVATE_ARM_ENDPOINT", "http://127.0.0.1:9"),
+            ],
+        )
+        .unwrap();
+        assert!(s.check_listen("127.0.0.1".parse().unwrap()).is_ok());
+        // Loopback only: not every interface, not a LAN address, not IPv6 any.
+        let local = read(RunMode::Standalone, &[]).unwrap();
+        for ip in ["0.0.0.0", "10.1.2.3", "::"] {
+            let err = local.check_listen(ip.parse().unwrap()).unwrap_err();
+            assert_eq!(err.variable, "ELEVATE_AUTH_MODE", "{ip}");
+        }
+        assert!(local.check_listen("::1".parse().unwrap()).is_ok());
+        let entra = read(
+            RunMode::Standalone,
+            &[
+                ("ELEVATE_AUTH_MODE", "entra"),
+                ("ELEVATE_TENANT_ID", "5b51c641-0711-41d2-ac58-d90390d94a00"),
+                ("ELEVATE_AUDIENCE", "api://x"),
+            ],
+        )
+        .unwrap();
+        assert!(entra.check_listen("0.0.0.0".parse().unwrap()).is_ok());
     }
 
     #[test]

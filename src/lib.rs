@@ -9,6 +9,7 @@ pub mod adapters;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod endpoint;
 pub mod http;
 pub mod service;
 pub mod startup;

@@ -118,6 +118,7 @@ fn serve(functions_host: bool, bind: IpAddr, log_format: Option<Format>) -> Resu
         Settings::from_env(mode, |k| std::env::var(k).ok(), exe_dir.as_deref()).map_err(|e| e.to_string())?;
     // The host always talks to 127.0.0.1.
     let ip = if mode == RunMode::FunctionsHost { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { bind };
+    settings.check_listen(ip).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -19,6 +19,7 @@ use crate::adapters::identity::entra::{EntraAuthenticator, EntraSettings};
 use crate::adapters::identity::jwt::BearerAuthenticator;
 use crate::adapters::notify::events::EventSink;
 use crate::adapters::notify::teams::TeamsSink;
+use crate::adapters::signing::HmacLinkSigner;
 use crate::adapters::store::sqlite::SqliteStore;
 use crate::adapters::store::table_client::TableClient;
 use crate::adapters::store::tables::TableStore;
@@ -110,7 +111,22 @@ fn notifier(
         tracing::info!(host = url.host(), "notifications: signed CloudEvents");
     }
     // Even without sinks: it clears the notices the store queues, so none pile up.
-    Ok(Some(Arc::new(Notifier::new(Arc::clone(store), sinks, &settings.public_url, n.expiry_warning.as_delta()))))
+    Ok(Some(Arc::new(Notifier::new(
+        Arc::clone(store),
+        Arc::clone(clock),
+        sinks,
+        &settings.public_url,
+        n.expiry_warning.as_delta(),
+    ))))
+}
+
+/// The confirmation links' key, derived from the one secret so that neither a page's CSRF token
+/// nor a link's signature can stand in for the other.
+fn link_signing_key(key: &[u8; 32]) -> [u8; 32] {
+    sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        [&b"elevate confirmation links|"[..], key].concat(),
+    ))
+    .into()
 }
 
 /// The token scope for Azure Storage data-plane calls.
@@ -187,12 +203,6 @@ pub fn build_with(
         orphan_interval: settings.orphan_sweep_interval.as_delta(),
         ..SweepSettings::default()
     };
-    let notifier = notifier(settings, &store, &clock)?;
-    let mut service = Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep);
-    if let Some(notifier) = notifier {
-        service = service.with_notifier(notifier);
-    }
-    let service = Arc::new(service);
     let csrf_key: [u8; 32] = match &settings.link_key {
         Some(key) => sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(key.bytes())).into(),
         None => {
@@ -206,14 +216,23 @@ pub fn build_with(
             key
         }
     };
+    let notifier = notifier(settings, &store, &clock)?;
+    let mut service = Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep)
+        .with_link_signer(Arc::new(HmacLinkSigner::new(link_signing_key(&csrf_key))));
+    if let Some(notifier) = notifier {
+        service = service.with_notifier(notifier);
+    }
+    let service = Arc::new(service);
     let context = Arc::new(HttpContext {
         service: Arc::clone(&service),
         auth,
         clock,
-        dev: dev_issuer.clone(),
+        dev: dev_issuer.clone().map(|issuer| issuer as Arc<dyn crate::service::ports::DevIssuerKeys>),
         csrf_key,
         public_url: settings.public_url.clone(),
+        own_origins: crate::http::csrf::own_origins(&settings.public_url),
         auth_mode: settings.auth.name(),
+        functions_host: settings.mode == RunMode::FunctionsHost,
     });
     Ok(Built { context, service, dev_issuer, local_access, entra })
 }

@@ -621,10 +621,11 @@ async fn the_approval_page_escapes_and_protects_its_form() {
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
 
+    // The form is posted as a browser does: with the session cookie, not a bearer header.
     let form = |token: &str| {
         app.client
             .post(format!("{}/api/approvals/{}", app.base, id_of(&a)))
-            .bearer_auth(app.token(BOB))
+            .header("cookie", format!("{}={}", elevate::http::DEV_COOKIE, app.token(BOB)))
             .form(&[("decision", "Approve"), ("justification", "ok"), ("csrf", token)])
             .send()
     };
@@ -818,11 +819,12 @@ async fn the_confirmation_page_is_a_protected_form_that_escapes_what_it_shows() 
     let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
 
     let before = app.snapshot();
+    let session = format!("{}={}", elevate::http::DEV_COOKIE, app.token(ALICE));
     let forged =
-        app.client.post(&url).bearer_auth(app.token(ALICE)).form(&[("csrf", "0".repeat(64))]).send().await.unwrap();
+        app.client.post(&url).header("cookie", &session).form(&[("csrf", "0".repeat(64))]).send().await.unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.snapshot(), before);
-    let done = app.client.post(&url).bearer_auth(app.token(ALICE)).form(&[("csrf", csrf)]).send().await.unwrap();
+    let done = app.client.post(&url).header("cookie", &session).form(&[("csrf", csrf)]).send().await.unwrap();
     assert_eq!(done.status(), StatusCode::OK);
     assert!(done.text().await.unwrap().contains("Active"));
 }

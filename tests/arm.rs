@@ -378,13 +378,15 @@ async fn the_fake_is_strict_and_refuses_foreign_tokens() {
 }
 
 /// The binary on the fake ARM, its token from the fake managed identity endpoint through
-/// azure_identity's own `ManagedIdentityCredential`.
+/// azure_identity's own `ManagedIdentityCredential`. It serves as under the Functions host (the
+/// test fires the timer), with dev tokens: allowed because ARM is on loopback.
 async fn start_on_arm(fake: &FakeAzure, dir: &std::path::Path) -> Process {
     std::fs::write(dir.join("policy.yaml"), test_policy()).unwrap();
     process::start(
         dir,
-        &["serve".to_owned()],
+        &["serve".to_owned(), "--functions-host".to_owned()],
         &[
+            ("ELEVATE_AUTH_MODE", "dev".into()),
             ("ELEVATE_PROVIDER", "arm".into()),
             ("ELEVATE_ARM_ENDPOINT", fake.url()),
             ("IDENTITY_ENDPOINT", fake.identity_endpoint()),

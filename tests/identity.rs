@@ -19,7 +19,7 @@ use crate::support::{
     ALICE, BOB, BROKER_APP, BROKER_SP, DANA, SUB1, TestApp, reader_sub1, spawn_app_with_auth, start, test_policy,
 };
 
-fn settings(entra: &FakeEntra) -> EntraSettings {
+pub(crate) fn settings(entra: &FakeEntra) -> EntraSettings {
     EntraSettings {
         tenant: TenantId::parse(TENANT).unwrap(),
         audiences: vec![CLIENT_ID.into(), format!("api://{CLIENT_ID}")],
@@ -33,11 +33,11 @@ async fn entra_app(entra: &FakeEntra) -> TestApp {
     spawn_app_with_auth(&test_policy(), AuthSetting::Entra(settings(entra))).await
 }
 
-async fn easyauth_app(entra: &FakeEntra, platform_auth: bool) -> TestApp {
+pub(crate) async fn easyauth_app(entra: &FakeEntra, platform_auth: bool) -> TestApp {
     spawn_app_with_auth(&test_policy(), AuthSetting::EasyAuth { entra: settings(entra), platform_auth }).await
 }
 
-fn principal_header(claims: &[(&str, &str)]) -> String {
+pub(crate) fn principal_header(claims: &[(&str, &str)]) -> String {
     let claims: Vec<Value> = claims.iter().map(|(t, v)| json!({"typ": t, "val": v})).collect();
     base64::engine::general_purpose::STANDARD.encode(json!({"auth_typ": "aad", "claims": claims}).to_string())
 }
@@ -252,12 +252,23 @@ async fn easy_auth_sessions_obey_the_same_freshness() {
             ("auth_time", &at),
         ])
     };
+    // An Easy Auth session is a browser session: its changes carry the CSRF token, which a
+    // same-origin read hands out in `X-CSRF-Token`.
+    let eligibilities = app
+        .client
+        .get(format!("{}/api/eligibilities", app.base))
+        .header("X-MS-CLIENT-PRINCIPAL", signed_in(5))
+        .send()
+        .await
+        .unwrap();
+    let csrf = eligibilities.headers()["x-csrf-token"].to_str().unwrap().to_owned();
     let post = |header: String, rg: &str| {
         let body =
             json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/{rg}"), "duration": "PT1H"});
         app.client
             .post(format!("{}/api/activations", app.base))
             .header("X-MS-CLIENT-PRINCIPAL", header)
+            .header("X-CSRF-Token", &csrf)
             .json(&body)
             .send()
     };

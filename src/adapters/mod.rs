@@ -4,4 +4,5 @@ pub mod access;
 pub mod azure;
 pub mod identity;
 pub mod notify;
+pub mod signing;
 pub mod store;

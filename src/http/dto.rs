@@ -61,7 +61,7 @@ pub struct TicketDto {
     pub number: String,
 }
 
-/// The body of `POST /api/activations`; also what a confirmation link carries.
+/// The body of `POST /api/activations`.
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ActivationRequestDto {
@@ -109,6 +109,22 @@ impl ActivationRequestDto {
             start_at: self.start_at.as_deref().map(|s| time("startAt", s)).transpose()?,
             rule_id: self.rule_id.as_deref().map(|r| field("ruleId", RuleId::parse(r))).transpose()?,
         })
+    }
+}
+
+/// What a confirmation link asks for, shown back on the wire.
+impl From<&ActivationInput> for ActivationRequestDto {
+    fn from(r: &ActivationInput) -> Self {
+        Self {
+            role_definition_id: r.role_definition_id.to_string(),
+            scope: r.scope.to_string(),
+            duration: r.duration.map(|d| d.to_string()),
+            justification: r.justification.as_ref().map(|j| j.as_str().to_owned()),
+            ticket: r.ticket.as_ref().map(|t| TicketDto { system: t.system.to_string(), number: t.number.to_string() }),
+            start_at: r.start_at.map(|s| s.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            rule_id: r.rule_id.as_ref().map(ToString::to_string),
+            principal_id: r.principal_id.map(|p| p.to_string()),
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use warp::http::StatusCode;
 use crate::domain::activation::TransitionError;
 use crate::domain::approver::ApproverDenied;
 use crate::domain::policy::{Deny, Refusal, Violation};
-use crate::service::ServiceError;
 use crate::service::ports::{AccessError, AuthError, StoreError};
+use crate::service::{LinkRefusal, ServiceError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorDetail {
@@ -86,6 +86,39 @@ impl ApiError {
     /// 400 for a field that could not be parsed.
     pub fn invalid(field: &str, why: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "InvalidField", format!("`{field}` {why}")).with_target(field)
+    }
+
+    /// 415: a body of a media type this route does not take (`accepted` names those it does).
+    pub fn unsupported_media_type(accepted: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("send the body as {accepted} with a matching `Content-Type`"),
+        )
+        .with_target("Content-Type")
+    }
+
+    /// 403: a state change started by a page of another site (`Origin`, `Sec-Fetch-Site`).
+    pub fn cross_origin(origin: &str) -> Self {
+        let shown: String = origin.chars().take(100).collect();
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "CrossOriginRequest",
+            format!(
+                "a change requested from `{shown}` is refused: only Elevate's own pages (ELEVATE_PUBLIC_URL) may post to it"
+            ),
+        )
+        .with_target("Origin")
+    }
+
+    /// 403: a change authenticated by a browser session without the form's security token.
+    pub fn csrf_invalid() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "CsrfTokenInvalid",
+            "the form is missing its security token or it does not match; reload the page and try again",
+        )
+        .with_target("csrf")
     }
 
     pub fn not_found_route(method: &str, path: &str) -> Self {
@@ -257,10 +290,19 @@ impl From<ServiceError> for ApiError {
                     e.retry_after = Some(30);
                     e
                 }
-                AccessError::Forbidden { .. } | AccessError::Permanent(_) | AccessError::AlreadyAssigned { .. } => {
-                    ApiError::internal(S::BAD_GATEWAY, "ProviderError", &cause)
-                }
+                AccessError::Forbidden { .. }
+                | AccessError::Permanent(_)
+                | AccessError::Unconfirmed(_)
+                | AccessError::AlreadyAssigned { .. } => ApiError::internal(S::BAD_GATEWAY, "ProviderError", &cause),
             },
+            ServiceError::Link(refusal) => match refusal {
+                LinkRefusal::Invalid => ApiError::new(S::BAD_REQUEST, "InvalidConfirmationLink", message),
+                LinkRefusal::Expired => ApiError::new(S::GONE, "ConfirmationLinkExpired", message),
+                LinkRefusal::NotTheRequester => ApiError::new(S::FORBIDDEN, "NotTheRequester", message),
+                LinkRefusal::TooLarge => ApiError::new(S::BAD_REQUEST, "RequestTooLargeForConfirmation", message)
+                    .with_target("justification"),
+            },
+            ServiceError::Internal(cause) => ApiError::internal(S::INTERNAL_SERVER_ERROR, "InternalError", &cause),
             ServiceError::Store(cause) => match cause {
                 StoreError::Unavailable(_) => {
                     let mut e = ApiError::internal(S::SERVICE_UNAVAILABLE, "StoreUnavailable", &cause);

@@ -5,11 +5,11 @@ use warp::http::{HeaderValue, StatusCode, header};
 use crate::domain::activation::Status;
 use crate::domain::ids::{ActivationId, PrincipalId};
 use crate::service::ports::IdempotencyKey;
-use crate::service::{ListFilter, ServiceError};
+use crate::service::{Answer, ListFilter, ServiceError};
 
 use super::dto::{self, ActivationRequestDto, ActivationView, DecisionDto, EligibilityView, ExtendDto, List};
 use super::error::ApiError;
-use super::{HttpContext, Request, Response, caller, json, pages};
+use super::{HttpContext, Request, Response, caller, csrf, json, pages};
 
 fn activation_id(raw: &str) -> Result<ActivationId, ApiError> {
     parse_id("id", raw)
@@ -48,12 +48,14 @@ pub async fn health(ctx: &HttpContext) -> Result<Response, ApiError> {
 pub async fn eligibilities(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
     let who = caller(ctx, req).await?;
     let rules = ctx.service.eligibilities(&who, ctx.clock.now());
-    json(StatusCode::OK, &List { value: rules.into_iter().map(EligibilityView::from).collect() })
+    let mut response = json(StatusCode::OK, &List { value: rules.into_iter().map(EligibilityView::from).collect() })?;
+    csrf::offer(ctx, req, &who, csrf::Subject::NewActivation, &mut response);
+    Ok(response)
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn request_activation(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
-    let who = caller(ctx, req).await?;
+    let who = csrf::caller_for_change(ctx, req, csrf::Subject::NewActivation).await?;
     let key = match req.headers.get("idempotency-key") {
         Some(v) => Some(
             v.to_str()
@@ -62,14 +64,11 @@ pub async fn request_activation(ctx: &HttpContext, req: &Request) -> Result<Resp
         ),
         None => None,
     };
-    let body = dto::parse_json::<ActivationRequestDto>(&req.body)?;
-    let input = body.clone().into_input()?;
-    let now = ctx.clock.now();
-    let outcome = match ctx.service.request_activation(&who, input, key, now).await {
-        Ok(outcome) => outcome,
+    let input = dto::parse_json::<ActivationRequestDto>(&req.body)?.into_input()?;
+    let outcome = match ctx.service.request(&who, input, key, ctx.clock.now()).await? {
+        Answer::Opened(outcome) => outcome,
         // A broker asked for a rule that needs the user's own proof: the request waits for them.
-        Err(ServiceError::UserConfirmationRequired) => return confirmation_required(ctx, &who, body, now),
-        Err(e) => return Err(e.into()),
+        Answer::AwaitsUser(link) => return super::confirm::awaiting_user(ctx, &link),
     };
     let mut response = json(StatusCode::CREATED, &ActivationView::of(&outcome.activation, None))?;
     let location = format!("/api/activations/{}", outcome.activation.id());
@@ -82,39 +81,14 @@ pub async fn request_activation(ctx: &HttpContext, req: &Request) -> Result<Resp
     Ok(response)
 }
 
-/// 202 with the link the broker hands to the user (see `confirm`).
-fn confirmation_required(
-    ctx: &HttpContext,
-    broker: &crate::service::ports::Caller,
-    body: ActivationRequestDto,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Response, ApiError> {
-    let principal = body.principal_id.clone().unwrap_or_default();
-    let (token, expires) = super::confirm::issue(ctx, body, broker.app_id.as_deref().unwrap_or("-"), now)?;
-    let url = format!("{}/api/confirmations/{token}", ctx.public_url);
-    tracing::info!(broker = broker.app_id.as_deref().unwrap_or("-"), principal = %principal, "request waits for the user's confirmation");
-    let mut response = json(
-        StatusCode::ACCEPTED,
-        &serde_json::json!({
-            "status": "ConfirmationRequired",
-            "principalId": principal,
-            "confirmationUrl": url,
-            "expiresAt": expires,
-            "message": "the rule needs the user's own multi-factor proof: send them this link; nothing is granted until they open it, sign in and confirm",
-        }),
-    )?;
-    if let Ok(value) = HeaderValue::from_str(&url) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
-}
-
 #[tracing::instrument(skip_all)]
 pub async fn get_activation(ctx: &HttpContext, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
     let who = caller(ctx, req).await?;
     let id = activation_id(raw_id)?;
     let details = ctx.service.activation(&who, id).await?;
-    json(StatusCode::OK, &ActivationView::of(&details.activation, Some(details.history)))
+    let mut response = json(StatusCode::OK, &ActivationView::of(&details.activation, Some(details.history)))?;
+    csrf::offer(ctx, req, &who, csrf::Subject::Activation(&id.to_string()), &mut response);
+    Ok(response)
 }
 
 #[tracing::instrument(skip_all)]
@@ -142,8 +116,8 @@ pub async fn list_activations(ctx: &HttpContext, req: &Request) -> Result<Respon
 /// `POST /api/activations/{id}/{deactivate|cancel|extend}`.
 #[tracing::instrument(skip_all, fields(action))]
 pub async fn act(ctx: &HttpContext, req: &Request, raw_id: &str, action: &str) -> Result<Response, ApiError> {
-    let who = caller(ctx, req).await?;
     let id = activation_id(raw_id)?;
+    let who = csrf::caller_for_change(ctx, req, csrf::Subject::Activation(&id.to_string())).await?;
     let now = ctx.clock.now();
     let activation = match action {
         "deactivate" => ctx.service.deactivate(&who, id, now).await?,
@@ -199,29 +173,29 @@ pub async fn approval_page(ctx: &HttpContext, req: &Request, raw_id: &str) -> Re
     if let Some(map) = view.as_object_mut() {
         map.insert("canDecide".into(), serde_json::Value::Bool(can_decide.is_ok()));
     }
-    json(StatusCode::OK, &view)
+    let mut response = json(StatusCode::OK, &view)?;
+    csrf::offer(ctx, req, &who, csrf::Subject::Approval(&id.to_string()), &mut response);
+    Ok(response)
 }
 
-/// `POST /api/approvals/{id}`: a decision, as JSON or as a form post from the page (which needs
-/// the page's CSRF token and is answered with a redirect back to the page).
+/// `POST /api/approvals/{id}`: a decision, as JSON or as a form post from the page (answered
+/// with a redirect back to the page). A browser session needs the page's CSRF token either way.
 #[tracing::instrument(skip_all)]
 pub async fn decide(ctx: &HttpContext, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
     let form = req.is_form();
-    let who = caller(ctx, req).await?;
+    let answer = |e: ApiError| if form { Ok(pages::refusal(&e)) } else { Err(e) };
     let id = activation_id(raw_id)?;
+    let who = match csrf::caller_for_change(ctx, req, csrf::Subject::Approval(&id.to_string())).await {
+        Ok(who) => who,
+        Err(e) if e.status == StatusCode::FORBIDDEN => return answer(e),
+        Err(e) => return Err(e),
+    };
     let dto: DecisionDto = if form {
         serde_urlencoded::from_bytes(&req.body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestBody", format!("invalid form: {e}")))?
     } else {
         dto::parse_json(&req.body)?
     };
-    if form && !pages::csrf_valid(ctx, &who.principal_id, id, dto.csrf.as_deref()) {
-        return Ok(pages::refusal(&ApiError::new(
-            StatusCode::FORBIDDEN,
-            "CsrfTokenInvalid",
-            "the form is missing its security token or it does not match; reload the page and try again",
-        )));
-    }
     let input = dto.into_input()?;
     let result = ctx.service.decide(&who, id, input, ctx.clock.now()).await;
     if form {
@@ -258,12 +232,12 @@ pub async fn dev(ctx: &HttpContext, req: &Request, parts: &[&str]) -> Result<Res
         ("GET", ["dev", ".well-known", "openid-configuration"]) => json(
             StatusCode::OK,
             &serde_json::json!({
-                "issuer": crate::adapters::identity::dev::DEV_ISSUER,
+                "issuer": issuer.issuer(),
                 "jwks_uri": format!("{}/dev/keys", ctx.public_url),
                 "id_token_signing_alg_values_supported": ["RS256"],
             }),
         ),
-        ("GET", ["dev", "keys"]) => json(StatusCode::OK, issuer.jwks()),
+        ("GET", ["dev", "keys"]) => json(StatusCode::OK, &issuer.key_set()),
         ("POST", ["dev", "sign-in"]) => pages::dev_sign_in(ctx, req).await,
         _ => Err(ApiError::not_found_route(req.method.as_str(), &req.path)),
     }

@@ -6,6 +6,7 @@
 //! service function and map the result.
 
 mod confirm;
+pub mod csrf;
 pub mod dto;
 pub mod error;
 mod handlers;
@@ -21,11 +22,11 @@ use futures_util::StreamExt;
 use warp::Filter;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use crate::adapters::identity::dev::DevIssuer;
 use crate::clock::Clock;
 use crate::service::Elevate;
-use crate::service::ports::{Authenticator, Caller, Credentials};
+use crate::service::ports::{Authenticator, Caller, Credentials, DevIssuerKeys};
 
+use csrf::Media;
 use error::ApiError;
 
 /// Largest request body accepted.
@@ -41,11 +42,17 @@ pub struct HttpContext {
     pub auth: Arc<dyn Authenticator>,
     pub clock: Arc<dyn Clock>,
     /// Present only in `dev` mode.
-    pub dev: Option<Arc<DevIssuer>>,
-    /// Keys the CSRF tokens of the approval page.
+    pub dev: Option<Arc<dyn DevIssuerKeys>>,
+    /// Keys the CSRF tokens of the pages' forms.
     pub csrf_key: [u8; 32],
     pub public_url: String,
+    /// The `Origin`s of Elevate's own pages (`csrf::own_origins`): any other is refused a change.
+    pub own_origins: Vec<String>,
     pub auth_mode: &'static str,
+    /// Serving under the Functions host (`serve --functions-host`): only then are the timer and
+    /// queue functions routed. Standalone, the process runs its own sweeper and `/expiry-sweeper`
+    /// does not exist, so nobody outside can run a sweep or read its report.
+    pub functions_host: bool,
 }
 
 /// A request as the router sees it.
@@ -68,18 +75,36 @@ impl Request {
         accept.contains("text/html") && !accept.contains("application/json")
     }
 
-    fn is_form(&self) -> bool {
+    /// The body's media type, lower case, without parameters (`application/json`).
+    pub fn media_type(&self) -> String {
         self.header("content-type")
-            .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+            .and_then(|c| c.split(';').next())
+            .map(|c| c.trim().to_ascii_lowercase())
+            .unwrap_or_default()
     }
 
-    /// Bearer token from `Authorization` (in dev mode also the sign-in cookie), and Easy Auth's
-    /// `X-MS-CLIENT-PRINCIPAL`.
-    fn credentials(&self, dev: bool) -> Credentials {
-        let bearer = self.header("authorization").and_then(|v| {
+    pub fn is_form(&self) -> bool {
+        self.media_type() == "application/x-www-form-urlencoded"
+    }
+
+    /// The bearer token of the `Authorization` header, if that is what it carries.
+    fn bearer_header(&self) -> Option<String> {
+        self.header("authorization").and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
-        });
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
+        })
+    }
+
+    /// Whether the caller can only be authenticated by what a browser attaches by itself (a
+    /// cookie, or Easy Auth's header made from one): anything but a bearer token in the
+    /// `Authorization` header. Such requests may have been started by another site (see `csrf`).
+    pub fn is_session(&self) -> bool {
+        self.bearer_header().is_none()
+    }
+
+    /// Bearer token from `Authorization` (in dev mode, when no `Authorization` header is sent, the
+    /// sign-in cookie), and Easy Auth's `X-MS-CLIENT-PRINCIPAL`.
+    fn credentials(&self, dev: bool) -> Credentials {
         let cookie = || {
             self.headers
                 .get_all(header::COOKIE)
@@ -91,8 +116,9 @@ impl Request {
                     (name == DEV_COOKIE && !value.is_empty()).then(|| value.to_owned())
                 })
         };
+        let sent_authorization = self.headers.contains_key(header::AUTHORIZATION);
         Credentials {
-            bearer: bearer.or_else(|| if dev { cookie() } else { None }),
+            bearer: self.bearer_header().or_else(|| if dev && !sent_authorization { cookie() } else { None }),
             // Trusted only by the Easy Auth authenticator, and only when the platform says
             // authentication is on.
             client_principal: self.header("x-ms-client-principal").map(str::to_owned),
@@ -173,6 +199,10 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
     let raw = |i: usize| segments.get(i).map(String::as_str).unwrap_or_default();
     let m = &req.method;
     let allow = |methods: &'static str| Err(method_not_allowed(methods));
+    if !csrf::is_safe(m) {
+        csrf::check_origin(ctx, &req)?;
+    }
+    let takes = |accepted: &[Media]| csrf::require_media_type(&req, accepted);
     match parts.as_slice() {
         [""] => match *m {
             Method::GET | Method::HEAD => handlers::readiness(ctx),
@@ -192,7 +222,10 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
         },
         ["api", "activations"] => match *m {
             Method::GET => handlers::list_activations(ctx, &req).await,
-            Method::POST => handlers::request_activation(ctx, &req).await,
+            Method::POST => {
+                takes(&[Media::Json])?;
+                handlers::request_activation(ctx, &req).await
+            }
             _ => allow("GET, POST"),
         },
         ["api", "activations", _] => match *m {
@@ -200,7 +233,10 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
             _ => allow("GET"),
         },
         ["api", "activations", _, action @ ("deactivate" | "cancel" | "extend")] => match *m {
-            Method::POST => handlers::act(ctx, &req, raw(2), action).await,
+            Method::POST => {
+                takes(&[Media::Json])?;
+                handlers::act(ctx, &req, raw(2), action).await
+            }
             _ => allow("POST"),
         },
         ["api", "approvals"] => match *m {
@@ -209,34 +245,74 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
         },
         ["api", "approvals", _] => match *m {
             Method::GET => handlers::approval_page(ctx, &req, raw(2)).await,
-            Method::POST => handlers::decide(ctx, &req, raw(2)).await,
+            Method::POST => {
+                takes(&[Media::Json, Media::Form])?;
+                handlers::decide(ctx, &req, raw(2)).await
+            }
             _ => allow("GET, POST"),
         },
         ["api", "confirmations", _] => match *m {
             Method::GET => confirm::page(ctx, &req, raw(2)).await,
-            Method::POST => confirm::confirm(ctx, &req, raw(2)).await,
+            Method::POST => {
+                takes(&[Media::Json, Media::Form])?;
+                confirm::confirm(ctx, &req, raw(2)).await
+            }
             _ => allow("GET, POST"),
         },
         ["api", "audit"] => match *m {
             Method::GET => handlers::audit(ctx, &req).await,
             _ => allow("GET"),
         },
-        ["expiry-sweeper"] => match *m {
+        ["expiry-sweeper"] if ctx.functions_host => match *m {
             Method::POST => invoke::expiry_sweeper(ctx, &req).await,
             _ => allow("POST"),
         },
-        ["dev", ..] if ctx.dev.is_some() => handlers::dev(ctx, &req, &parts).await,
+        ["dev", ..] if ctx.dev.is_some() => {
+            if *m == Method::POST {
+                takes(&[Media::Form])?;
+            }
+            handlers::dev(ctx, &req, &parts).await
+        }
         _ => Err(ApiError::not_found_route(req.method.as_str(), &req.path)),
     }
 }
 
 /// The path as it may be logged: a confirmation link carries the request it describes
-/// (justification included), so only its first characters are kept.
+/// (justification included), so only its first characters are kept. The match is the router's
+/// (case-insensitive literals), and percent-escapes are read, so no spelling of the route logs
+/// the link whole.
 fn loggable(path: &str) -> String {
-    match path.strip_prefix("/api/confirmations/") {
-        Some(link) => format!("/api/confirmations/{}…", link.chars().take(8).collect::<String>()),
-        None => path.to_owned(),
+    let mut segments = path.split('/').skip(1);
+    let mut decoded = || segments.next().map(|s| percent_decoded(s).to_ascii_lowercase());
+    if decoded().as_deref() == Some("api") && decoded().as_deref() == Some("confirmations") {
+        let prefix_len = path.splitn(4, '/').take(3).map(str::len).sum::<usize>() + 3;
+        let link = path.get(prefix_len..).unwrap_or_default();
+        return format!("/api/confirmations/{}…", link.chars().take(8).collect::<String>());
     }
+    path.to_owned()
+}
+
+fn percent_decoded(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn method_not_allowed(allowed: &'static str) -> ApiError {
@@ -249,7 +325,9 @@ fn method_not_allowed(allowed: &'static str) -> ApiError {
 fn harden(response: &mut Response) {
     let h = response.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it browsers send `Origin: null` with our own forms' posts, and the
+    // origin check (`csrf`) needs the real one. Nothing crosses to another origin either way.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
 }
@@ -315,5 +393,12 @@ mod log_tests {
         let logged = loggable(&format!("/api/confirmations/{link}"));
         assert_eq!(logged, "/api/confirmations/eyJub25j…");
         assert_eq!(loggable("/api/activations/1"), "/api/activations/1");
+        // The review's finding: another spelling of the route was logged whole.
+        for prefix in ["/API/Confirmations/", "/api/CONFIRMATIONS/", "/api/%63onfirmations/", "/Api/confirmations/"] {
+            let logged = loggable(&format!("{prefix}{link}"));
+            assert!(!logged.contains("c2VjcmV0"), "{logged}");
+            assert!(logged.ends_with("eyJub25j…"), "{logged}");
+        }
+        assert_eq!(loggable("/api/confirmations"), "/api/confirmations/…");
     }
 }

@@ -4,18 +4,17 @@
 //! attacker-controlled). Form posts carry a CSRF token bound to the approver and the activation.
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use warp::http::{HeaderValue, StatusCode, header};
 
 use crate::domain::activation::{Activation, Decision, State};
-use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::domain::approver::ApproverDenied;
 use crate::service::ServiceError;
 use crate::service::ports::Caller;
 
 use super::error::ApiError;
-use super::{DEV_COOKIE, HttpContext, Request, Response, html};
+use super::{DEV_COOKIE, HttpContext, Request, Response, csrf, html};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b;background:#fff;line-height:1.5}\
 h1{font-size:1.5rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem}dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}\
@@ -55,41 +54,6 @@ pub(super) fn page(title: &str, body: &str) -> String {
 <title>{} · Elevate</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
         esc(title)
     )
-}
-
-/// The keyed MAC of a form's purpose: who acts, on what.
-fn csrf_mac(ctx: &HttpContext, who: &PrincipalId, subject: &str) -> Option<Hmac<Sha256>> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(&ctx.csrf_key).ok()?;
-    mac.update(format!("form|{who}|{subject}").as_bytes());
-    Some(mac)
-}
-
-/// A CSRF token for `who` acting on `subject` (an activation id, a confirmation link's nonce).
-pub(super) fn csrf_for(ctx: &HttpContext, who: &PrincipalId, subject: &str) -> String {
-    csrf_mac(ctx, who, subject)
-        .map(|m| m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect())
-        .unwrap_or_default()
-}
-
-/// Constant-time check of a form's CSRF token for `who` and `subject`.
-pub(super) fn csrf_for_valid(ctx: &HttpContext, who: &PrincipalId, subject: &str, token: Option<&str>) -> bool {
-    let Some(token) = token.filter(|t| t.len() == 64) else {
-        return false;
-    };
-    let bytes: Option<Vec<u8>> =
-        (0..32).map(|i| token.get(i * 2..i * 2 + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
-    match (bytes, csrf_mac(ctx, who, subject)) {
-        (Some(bytes), Some(mac)) => mac.verify_slice(&bytes).is_ok(),
-        _ => false,
-    }
-}
-
-pub fn csrf_token(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId) -> String {
-    csrf_for(ctx, approver, &format!("approval:{id}"))
-}
-
-pub fn csrf_valid(ctx: &HttpContext, approver: &PrincipalId, id: ActivationId, token: Option<&str>) -> bool {
-    csrf_for_valid(ctx, approver, &format!("approval:{id}"), token)
 }
 
 fn fmt_time(at: DateTime<Utc>) -> String {
@@ -186,44 +150,51 @@ pub fn approval(
             "<table><thead><tr><th scope=\"col\">Approver</th><th scope=\"col\">Decision</th><th scope=\"col\">Justification</th><th scope=\"col\">When</th></tr></thead><tbody>{decisions}</tbody></table>"
         )
     };
-    let refusal: Option<ApiError> = cannot.map(ApiError::from);
-    let action_heading = match refusal.as_ref().map(|e| e.code) {
-        None => "Your decision",
-        Some("NotPending" | "AlreadyDecided") => "Outcome",
-        Some(_) => "Decision",
+    // Why this caller cannot decide, as a typed reason: the page words each case itself.
+    let settled = matches!(
+        cannot,
+        Some(ServiceError::ApproverDenied(ApproverDenied::NothingPending | ApproverDenied::AlreadyDecided))
+    );
+    let action_heading = match (&cannot, settled) {
+        (None, _) => "Your decision",
+        (Some(_), true) => "Outcome",
+        (Some(_), false) => "Decision",
     };
-    let action = match refusal {
+    let action = match cannot {
         None => format!(
-            "<form method=\"post\" action=\"/api/approvals/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+            "<form method=\"post\" action=\"/api/approvals/{id}\"><input type=\"hidden\" name=\"{field}\" value=\"{csrf}\">\
 <label for=\"justification\">Your justification (required)</label><textarea id=\"justification\" name=\"justification\" rows=\"3\" required maxlength=\"1000\"></textarea>\
 <button class=\"approve\" type=\"submit\" name=\"decision\" value=\"Approve\">Approve</button><button class=\"deny\" type=\"submit\" name=\"decision\" value=\"Deny\">Deny</button></form>",
             id = a.id(),
-            csrf = csrf_token(ctx, &who.principal_id, a.id())
+            field = csrf::FIELD,
+            csrf = csrf::token(ctx, &who.principal_id, csrf::Subject::Approval(&a.id().to_string()))
         ),
-        Some(e) => {
-            let text = match e.code {
-                "SelfApprovalForbidden" => {
+        Some(reason) => {
+            let text = match reason {
+                ServiceError::ApproverDenied(ApproverDenied::SelfApproval) => {
                     "You requested this access, so you cannot decide on it. Another approver must.".to_owned()
                 }
-                "NotAnApprover" => {
+                ServiceError::ApproverDenied(ApproverDenied::NotAnApprover(_)) => {
                     "You are not an approver for this request's policy rule, so you cannot decide on it.".to_owned()
                 }
-                "NotPending" => outcome(a, now),
-                "AlreadyDecided" => match a.approvals().iter().rev().find(|d| d.approver_id == who.principal_id) {
-                    Some(mine) => format!(
-                        "You {} this request at {}. {}",
-                        match mine.decision {
-                            Decision::Approve => "approved",
-                            Decision::Deny => "denied",
-                        },
-                        fmt_time(mine.at),
-                        if a.awaits_decision() { "It still waits for other approvers." } else { "" }
-                    ),
-                    None => "You have already decided on this request.".to_owned(),
-                },
-                _ => e.message.clone(),
+                ServiceError::ApproverDenied(ApproverDenied::NothingPending) => outcome(a, now),
+                ServiceError::ApproverDenied(ApproverDenied::AlreadyDecided) => {
+                    match a.approvals().iter().rev().find(|d| d.approver_id == who.principal_id) {
+                        Some(mine) => format!(
+                            "You {} this request at {}. {}",
+                            match mine.decision {
+                                Decision::Approve => "approved",
+                                Decision::Deny => "denied",
+                            },
+                            fmt_time(mine.at),
+                            if a.awaits_decision() { "It still waits for other approvers." } else { "" }
+                        ),
+                        None => "You have already decided on this request.".to_owned(),
+                    }
+                }
+                other => ApiError::from(other).message.clone(),
             };
-            let class = if e.code == "NotPending" || e.code == "AlreadyDecided" { "note" } else { "note warn" };
+            let class = if settled { "note" } else { "note warn" };
             format!("<p class=\"{class}\" role=\"status\" id=\"outcome\">{}</p>", esc(&text))
         }
     };

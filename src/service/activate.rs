@@ -17,8 +17,9 @@ use super::{Elevate, ServiceError};
 /// (replication delay after the principal was created, azure-spec §3.4).
 pub const PRINCIPAL_REPLICATION_WAIT: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
-/// A parsed activation request from the wire.
-#[derive(Clone, Debug)]
+/// A parsed activation request from the wire (serialisable: a confirmation link carries one).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActivationInput {
     /// Set only by brokers acting for a user.
     pub principal_id: Option<PrincipalId>,
@@ -143,7 +144,7 @@ impl Elevate {
         });
         let version = match self.store.insert(&opened.activation, &event, record.as_ref()).await {
             Ok(version) => {
-                self.notify_soon(&event, now);
+                self.notify_soon(&event);
                 version
             }
             Err(StoreError::IdempotencyKeyTaken) => {
@@ -289,6 +290,29 @@ impl Elevate {
                         spec.principal_id,
                         PRINCIPAL_REPLICATION_WAIT.num_minutes()
                     ),
+                };
+                let failed = self
+                    .apply(id, &Actor::System, now, |a| {
+                        Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
+                    })
+                    .await?;
+                Ok(failed.value)
+            }
+            Err(AccessError::Unconfirmed(message)) => {
+                // Something may exist under our name: take it back, by name, before calling the
+                // activation failed. If that fails too it stays Provisioning, and so due: the next
+                // sweep reads the assignment and revokes or recognises it.
+                tracing::error!(activation = %id, error = %message, "grant could not be confirmed; revoking by name");
+                if let Err(e) = self.revoke_and_verify(&current.value).await {
+                    tracing::error!(activation = %id, error = %e, "could not yet revoke an unconfirmed grant; it stays due");
+                    // Still Provisioning, so due: answered as a grant the sweeper finishes.
+                    return Err(ServiceError::Access(AccessError::Transient(format!(
+                        "an unconfirmed grant could not be revoked yet: {e}"
+                    ))));
+                }
+                let failure = Failure {
+                    code: "GrantUnconfirmed".into(),
+                    message: format!("the grant could not be confirmed and was revoked: {message}"),
                 };
                 let failed = self
                     .apply(id, &Actor::System, now, |a| {

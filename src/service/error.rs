@@ -5,6 +5,8 @@ use crate::domain::approver::ApproverDenied;
 use crate::domain::ids::ActivationId;
 use crate::domain::policy::Refusal;
 
+use super::confirm::LinkRefusal;
+
 use super::ports::{AccessError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,11 @@ pub enum ServiceError {
     Access(AccessError),
     #[error(transparent)]
     Store(StoreError),
+    #[error(transparent)]
+    Link(#[from] LinkRefusal),
+    /// A bug: retrying will not help. Opaque to the caller, logged in full.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<StoreError> for ServiceError {

@@ -2,6 +2,7 @@
 //! domain, and talks to the ports. Must never read the clock, know HTTP, or name an Azure type.
 
 mod activate;
+pub mod confirm;
 pub mod error;
 mod lifecycle;
 pub mod notify;
@@ -20,6 +21,7 @@ use crate::domain::ids::{ActivationId, Justification};
 use crate::domain::policy::Policy;
 
 pub use activate::{ActivationInput, Requested};
+pub use confirm::{Answer, ConfirmationLink, LinkRefusal, LinkSigner, PendingConfirmation};
 pub use error::ServiceError;
 pub use lifecycle::ExtensionInput;
 pub use query::{ActivationDetails, ListFilter, MAX_LIST};
@@ -47,6 +49,8 @@ pub struct Elevate {
     last_orphan_check: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// Delivers the outbox, when any sink is configured.
     notifier: Option<Arc<notify::Notifier>>,
+    /// Signs confirmation links; without one, brokered requests that need the user are refused.
+    link_signer: Option<Arc<dyn LinkSigner>>,
 }
 
 impl Elevate {
@@ -66,7 +70,14 @@ impl Elevate {
             sweep,
             last_orphan_check: std::sync::Mutex::new(None),
             notifier: None,
+            link_signer: None,
         }
+    }
+
+    /// Lets brokered requests that need the user's own proof wait in signed links.
+    pub fn with_link_signer(mut self, signer: Arc<dyn LinkSigner>) -> Self {
+        self.link_signer = Some(signer);
+        self
     }
 
     /// Delivers notices through `notifier` (built on the same store).
@@ -80,11 +91,11 @@ impl Elevate {
     }
 
     /// After a change that queued a notice: deliver it now, in the background.
-    fn notify_soon(&self, event: &AuditEvent, now: DateTime<Utc>) {
+    fn notify_soon(&self, event: &AuditEvent) {
         if let Some(notifier) = &self.notifier
             && crate::domain::notification::kind_of(event).is_some()
         {
-            notifier.kick(now);
+            notifier.kick();
         }
     }
 
@@ -127,7 +138,7 @@ impl Elevate {
             let event = AuditEvent::of(&transition, actor.clone(), justification, detail, now);
             match self.store.update(&transition.activation, &current.version, &event).await {
                 Ok(version) => {
-                    self.notify_soon(&event, now);
+                    self.notify_soon(&event);
                     return Ok(Versioned { value: transition.activation, version });
                 }
                 Err(ports::StoreError::Conflict) => continue,

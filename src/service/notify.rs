@@ -6,6 +6,9 @@
 //! has not taken it yet; the notice is removed once all have, or saved with the sinks that took
 //! it and a backoff before the next try (429 and 5xx honour `Retry-After`). Deliveries start at
 //! once after a change (in the background) and again on every sweep.
+//!
+//! Each pass reads the time from the clock port: a pass that goes round again because notices
+//! were queued while it ran must see them as due, which a `now` fixed at the start would not.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::ports::{DeliveryError, Notice, NotificationSink, Store, StoreError};
+use crate::clock::Clock;
 use crate::domain::activation::State;
 use crate::domain::notification::OutboxItem;
 
@@ -26,6 +30,8 @@ const BACKGROUND_BUDGET: std::time::Duration = std::time::Duration::from_secs(60
 
 pub struct Notifier {
     store: Arc<dyn Store>,
+    /// Read once per pass (see the module doc).
+    clock: Arc<dyn Clock>,
     sinks: Vec<Arc<dyn NotificationSink>>,
     /// Base URL for links, no trailing slash.
     public_url: String,
@@ -50,12 +56,14 @@ pub struct DeliveryReport {
 impl Notifier {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         sinks: Vec<Arc<dyn NotificationSink>>,
         public_url: &str,
         expiry_warning: TimeDelta,
     ) -> Self {
         Self {
             store,
+            clock,
             sinks,
             public_url: public_url.trim_end_matches('/').to_owned(),
             expiry_warning,
@@ -69,20 +77,20 @@ impl Notifier {
     }
 
     /// Starts a delivery pass in the background: the caller never waits for a webhook.
-    pub fn kick(self: &Arc<Self>, now: DateTime<Utc>) {
+    pub fn kick(self: &Arc<Self>) {
         if self.sinks.is_empty() {
             return;
         }
         let notifier = Arc::clone(self);
         tokio::spawn(async move {
-            notifier.deliver(now, BACKGROUND_BUDGET).await;
+            notifier.deliver(BACKGROUND_BUDGET).await;
         });
     }
 
     /// Delivers what is due, starting no new notice after `budget` (a sweep must end within the
     /// timer's timeout however slow a webhook is). One pass at a time per process; a request for
     /// another while one runs makes it go round again.
-    pub async fn deliver(&self, now: DateTime<Utc>, budget: std::time::Duration) -> DeliveryReport {
+    pub async fn deliver(&self, budget: std::time::Duration) -> DeliveryReport {
         let deadline = tokio::time::Instant::now() + budget;
         let Ok(_guard) = self.running.try_lock() else {
             self.again.store(true, Ordering::SeqCst);
@@ -94,7 +102,7 @@ impl Notifier {
         let mut failing: Vec<&'static str> = Vec::new();
         loop {
             self.again.store(false, Ordering::SeqCst);
-            let pass = self.pass(now, deadline, &mut failing).await;
+            let pass = self.pass(self.clock.now(), deadline, &mut failing).await;
             report.delivered += pass.delivered;
             report.retrying += pass.retrying;
             report.skipped += pass.skipped;

@@ -205,6 +205,14 @@ pub struct AssignmentSpec {
 }
 
 impl AssignmentSpec {
+    /// Whether `found` is this very assignment: name, principal, role and scope.
+    pub fn matches(&self, found: &Assignment) -> bool {
+        found.name == self.name
+            && found.principal_id == self.principal_id
+            && found.role_definition_id == self.role_definition_id
+            && found.scope == self.scope
+    }
+
     /// The assignment for an activation whose expiry is fixed (Provisioning or later).
     pub fn for_activation(activation: &Activation) -> Option<AssignmentSpec> {
         let expires_at = activation.expires_at()?;
@@ -263,6 +271,11 @@ pub enum AccessError {
     /// Worth retrying (throttling, timeouts, 5xx).
     #[error("access provider unavailable: {0}")]
     Transient(String),
+    /// The provider answered that it granted, but its answer could not be confirmed as the
+    /// assignment asked for (unreadable, or another principal, role or scope). Something may
+    /// exist under Elevate's name: it must be revoked by name before anything is called failed.
+    #[error("the grant could not be confirmed: {0}")]
+    Unconfirmed(String),
     #[error("access provider refused: {0}")]
     Permanent(String),
 }
@@ -399,4 +412,13 @@ pub trait NotificationSink: Send + Sync {
     /// A stable name, recorded on the notices it has taken.
     fn name(&self) -> &'static str;
     async fn deliver(&self, notice: &Notice) -> Result<(), DeliveryError>;
+}
+
+/// The local dev issuer as the edge sees it (dev mode only): what its OpenID discovery routes
+/// publish. Minting stays with the adapter and `elevate token`.
+pub trait DevIssuerKeys: Send + Sync {
+    /// The `iss` of its tokens.
+    fn issuer(&self) -> &'static str;
+    /// Its public signing keys, as a JWKS document.
+    fn key_set(&self) -> serde_json::Value;
 }

@@ -174,7 +174,7 @@ impl Elevate {
             && started.elapsed() < budget
         {
             report.expiry_warnings = notifier.warn_expiring(now).await;
-            let delivered = notifier.deliver(now, budget.saturating_sub(started.elapsed())).await;
+            let delivered = notifier.deliver(budget.saturating_sub(started.elapsed())).await;
             report.notices_delivered = delivered.delivered;
             report.notices_retrying = delivered.retrying;
         }
@@ -209,7 +209,22 @@ impl Elevate {
                 let name = id.role_assignment_name();
                 let found =
                     self.access.inspect(&item.value.request().scope, name).await.map_err(ServiceError::Access)?;
+                let spec = crate::service::ports::AssignmentSpec::for_activation(&item.value);
                 let after = match found {
+                    // Under our name but not what was asked: never treated as the grant.
+                    Some(assignment) if !spec.as_ref().is_some_and(|s| s.matches(&assignment)) => {
+                        tracing::error!(activation = %id, assignment = %assignment.id, "the assignment under this activation's name is not the one asked for; revoking it");
+                        self.revoke_and_verify(&item.value).await.map_err(ServiceError::RevocationFailed)?;
+                        let failure = crate::domain::activation::Failure {
+                            code: "GrantUnconfirmed".into(),
+                            message: format!("assignment {} did not match the request and was revoked", assignment.id),
+                        };
+                        self.apply_fresh(id, &item, now, |a| {
+                            Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
+                        })
+                        .await?
+                        .value
+                    }
                     Some(assignment) => {
                         self.apply_fresh(id, &item, now, |a| {
                             Ok((

@@ -92,6 +92,8 @@ struct State {
     sticky_deletes: bool,
     page_size: usize,
     hang_next_put: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The next PUT is stored, then answered 201 with this body instead of the assignment.
+    garble_next_put: Option<Value>,
     latency: Duration,
     in_flight: usize,
     max_in_flight: usize,
@@ -187,6 +189,10 @@ impl FakeAzure {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.state.lock().unwrap().hang_next_put = Some(tx);
         rx
+    }
+    /// The next PUT is stored, then answered 201 with `body` (a truncated or foreign answer).
+    pub fn garble_next_put(&self, body: Value) {
+        self.state.lock().unwrap().garble_next_put = Some(body);
     }
     /// An assignment made outside Elevate (or anything else a test wants to exist).
     pub fn seed(&self, stored: Stored) {
@@ -489,6 +495,9 @@ impl FakeAzure {
         if let Some(signal) = s.hang_next_put.take() {
             let _ = signal.send(());
             return FakeReply::Hang;
+        }
+        if let Some(body) = s.garble_next_put.take() {
+            return FakeReply::json(201, &body);
         }
         FakeReply::json(201, &wire)
     }

@@ -54,6 +54,8 @@ pub struct FakeEntra {
     authority: Mutex<String>,
     keys: Mutex<Vec<Arc<SigningKey>>>,
     key_fetches: Mutex<usize>,
+    /// A `jwks_uri` to publish instead of the real one.
+    jwks_uri: Mutex<Option<String>>,
 }
 
 impl FakeEntra {
@@ -62,6 +64,7 @@ impl FakeEntra {
             authority: Mutex::new(String::new()),
             keys: Mutex::new(vec![Arc::new(SigningKey::generate("key-1"))]),
             key_fetches: Mutex::new(0),
+            jwks_uri: Mutex::new(None),
         });
         let for_handler = Arc::clone(&fake);
         let handler: Handler = Arc::new(move |req| {
@@ -74,7 +77,7 @@ impl FakeEntra {
                         200,
                         &json!({
                             "issuer": format!("{base}/{{tenantid}}/v2.0"),
-                            "jwks_uri": format!("{authority}/discovery/v2.0/keys"),
+                            "jwks_uri": fake.jwks_uri.lock().unwrap().clone().unwrap_or_else(|| format!("{authority}/discovery/v2.0/keys")),
                             "token_endpoint": format!("{authority}/oauth2/v2.0/token"),
                             "id_token_signing_alg_values_supported": ["RS256"],
                         }),
@@ -91,6 +94,11 @@ impl FakeEntra {
         let (addr, _task) = serve(handler).await;
         *fake.authority.lock().unwrap() = format!("http://{addr}/{TENANT}");
         fake
+    }
+
+    /// Publishes `uri` as the discovery document's `jwks_uri` (a poisoned document).
+    pub fn set_jwks_uri(&self, uri: &str) {
+        *self.jwks_uri.lock().unwrap() = Some(uri.to_owned());
     }
 
     pub fn authority(&self) -> String {

@@ -14,6 +14,8 @@ struct State {
     down: Option<u16>,
     /// While set, requests are read and never answered.
     hang: bool,
+    /// The next request waits for this before it is answered.
+    hold: Option<tokio::sync::oneshot::Receiver<()>>,
     attempts: Vec<FakeRequest>,
     accepted: Vec<FakeRequest>,
 }
@@ -31,6 +33,13 @@ impl FakeWebhook {
         let (addr, server) = serve(Arc::new(move |req: FakeRequest| {
             let state = Arc::clone(&shared);
             Box::pin(async move {
+                let held = state.lock().unwrap().hold.take();
+                if let Some(release) = held {
+                    state.lock().unwrap().attempts.push(req.clone());
+                    let _ = release.await;
+                    state.lock().unwrap().accepted.push(req);
+                    return FakeReply::empty(202);
+                }
                 let mut s = state.lock().unwrap();
                 s.attempts.push(req.clone());
                 if s.hang {
@@ -59,6 +68,13 @@ impl FakeWebhook {
 
     pub fn set_down(&self, status: Option<u16>) {
         self.state.lock().unwrap().down = status;
+    }
+
+    /// The next request is taken and answered 202 only once the returned sender fires (or drops).
+    pub fn hold_next(&self) -> tokio::sync::oneshot::Sender<()> {
+        let (release, held) = tokio::sync::oneshot::channel();
+        self.state.lock().unwrap().hold = Some(held);
+        release
     }
 
     pub fn set_hang(&self, hang: bool) {

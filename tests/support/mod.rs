@@ -208,8 +208,10 @@ async fn spawn_full(
     };
     let listener = elevate::startup::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // The tests play the Functions host (they fire the timer themselves), so the app serves as
+    // it does under the host; standalone-only behaviour is tested on the real binary.
     let settings = Settings {
-        mode: RunMode::Standalone,
+        mode: RunMode::FunctionsHost,
         port: 0,
         policy_file,
         store,

@@ -205,8 +205,11 @@ impl AccessProvider for ArmAccessProvider {
             }
         });
         let reply = self.call(Method::Put, &url, Some(&body), what).await?;
+        // After a 2xx (or a 409 naming our own assignment) something may exist under our name:
+        // an answer that cannot be checked is `Unconfirmed`, never a plain failure.
+        let unconfirmed = |e: AccessError| AccessError::Unconfirmed(e.to_string());
         let assignment = match reply.status {
-            200 | 201 => parse_assignment(&reply, what)?,
+            200 | 201 => parse_assignment(&reply, what).map_err(unconfirmed)?,
             409 => {
                 let (code, message) = error_of(&reply);
                 if code != "RoleAssignmentExists" {
@@ -215,7 +218,11 @@ impl AccessProvider for ArmAccessProvider {
                 match existing_name(&message) {
                     // A retry of our own PUT that had succeeded: converged.
                     Some(existing) if existing == spec.name => {
-                        self.inspect(&spec.scope, spec.name).await?.ok_or_else(|| {
+                        let read = self.inspect(&spec.scope, spec.name).await.map_err(|e| match e {
+                            AccessError::Permanent(m) => AccessError::Unconfirmed(m),
+                            other => other,
+                        })?;
+                        read.ok_or_else(|| {
                             AccessError::Transient(format!(
                                 "{what}: ARM reports assignment {} exists but cannot read it yet",
                                 spec.name
@@ -236,12 +243,11 @@ impl AccessProvider for ArmAccessProvider {
             }
             _ => return Err(Self::refusal(&reply, what, Some(spec.role_definition_id), &spec.scope)),
         };
-        if assignment.name != spec.name
-            || assignment.principal_id != spec.principal_id
-            || assignment.role_definition_id != spec.role_definition_id
-            || assignment.scope != spec.scope
-        {
-            return Err(unexpected(what, format!("assignment {} is not the one requested", assignment.id)));
+        if !spec.matches(&assignment) {
+            return Err(AccessError::Unconfirmed(format!(
+                "{what}: ARM answered with assignment {} (principal {}, role {}, scope {}), not the one requested",
+                assignment.id, assignment.principal_id, assignment.role_definition_id, assignment.scope
+            )));
         }
         Ok(assignment)
     }

@@ -160,6 +160,16 @@ fn create_key(path: &Path) -> Result<String, String> {
     }
 }
 
+impl crate::service::ports::DevIssuerKeys for DevIssuer {
+    fn issuer(&self) -> &'static str {
+        DEV_ISSUER
+    }
+
+    fn key_set(&self) -> serde_json::Value {
+        serde_json::to_value(&self.jwks).unwrap_or_else(|_| json!({"keys": []}))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 
-use crate::config::check_url;
 use crate::domain::ids::{AuthContextId, TenantId};
 use crate::service::ports::{AuthError, Authenticator, Caller, Credentials};
 
@@ -124,7 +123,9 @@ impl EntraAuthenticator {
         if issuer != expected {
             return Err(unavailable(format!("the OpenID configuration names issuer `{issuer}`, not `{expected}`")));
         }
-        let jwks_uri = check_url("jwks_uri", &discovery.jwks_uri).map_err(|e| unavailable(e.to_string()))?;
+        let jwks_uri = crate::endpoint::parse(&discovery.jwks_uri)
+            .map(|url| url.to_string())
+            .map_err(|e| unavailable(format!("the OpenID configuration's jwks_uri {e}")))?;
         let keys: JwkSet = self.get_json(&jwks_uri, "signing keys").await?;
         self.validator.replace_keys(&keys).map_err(|e| unavailable(format!("the signing keys: {e}")))
     }

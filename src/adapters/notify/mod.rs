@@ -21,14 +21,11 @@ pub struct WebhookUrl {
 }
 
 impl WebhookUrl {
-    /// Takes a URL already checked by configuration (scheme, loopback rule).
+    /// Takes a URL that meets the endpoint rule (`crate::endpoint`: https, or http to loopback).
     pub fn new(url: &str) -> Result<Self, String> {
-        let parsed = azure_core::http::Url::parse(url).map_err(|_| "not an absolute URL".to_owned())?;
+        let parsed = crate::endpoint::parse(url).map_err(|e| e.to_string())?;
         let host = parsed.host_str().ok_or_else(|| "the URL has no host".to_owned())?.to_owned();
-        if !matches!(parsed.scheme(), "https" | "http") {
-            return Err("must be an https:// URL".into());
-        }
-        Ok(Self { url: url.to_owned(), host })
+        Ok(Self { url: url.trim().to_owned(), host })
     }
 
     pub fn host(&self) -> &str {

@@ -1,0 +1,420 @@
+//! The outside review's findings (issue 11), each reproduced as the attack was described, then
+//! shown refused with nothing changed — and the legitimate path shown still working.
+
+use std::time::Duration;
+
+use elevate::adapters::identity::entra::EntraAuthenticator;
+use elevate::http::DEV_COOKIE;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::support::arm::spawn_arm_app;
+use crate::support::fake_azure::FakeAzure;
+use crate::support::fake_entra::FakeEntra;
+use crate::support::fake_webhook::FakeWebhook;
+use crate::support::process;
+use crate::support::*;
+
+const EVIL: &str = "https://evil.example";
+
+fn session(app: &TestApp, user: &str) -> String {
+    format!("{DEV_COOKIE}={}", app.token(user))
+}
+
+/// A request as a page of another site makes the victim's browser send it.
+fn cross_site(app: &TestApp, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+    app.client
+        .post(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .header("origin", EVIL)
+        .header("sec-fetch-site", "cross-site")
+}
+
+/// The same request without the browser's provenance headers (an older browser, or a proxy that
+/// strips them): only the media type and the CSRF token stand in the way.
+fn bare(app: &TestApp, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+    app.client.post(format!("{}{path}", app.base)).header("cookie", cookie)
+}
+
+async fn refused(res: reqwest::Response, status: StatusCode, code: &str) {
+    assert_eq!(res.status(), status);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+}
+
+async fn csrf_from(res: reqwest::Response) -> String {
+    assert_eq!(res.status(), StatusCode::OK);
+    let headers: HeaderMap = res.headers().clone();
+    headers["x-csrf-token"].to_str().unwrap().to_owned()
+}
+
+/// Item 1, the finding as reported: `<form enctype="text/plain">` with a field named
+/// `{"decision":"Approve","justification":"ok` and value `"}` approved a pending Contributor
+/// request with the approver's session.
+#[tokio::test]
+async fn a_text_plain_form_from_another_site_cannot_approve() {
+    let app = spawn_app().await;
+    let a = app.activate(&app.token(ALICE), prod_contributor()).await;
+    let path = format!("/api/approvals/{}", id_of(&a));
+    let bob = session(&app, BOB);
+    let forged = r#"{"decision":"Approve","justification":"ok="}"#;
+    let before = app.snapshot();
+
+    let res = cross_site(&app, &path, &bob).header("content-type", "text/plain").body(forged).send().await.unwrap();
+    refused(res, StatusCode::FORBIDDEN, "CrossOriginRequest").await;
+    let res = bare(&app, &path, &bob).header("content-type", "text/plain").body(forged).send().await.unwrap();
+    refused(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType").await;
+    let res = bare(&app, &path, &bob).body(forged).send().await.unwrap();
+    refused(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType").await;
+    let multipart = "--x\r\nContent-Disposition: form-data; name=\"decision\"\r\n\r\nApprove\r\n--x--\r\n";
+    let res = bare(&app, &path, &bob)
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body(multipart)
+        .send()
+        .await
+        .unwrap();
+    refused(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType").await;
+    // Well-formed JSON or a form from a session, but without the page's token.
+    let res =
+        bare(&app, &path, &bob).json(&json!({"decision": "Approve", "justification": "ok"})).send().await.unwrap();
+    refused(res, StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
+    let res = bare(&app, &path, &bob).form(&[("decision", "Approve"), ("justification", "ok")]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "a form gets the refusal page");
+    // `Origin: null` (a sandboxed frame, a data: URL) is nobody's own page.
+    let res = bare(&app, &path, &bob).header("origin", "null").json(&json!({})).send().await.unwrap();
+    refused(res, StatusCode::FORBIDDEN, "CrossOriginRequest").await;
+    // A sibling site is another site too.
+    let res = bare(&app, &path, &bob).header("sec-fetch-site", "same-site").json(&json!({})).send().await.unwrap();
+    refused(res, StatusCode::FORBIDDEN, "CrossOriginRequest").await;
+    assert_eq!(app.snapshot(), before, "every refusal changed nothing");
+    assert_eq!(app.activation(&id_of(&a)).await["status"], "PendingApproval");
+
+    // The approver's own page: its token, from our own origin, as JSON or as the page's form.
+    let page = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .header("cookie", &bob)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let token = csrf_from(page).await;
+    let res = bare(&app, &path, &bob)
+        .header("origin", &app.base)
+        .header("sec-fetch-site", "same-origin")
+        .header("x-csrf-token", &token)
+        .json(&json!({"decision": "Approve", "justification": "checked INC-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.activation(&id_of(&a)).await["status"], "Active");
+}
+
+/// Item 1 on every other session-authenticated change: requesting, deactivating, cancelling,
+/// extending and confirming, bodiless or not.
+#[tokio::test]
+async fn no_session_change_happens_without_its_token() {
+    let app = spawn_app().await;
+    let alice = session(&app, ALICE);
+    let active = app.activate(&app.token(ALICE), reader_sub1()).await;
+    let pending = app.activate(&app.token(ALICE), prod_contributor()).await;
+    let (_, waiting) = app
+        .post(
+            &app.broker(BROKER_APP),
+            "/api/activations",
+            json!({"roleDefinitionId": "Contributor", "scope": format!("{SUB2}/resourceGroups/secure"), "duration": "PT1H", "justification": "INC-9", "principalId": ALICE}),
+        )
+        .await;
+    let link = waiting["confirmationUrl"].as_str().unwrap().trim_start_matches(&app.base).to_owned();
+    let before = app.snapshot();
+    let changes = [
+        ("/api/activations".to_owned(), Some(reader_sub1_rg("x"))),
+        (format!("/api/activations/{}/deactivate", id_of(&active)), None),
+        (format!("/api/activations/{}/cancel", id_of(&pending)), None),
+        (format!("/api/activations/{}/extend", id_of(&active)), Some(json!({"duration": "PT30M"}))),
+        (link.clone(), None),
+    ];
+    for (path, body) in &changes {
+        // A bodiless (or JSON) post started by another site.
+        let mut req = cross_site(&app, path, &alice);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        refused(req.send().await.unwrap(), StatusCode::FORBIDDEN, "CrossOriginRequest").await;
+        // The same without provenance headers: the token is still missing.
+        let mut req = bare(&app, path, &alice);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        refused(req.send().await.unwrap(), StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
+        // A text/plain body that parses as JSON.
+        let res = bare(&app, path, &alice)
+            .header("content-type", "text/plain")
+            .body(body.as_ref().map_or_else(|| "{}".to_owned(), Value::to_string))
+            .send()
+            .await
+            .unwrap();
+        refused(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType").await;
+    }
+    // A token for one subject is worthless for another.
+    let for_active = csrf_from(
+        app.client
+            .get(format!("{}/api/activations/{}", app.base, id_of(&active)))
+            .header("cookie", &alice)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let res = bare(&app, &format!("/api/activations/{}/cancel", id_of(&pending)), &alice)
+        .header("x-csrf-token", &for_active)
+        .send()
+        .await
+        .unwrap();
+    refused(res, StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
+    assert_eq!(app.snapshot(), before, "every refusal changed nothing");
+
+    // With the token, from the session, the same changes go through.
+    let res = bare(&app, &format!("/api/activations/{}/deactivate", id_of(&active)), &alice)
+        .header("origin", &app.base)
+        .header("x-csrf-token", &for_active)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let new_token = csrf_from(
+        app.client.get(format!("{}/api/eligibilities", app.base)).header("cookie", &alice).send().await.unwrap(),
+    )
+    .await;
+    let res = bare(&app, "/api/activations", &alice)
+        .header("x-csrf-token", &new_token)
+        .json(&reader_sub1_rg("y"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    // Bearer callers (Teams, Logic Apps, scripts) need no token.
+    let (status, _) =
+        app.post(&app.token(ALICE), &format!("/api/activations/{}/cancel", id_of(&pending)), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+fn reader_sub1_rg(rg: &str) -> Value {
+    json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/{rg}"), "duration": "PT1H"})
+}
+
+/// Item 1 with Easy Auth: the App Service session cookie arrives as `X-MS-CLIENT-PRINCIPAL`, which
+/// is a browser session like the dev cookie — even next to an `Authorization` header that is not
+/// a bearer token.
+#[tokio::test]
+async fn an_easy_auth_session_needs_the_token_too() {
+    let entra = FakeEntra::start().await;
+    let app = crate::identity::easyauth_app(&entra, true).await;
+    let principal = crate::identity::principal_header(&[
+        ("oid", ALICE),
+        ("tid", crate::support::fake_entra::TENANT),
+        ("http://schemas.microsoft.com/claims/authnmethodsreferences", "mfa"),
+    ]);
+    let before = app.snapshot();
+    for authorization in [None, Some("Basic YWxpY2U6cGFzcw=="), Some("Bearer")] {
+        let mut req = app
+            .client
+            .post(format!("{}/api/activations", app.base))
+            .header("X-MS-CLIENT-PRINCIPAL", &principal)
+            .json(&reader_sub1());
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        refused(req.send().await.unwrap(), StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
+    }
+    assert_eq!(app.snapshot(), before);
+    let token = csrf_from(
+        app.client
+            .get(format!("{}/api/eligibilities", app.base))
+            .header("X-MS-CLIENT-PRINCIPAL", &principal)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let res = app
+        .client
+        .post(format!("{}/api/activations", app.base))
+        .header("X-MS-CLIENT-PRINCIPAL", &principal)
+        .header("x-csrf-token", token)
+        .json(&reader_sub1())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+/// Item 5: dev identity with real access, or listening beyond loopback, refuses to start.
+#[tokio::test]
+async fn the_dev_identity_refuses_to_start_unless_everything_is_local() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), test_policy()).unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(process::exe());
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", process::free_port().to_string())
+            .env("ELEVATE_POLICY_FILE", dir.path().join("policy.yaml"));
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    for (args, env) in [
+        (&["serve", "--bind", "0.0.0.0"][..], &[][..]),
+        (&["serve", "--bind", "::"][..], &[][..]),
+        (&["serve"][..], &[("ELEVATE_PROVIDER", "arm")][..]),
+        (&["serve"][..], &[("ELEVATE_PROVIDER", "arm"), ("ELEVATE_ARM_ENDPOINT", "https://management.azure.com")][..]),
+    ] {
+        let out = run(args, env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} {env:?} started");
+        assert!(stderr.contains("ELEVATE_AUTH_MODE"), "{stderr}");
+    }
+}
+
+/// Item 6: standalone, `/expiry-sweeper` does not exist; anonymous callers cannot run a sweep or
+/// read its report.
+#[tokio::test]
+async fn the_sweeper_route_exists_only_under_the_functions_host() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), test_policy()).unwrap();
+    let env = [("ELEVATE_POLICY_FILE", dir.path().join("policy.yaml").display().to_string())];
+    let standalone = process::start(dir.path(), &["serve".to_owned()], &env).await;
+    let client = http_client();
+    let res = client
+        .post(format!("{}/expiry-sweeper", standalone.base))
+        .json(&timer_payload(false, true))
+        .send()
+        .await
+        .unwrap();
+    refused(res, StatusCode::NOT_FOUND, "RouteNotFound").await;
+    drop(standalone);
+    let env = [env[0].clone(), ("ELEVATE_AUTH_MODE", "dev".to_owned())];
+    let hosted = process::start(dir.path(), &["serve".to_owned(), "--functions-host".to_owned()], &env).await;
+    let res =
+        client.post(format!("{}/expiry-sweeper", hosted.base)).json(&timer_payload(false, true)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// Item 7: a discovery document's `jwks_uri` is judged by the host the HTTP client would reach,
+/// not by the text after the last `@`.
+#[tokio::test]
+async fn a_jwks_uri_is_judged_by_the_host_the_client_would_reach() {
+    let entra = FakeEntra::start().await;
+    let authority = entra.authority();
+    let port_and_path = authority.trim_start_matches("http://127.0.0.1");
+    entra.set_jwks_uri(&format!("http://evil.example\\@127.0.0.1{port_and_path}/discovery/v2.0/keys"));
+    let authenticator = EntraAuthenticator::new(crate::identity::settings(&entra)).unwrap();
+    let err = authenticator.refresh(start(), false).await.unwrap_err();
+    assert!(err.to_string().contains("jwks_uri") && err.to_string().contains("loopback"), "{err}");
+    assert_eq!(entra.key_fetches(), 0, "nothing was fetched");
+    let err = elevate::config::Settings::from_env(
+        elevate::config::RunMode::Standalone,
+        |k| (k == "ELEVATE_TEAMS_WEBHOOK_URL").then(|| "http://evil.example\\@127.0.0.1/hook".to_owned()),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(err.variable, "ELEVATE_TEAMS_WEBHOOK_URL");
+}
+
+/// Item 8: a confirmation link is never logged whole, however the path is spelled.
+#[tokio::test]
+async fn confirmation_links_are_not_logged_under_any_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), test_policy()).unwrap();
+    let env = [("ELEVATE_POLICY_FILE", dir.path().join("policy.yaml").display().to_string())];
+    let elevate = process::start(dir.path(), &["serve".to_owned()], &env).await;
+    let client = http_client();
+    let secret = "eyJub25jZSI6IlNFQ1JFVC1KVVNUSUZJQ0FUSU9OIn0.c2lnbmF0dXJl";
+    for prefix in ["/api/confirmations/", "/API/Confirmations/", "/api/CONFIRMATIONS/", "/api/%63onfirmations/"] {
+        let _ = client.get(format!("{}{prefix}{secret}", elevate.base)).send().await.unwrap();
+        let _ = client.post(format!("{}{prefix}{secret}", elevate.base)).send().await.unwrap();
+    }
+    let _ = client.get(format!("{}/", elevate.base)).send().await.unwrap();
+    let log = std::fs::read_to_string(&elevate.log).unwrap();
+    assert!(log.contains("onfirmations/eyJub25j…"), "the requests were logged: {log}");
+    assert!(!log.contains("SECRET") && !log.contains("c2lnbmF0dXJl") && !log.contains("IlNF"), "{log}");
+}
+
+/// Item 10: a 201 from ARM whose body cannot be checked, or names another assignment, is never a
+/// Failed activation with the assignment left behind: it is revoked by name at once.
+#[tokio::test]
+async fn a_grant_arm_cannot_confirm_is_revoked_by_name() {
+    let fake = FakeAzure::start().await;
+    let app = spawn_arm_app(&fake).await;
+    for (scope, garbled) in [
+        (format!("{SUB1}/resourceGroups/a"), json!({"id": "truncated"})),
+        (format!("{SUB1}/resourceGroups/b"), json!({"id": "/x", "name": "not-a-guid", "properties": {}})),
+        // Well-formed, but another principal's assignment under another name.
+        (
+            format!("{SUB1}/resourceGroups/c"),
+            json!({"id": format!("{SUB1}/resourceGroups/c/providers/Microsoft.Authorization/roleAssignments/0b0b0b0b-0000-4000-8000-000000000000"),
+                   "name": "0b0b0b0b-0000-4000-8000-000000000000",
+                   "properties": {"roleDefinitionId": format!("{SUB1}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"),
+                                  "principalId": BOB, "scope": format!("{SUB1}/resourceGroups/c")}}),
+        ),
+    ] {
+        fake.garble_next_put(garbled);
+        let a = app
+            .activate(&app.token(ALICE), json!({"roleDefinitionId": "Reader", "scope": scope, "duration": "PT1H"}))
+            .await;
+        assert_eq!(a["status"], "Failed", "{a}");
+        assert_eq!(a["failure"]["code"], "GrantUnconfirmed", "{a}");
+        assert!(fake.assignments().is_empty(), "revoked by name at once");
+    }
+    // When the revocation fails too, it stays Provisioning (due), and the next sweep settles it:
+    // the assignment read back under its name is the one asked for, so it is the grant.
+    fake.garble_next_put(json!({}));
+    fake.set_sticky_deletes(true);
+    let a = app.activate(&app.token(ALICE), reader_sub1()).await;
+    assert_eq!(a["status"], "Provisioning", "{a}");
+    assert_eq!(fake.assignments().len(), 1);
+    fake.set_sticky_deletes(false);
+    app.advance(2);
+    let report = app.sweep().await;
+    assert_eq!(report["provisioned"], 1, "{report}");
+    assert_eq!(app.activation(&id_of(&a)).await["status"], "Active");
+    app.advance(60);
+    assert_eq!(app.sweep().await["expired"], 1);
+    assert!(fake.assignments().is_empty());
+}
+
+/// Item 11: a notice queued while a delivery pass runs goes out in that same call, not at the
+/// next sweep: each pass reads the clock.
+#[tokio::test]
+async fn a_notice_queued_during_a_delivery_pass_goes_out_without_a_sweep() {
+    let hook = FakeWebhook::start().await;
+    let settings = elevate::config::NotificationSettings { teams: None, ..crate::notify::notifications(&hook) };
+    let app = spawn_with_notifications(&test_policy(), settings).await;
+    let release = hook.hold_next();
+    let first = app.activate(&app.token(ALICE), reader_sub1()).await;
+    for _ in 0..200 {
+        if hook.attempts() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(hook.attempts(), 1, "the first delivery is under way and held");
+    // A minute later, while that pass is still running, another change queues its notices.
+    app.advance(1);
+    let second = app.activate(&app.token(ALICE), prod_contributor()).await;
+    release.send(()).unwrap();
+    let events = hook.wait_for("events", 2).await;
+    let subjects: Vec<&str> = events.iter().filter_map(|e| e["subject"].as_str()).collect();
+    assert!(
+        subjects.iter().any(|s| s.contains(&id_of(&second))),
+        "the second change's notice went out without a sweep: {subjects:?} (first {})",
+        id_of(&first)
+    );
+}
