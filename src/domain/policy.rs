@@ -452,15 +452,17 @@ impl Policy {
     }
 }
 
-/// MFA and authentication context: an auth context, when the rule names one, is the stronger
-/// proof and is demanded first (the caller gets a claims challenge for it).
+/// MFA and authentication context: each demand the rule makes must hold on its own. The
+/// authentication context is asked for first: its claims challenge is the stronger step-up, and
+/// the sign-in it triggers may prove MFA too. A satisfied context is no proof of MFA by itself
+/// (what a Conditional Access policy bound to it demands is not visible here); MFA is proven by
+/// `amr`, or by the context the deployment declares to require MFA (`ELEVATE_MFA_AUTH_CONTEXT`),
+/// both already folded into `subject.mfa`.
 fn check_evidence(rule: &Rule, subject: &Subject) -> Result<(), Violation> {
-    if let Some(context) = &rule.auth_context {
-        if !subject.auth_contexts.contains(context) {
-            return Err(Violation::AuthContextRequired { rule: rule.id.clone(), context: context.clone() });
-        }
-        // A Conditional Access policy bound to the context is how the tenant proves MFA.
-        return Ok(());
+    if let Some(context) = &rule.auth_context
+        && !subject.auth_contexts.contains(context)
+    {
+        return Err(Violation::AuthContextRequired { rule: rule.id.clone(), context: context.clone() });
     }
     if rule.require_mfa && !subject.mfa {
         return Err(Violation::MfaRequired(rule.id.clone()));
@@ -875,11 +877,59 @@ rules:
             p.authorize_activation(draft("Owner", SUB), &subject(true), now()),
             Err(Refusal::Violation(Violation::AuthContextRequired { .. }))
         ));
-        let with_context = Subject { auth_contexts: vec![AuthContextId::parse("c1").unwrap()], ..subject(false) };
+        let with_context = Subject { auth_contexts: vec![AuthContextId::parse("c1").unwrap()], ..subject(true) };
         assert!(matches!(
             p.authorize_activation(draft("Owner", SUB), &with_context, now()),
             Err(Refusal::Violation(Violation::TicketRequired(_)))
         ));
+    }
+
+    /// Security review, issue 11, item 4: `requireMfa` used to be dropped when the rule also
+    /// named an authentication context.
+    #[test]
+    fn an_authentication_context_does_not_stand_in_for_required_mfa() {
+        let text = format!(
+            "version: 1\ndefaults: {{requireMfa: true}}\nrules:\n  - {{id: both, scope: '{SUB}', roles: [Reader], principals: ['user:{ALICE}'], authContext: c1}}\n  - {{id: context-only, scope: '{SUB}', roles: [Contributor], principals: ['user:{ALICE}'], authContext: c1, requireMfa: false}}\n"
+        );
+        let p = Policy::from_yaml("t.yaml", &text).unwrap();
+        let evidence = |mfa: bool, context: bool| Subject {
+            auth_contexts: if context { vec![AuthContextId::parse("c1").unwrap()] } else { vec![] },
+            ..subject(mfa)
+        };
+        let outcome = |role: &str, s: &Subject| match p.authorize_activation(draft(role, SUB), s, now()) {
+            Ok(_) => "ok",
+            Err(Refusal::Violation(Violation::AuthContextRequired { .. })) => "AuthContextRequired",
+            Err(Refusal::Violation(Violation::MfaRequired(_))) => "MfaRequired",
+            Err(other) => panic!("{other}"),
+        };
+        // (mfa, context) → outcome; the context is asked for first.
+        for (mfa, context, both, context_only) in [
+            (false, false, "AuthContextRequired", "AuthContextRequired"),
+            (true, false, "AuthContextRequired", "AuthContextRequired"),
+            (false, true, "MfaRequired", "ok"),
+            (true, true, "ok", "ok"),
+        ] {
+            let s = evidence(mfa, context);
+            assert_eq!(
+                (outcome("Reader", &s), outcome("Contributor", &s)),
+                (both, context_only),
+                "mfa {mfa}, context {context}"
+            );
+        }
+        // Extensions are held to the same evidence.
+        let request = p.authorize_activation(draft("Reader", SUB), &evidence(true, true), now()).unwrap();
+        let extension = |s: &Subject| {
+            let draft = ExtensionDraft {
+                request: request.request(),
+                activated_at: now(),
+                current_expiry: now() + TimeDelta::hours(1),
+                additional: IsoDuration::from_hours(1),
+                justification: Some(Justification::parse("more").unwrap()),
+            };
+            p.authorize_extension(draft, s, now())
+        };
+        assert!(matches!(extension(&evidence(false, true)), Err(Refusal::Violation(Violation::MfaRequired(_)))));
+        assert!(extension(&evidence(true, true)).is_ok());
     }
 
     #[test]
@@ -994,10 +1044,11 @@ mod properties {
                 prop_assert!(r.duration <= rule.max_duration && r.duration >= MIN_ACTIVATION);
                 prop_assert!(!rule.require_justification || r.justification.is_some());
                 prop_assert!(!rule.require_ticket || r.ticket.is_some());
-                match &rule.auth_context {
-                    Some(c) => prop_assert!(s.auth_contexts.contains(c)),
-                    None => prop_assert!(!rule.require_mfa || s.mfa),
+                // Each demand holds on its own: a context is no proof of MFA.
+                if let Some(c) = &rule.auth_context {
+                    prop_assert!(s.auth_contexts.contains(c));
                 }
+                prop_assert!(!rule.require_mfa || s.mfa);
                 prop_assert!(!rule.is_expired(now));
                 if let Some(end) = rule.expires_at {
                     prop_assert!(r.start_at.unwrap_or(now).max(now) + r.duration.as_delta() <= end);
