@@ -379,11 +379,16 @@ async fn missing_mfa_or_auth_context_is_a_challenge() {
     let decoded: Value = serde_json::from_slice(&decoded).unwrap();
     assert_eq!(decoded, json!({"access_token": {"acrs": {"essential": true, "value": "c1"}}}));
 
+    // The rule inherits `requireMfa: true`: the context alone is not enough (eligibility.rs).
     let stepped = app.mint(elevate::adapters::identity::dev::DevTokenRequest {
         auth_contexts: vec!["c1".into()],
         mfa: false,
         ..user(ALICE)
     });
+    let (status, refused) = app.post(&stepped, "/api/activations", body.clone()).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("MfaRequired")));
+    let stepped =
+        app.mint(elevate::adapters::identity::dev::DevTokenRequest { auth_contexts: vec!["c1".into()], ..user(ALICE) });
     app.activate(&stepped, body).await;
 }
 

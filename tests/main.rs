@@ -8,6 +8,7 @@ mod api;
 mod arm;
 mod bad_input;
 mod browser;
+mod eligibility;
 mod hardening;
 mod host;
 mod identity;

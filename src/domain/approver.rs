@@ -1,21 +1,30 @@
 //! Who may decide on a request. `authorize_approver` is the only way to obtain an [`Approver`],
 //! and `Activation::approve`/`deny` take one: a decision without the check does not compile.
+//! The approver carries the requester's [`Eligibility`] as checked at decision time, so an
+//! approval cannot give access past the end of it.
 
 use chrono::{DateTime, Utc};
 
 use super::activation::Activation;
 use super::ids::PrincipalId;
-use super::policy::{Deny, Policy, Subject};
+use super::policy::{Deny, Eligibility, Policy, Subject};
 
-/// Capability: this principal may decide on this activation now.
+/// Capability: this principal may decide on this activation now, while its requester is
+/// eligible as `eligibility` says.
 #[derive(Debug)]
 pub struct Approver {
     id: PrincipalId,
+    eligibility: Eligibility,
 }
 
 impl Approver {
     pub fn id(&self) -> &PrincipalId {
         &self.id
+    }
+
+    /// The requester's eligibility at decision time (its rule and when it ends).
+    pub fn eligibility(&self) -> &Eligibility {
+        &self.eligibility
     }
 }
 
@@ -51,7 +60,10 @@ pub fn authorize_approver(
     if subject.principal_id == activation.request().principal_id {
         return Err(ApproverDenied::SelfApproval);
     }
-    let rule = policy.still_eligible(activation.request(), now).map_err(ApproverDenied::RequesterNoLongerEligible)?;
+    let eligibility =
+        policy.eligibility(activation.request(), now).map_err(ApproverDenied::RequesterNoLongerEligible)?;
+    let rule =
+        policy.rule(eligibility.rule()).ok_or_else(|| ApproverDenied::NotAnApprover(eligibility.rule().to_string()))?;
     let approval = rule.approval.as_ref().ok_or_else(|| ApproverDenied::NotAnApprover(rule.id.to_string()))?;
     if !approval.approvers.iter().any(|a| a.matches(&subject.principal_id, &subject.groups)) {
         return Err(ApproverDenied::NotAnApprover(rule.id.to_string()));
@@ -62,5 +74,5 @@ pub fn authorize_approver(
     if activation.has_decided(&subject.principal_id) {
         return Err(ApproverDenied::AlreadyDecided);
     }
-    Ok(Approver { id: subject.principal_id })
+    Ok(Approver { id: subject.principal_id, eligibility })
 }

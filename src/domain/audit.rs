@@ -39,7 +39,8 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// The event for a transition. `justification` is the one given for this step (a decision's
-    /// or an extension's), or else the request's.
+    /// or an extension's), or else the request's. The detail is the transition's own note, then
+    /// the caller's `detail`.
     pub fn of(
         transition: &Transition,
         actor: Actor,
@@ -61,7 +62,10 @@ impl AuditEvent {
             rule_id: request.rule_id.clone(),
             justification: justification.or_else(|| request.justification.clone()),
             ticket: request.ticket.clone(),
-            detail,
+            detail: match (transition.note.clone(), detail) {
+                (Some(note), Some(detail)) => Some(format!("{note}; {detail}")),
+                (note, detail) => note.or(detail),
+            },
         }
     }
 }

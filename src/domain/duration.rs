@@ -82,6 +82,13 @@ impl IsoDuration {
         Self(hours * 3600)
     }
 
+    /// The whole seconds of `delta`, if that is a duration this type can hold (at least a
+    /// second, at most `P90D`).
+    pub fn from_delta(delta: TimeDelta) -> Option<Self> {
+        let seconds = delta.num_seconds();
+        (1..=MAX_SECONDS).contains(&seconds).then_some(Self(seconds))
+    }
+
     pub fn seconds(&self) -> i64 {
         self.0
     }

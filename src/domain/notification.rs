@@ -71,19 +71,20 @@ impl Kind {
     }
 }
 
-/// The notification a state change implies, if any.
+/// The notification a state change implies, if any. No catch-all: a new action must say here
+/// whether anyone hears of it.
 pub fn kind_of(event: &AuditEvent) -> Option<Kind> {
-    match (event.action, event.status_after) {
-        (Action::Requested, Status::PendingApproval) => Some(Kind::ApprovalNeeded),
-        (Action::ExtensionRequested, _) => Some(Kind::ApprovalNeeded),
-        (Action::Approved | Action::Extended, _) => Some(Kind::Approved),
-        (Action::Denied | Action::ExtensionDenied, _) => Some(Kind::Denied),
-        (Action::TimedOut | Action::ExtensionTimedOut, _) => Some(Kind::TimedOut),
-        (Action::Provisioned, Status::Active) => Some(Kind::Activated),
-        (Action::ProvisioningFailed, _) => Some(Kind::Failed),
-        (Action::Expired, _) => Some(Kind::Expired),
-        (Action::Deactivated, _) => Some(Kind::Deactivated),
-        _ => None,
+    match event.action {
+        Action::Requested => (event.status_after == Status::PendingApproval).then_some(Kind::ApprovalNeeded),
+        Action::ExtensionRequested => Some(Kind::ApprovalNeeded),
+        Action::Approved | Action::Extended => Some(Kind::Approved),
+        Action::Denied | Action::ExtensionDenied => Some(Kind::Denied),
+        Action::TimedOut | Action::ExtensionTimedOut => Some(Kind::TimedOut),
+        Action::Provisioned => (event.status_after == Status::Active).then_some(Kind::Activated),
+        Action::ProvisioningFailed | Action::StartRefused => Some(Kind::Failed),
+        Action::Expired => Some(Kind::Expired),
+        Action::Deactivated => Some(Kind::Deactivated),
+        Action::ApprovalRecorded | Action::ExtensionApprovalRecorded | Action::Canceled | Action::Started => None,
     }
 }
 

@@ -230,6 +230,148 @@ impl AuthorizedExtension {
     }
 }
 
+/// Capability: at the time it was checked, the requester of an activation was still eligible
+/// under its rule, whose eligibility ends at `ends` (if ever). Only [`Policy::eligibility`] makes
+/// one; approving a request ([`crate::domain::approver::Approver`]) and starting one
+/// ([`StartPermit`]) carry it, so access that begins is always bounded by it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Eligibility {
+    rule: RuleId,
+    ends: Option<DateTime<Utc>>,
+}
+
+/// When access must end: the requested end, or the end of eligibility where that comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccessWindow {
+    pub expires_at: DateTime<Utc>,
+    /// Set when the end of eligibility cut the requested access short.
+    pub limit: Option<ExpiryLimit>,
+}
+
+/// Access was cut short at the end of eligibility (the rule's `expiresAt`). Stored with the
+/// activation, so the cut is visible for as long as the activation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpiryLimit {
+    /// The rule's `expiresAt`: when access now ends.
+    pub eligibility_ends: DateTime<Utc>,
+    /// When access would have ended without the cut.
+    pub requested_expiry: DateTime<Utc>,
+}
+
+impl ExpiryLimit {
+    /// How much shorter access is than asked for.
+    pub fn shortened_by(&self) -> TimeDelta {
+        self.requested_expiry - self.eligibility_ends
+    }
+
+    /// The audit's words for the cut, naming the rule.
+    pub fn describe(&self, rule: &RuleId) -> String {
+        let shorter = IsoDuration::from_delta(self.shortened_by())
+            .map_or_else(|| "less than a second".to_owned(), |d| d.to_string());
+        format!(
+            "expiry limited by eligibility: rule `{rule}` ends at {}, so access ends then, {shorter} before the requested {}",
+            rfc3339(&self.eligibility_ends),
+            rfc3339(&self.requested_expiry)
+        )
+    }
+}
+
+/// Too little eligibility is left for any access to begin.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "eligibility under rule `{rule}` ends at {}, less than the minimum `{MIN_ACTIVATION}` after access would begin at {}",
+    rfc3339(.ends),
+    rfc3339(.begin)
+)]
+pub struct EligibilityEndsTooSoon {
+    pub rule: RuleId,
+    pub ends: DateTime<Utc>,
+    pub begin: DateTime<Utc>,
+}
+
+impl Eligibility {
+    pub fn rule(&self) -> &RuleId {
+        &self.rule
+    }
+
+    /// The end of eligibility, if the rule has one.
+    pub fn ends(&self) -> Option<DateTime<Utc>> {
+        self.ends
+    }
+
+    /// Access of `duration` beginning at `begin`: it ends as asked, or at the end of eligibility
+    /// where that comes first; refused when less than [`MIN_ACTIVATION`] would be left.
+    pub fn window(&self, begin: DateTime<Utc>, duration: IsoDuration) -> Result<AccessWindow, EligibilityEndsTooSoon> {
+        let requested_expiry = begin + duration.as_delta();
+        match self.ends {
+            Some(ends) if ends - begin < MIN_ACTIVATION.as_delta() => {
+                Err(EligibilityEndsTooSoon { rule: self.rule.clone(), ends, begin })
+            }
+            Some(ends) if ends < requested_expiry => Ok(AccessWindow {
+                expires_at: ends,
+                limit: Some(ExpiryLimit { eligibility_ends: ends, requested_expiry }),
+            }),
+            Some(_) | None => Ok(AccessWindow { expires_at: requested_expiry, limit: None }),
+        }
+    }
+
+    /// An approved extension from `current` to `requested`: cut at the end of eligibility;
+    /// refused when eligibility ends before the current expiry, so nothing could be added.
+    pub fn extension(
+        &self,
+        current: DateTime<Utc>,
+        requested: DateTime<Utc>,
+    ) -> Result<AccessWindow, EligibilityEndsTooSoon> {
+        match self.ends {
+            Some(ends) if ends <= current => {
+                Err(EligibilityEndsTooSoon { rule: self.rule.clone(), ends, begin: current })
+            }
+            Some(ends) if ends < requested => Ok(AccessWindow {
+                expires_at: ends,
+                limit: Some(ExpiryLimit { eligibility_ends: ends, requested_expiry: requested }),
+            }),
+            Some(_) | None => Ok(AccessWindow { expires_at: requested, limit: None }),
+        }
+    }
+}
+
+/// Capability: a scheduled activation may start now, until `window().expires_at`. Only
+/// [`Policy::authorize_start`] makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartPermit {
+    window: AccessWindow,
+}
+
+impl StartPermit {
+    pub fn window(&self) -> AccessWindow {
+        self.window
+    }
+}
+
+/// Why an activation may not start after all. Each arm has a stable code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StartRefusal {
+    #[error("the requester is no longer eligible: {0}")]
+    NoLongerEligible(Deny),
+    #[error(transparent)]
+    EligibilityEndsTooSoon(EligibilityEndsTooSoon),
+}
+
+impl StartRefusal {
+    /// The stable code recorded as the activation's failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StartRefusal::NoLongerEligible(_) => "NoLongerEligible",
+            StartRefusal::EligibilityEndsTooSoon(_) => "EligibilityEndsTooSoon",
+        }
+    }
+}
+
+fn rfc3339(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 impl Policy {
     pub fn rules(&self) -> &[Rule] {
         &self.rules
@@ -394,7 +536,8 @@ impl Policy {
     }
 
     /// Whether the requester of `request` is still eligible under its rule now (re-checked when
-    /// an approver decides and when an extension is asked for).
+    /// an approver decides, when a scheduled activation starts and when an extension is asked
+    /// for).
     pub fn still_eligible(&self, request: &ActivationRequest, now: DateTime<Utc>) -> Result<&Rule, Deny> {
         let rule = self.rule(&request.rule_id).ok_or_else(|| Deny::RuleNotFound(request.rule_id.clone()))?;
         if !rule.principals.contains(&request.eligible_via) || !rule.covers(&request.role_definition_id, &request.scope)
@@ -410,6 +553,25 @@ impl Policy {
             return Err(Deny::EligibilityExpired { rule: rule.id.clone(), at });
         }
         Ok(rule)
+    }
+
+    /// [`Policy::still_eligible`] as a capability carrying the end of eligibility.
+    pub fn eligibility(&self, request: &ActivationRequest, now: DateTime<Utc>) -> Result<Eligibility, Deny> {
+        let rule = self.still_eligible(request, now)?;
+        Ok(Eligibility { rule: rule.id.clone(), ends: rule.expires_at })
+    }
+
+    /// Whether a scheduled activation may start now: the rule still exists, still names the
+    /// entry that made the requester eligible, still covers the role and scope, has not ended,
+    /// and leaves at least [`MIN_ACTIVATION`] of access; the permit bounds access by its end.
+    pub fn authorize_start(
+        &self,
+        request: &ActivationRequest,
+        now: DateTime<Utc>,
+    ) -> Result<StartPermit, StartRefusal> {
+        let eligibility = self.eligibility(request, now).map_err(StartRefusal::NoLongerEligible)?;
+        let window = eligibility.window(now, request.duration).map_err(StartRefusal::EligibilityEndsTooSoon)?;
+        Ok(StartPermit { window })
     }
 
     /// An extension of an active activation by `additional`, bounded by the rule's maximum
@@ -452,15 +614,17 @@ impl Policy {
     }
 }
 
-/// MFA and authentication context: an auth context, when the rule names one, is the stronger
-/// proof and is demanded first (the caller gets a claims challenge for it).
+/// MFA and authentication context: each demand the rule makes must hold on its own. The
+/// authentication context is asked for first: its claims challenge is the stronger step-up, and
+/// the sign-in it triggers may prove MFA too. A satisfied context is no proof of MFA by itself
+/// (what a Conditional Access policy bound to it demands is not visible here); MFA is proven by
+/// `amr`, or by the context the deployment declares to require MFA (`ELEVATE_MFA_AUTH_CONTEXT`),
+/// both already folded into `subject.mfa`.
 fn check_evidence(rule: &Rule, subject: &Subject) -> Result<(), Violation> {
-    if let Some(context) = &rule.auth_context {
-        if !subject.auth_contexts.contains(context) {
-            return Err(Violation::AuthContextRequired { rule: rule.id.clone(), context: context.clone() });
-        }
-        // A Conditional Access policy bound to the context is how the tenant proves MFA.
-        return Ok(());
+    if let Some(context) = &rule.auth_context
+        && !subject.auth_contexts.contains(context)
+    {
+        return Err(Violation::AuthContextRequired { rule: rule.id.clone(), context: context.clone() });
     }
     if rule.require_mfa && !subject.mfa {
         return Err(Violation::MfaRequired(rule.id.clone()));
@@ -875,11 +1039,113 @@ rules:
             p.authorize_activation(draft("Owner", SUB), &subject(true), now()),
             Err(Refusal::Violation(Violation::AuthContextRequired { .. }))
         ));
-        let with_context = Subject { auth_contexts: vec![AuthContextId::parse("c1").unwrap()], ..subject(false) };
+        let with_context = Subject { auth_contexts: vec![AuthContextId::parse("c1").unwrap()], ..subject(true) };
         assert!(matches!(
             p.authorize_activation(draft("Owner", SUB), &with_context, now()),
             Err(Refusal::Violation(Violation::TicketRequired(_)))
         ));
+    }
+
+    /// Security review, issue 11, item 4: `requireMfa` used to be dropped when the rule also
+    /// named an authentication context.
+    #[test]
+    fn an_authentication_context_does_not_stand_in_for_required_mfa() {
+        let text = format!(
+            "version: 1\ndefaults: {{requireMfa: true}}\nrules:\n  - {{id: both, scope: '{SUB}', roles: [Reader], principals: ['user:{ALICE}'], authContext: c1}}\n  - {{id: context-only, scope: '{SUB}', roles: [Contributor], principals: ['user:{ALICE}'], authContext: c1, requireMfa: false}}\n"
+        );
+        let p = Policy::from_yaml("t.yaml", &text).unwrap();
+        let evidence = |mfa: bool, context: bool| Subject {
+            auth_contexts: if context { vec![AuthContextId::parse("c1").unwrap()] } else { vec![] },
+            ..subject(mfa)
+        };
+        let outcome = |role: &str, s: &Subject| match p.authorize_activation(draft(role, SUB), s, now()) {
+            Ok(_) => "ok",
+            Err(Refusal::Violation(Violation::AuthContextRequired { .. })) => "AuthContextRequired",
+            Err(Refusal::Violation(Violation::MfaRequired(_))) => "MfaRequired",
+            Err(other) => panic!("{other}"),
+        };
+        // (mfa, context) → outcome; the context is asked for first.
+        for (mfa, context, both, context_only) in [
+            (false, false, "AuthContextRequired", "AuthContextRequired"),
+            (true, false, "AuthContextRequired", "AuthContextRequired"),
+            (false, true, "MfaRequired", "ok"),
+            (true, true, "ok", "ok"),
+        ] {
+            let s = evidence(mfa, context);
+            assert_eq!(
+                (outcome("Reader", &s), outcome("Contributor", &s)),
+                (both, context_only),
+                "mfa {mfa}, context {context}"
+            );
+        }
+        // Extensions are held to the same evidence.
+        let request = p.authorize_activation(draft("Reader", SUB), &evidence(true, true), now()).unwrap();
+        let extension = |s: &Subject| {
+            let draft = ExtensionDraft {
+                request: request.request(),
+                activated_at: now(),
+                current_expiry: now() + TimeDelta::hours(1),
+                additional: IsoDuration::from_hours(1),
+                justification: Some(Justification::parse("more").unwrap()),
+            };
+            p.authorize_extension(draft, s, now())
+        };
+        assert!(matches!(extension(&evidence(false, true)), Err(Refusal::Violation(Violation::MfaRequired(_)))));
+        assert!(extension(&evidence(true, true)).is_ok());
+    }
+
+    fn eligibility(ends: Option<&str>) -> Eligibility {
+        Eligibility { rule: RuleId::parse("r").unwrap(), ends: ends.map(|at| at.parse().unwrap()) }
+    }
+
+    #[test]
+    fn access_is_cut_at_the_end_of_eligibility_and_refused_under_the_minimum() {
+        let minutes = |m: i64| now() + TimeDelta::minutes(m);
+        let open_ended = eligibility(None);
+        assert_eq!(
+            open_ended.window(now(), IsoDuration::from_hours(1)).unwrap(),
+            AccessWindow { expires_at: minutes(60), limit: None }
+        );
+        let ending = eligibility(Some("2026-11-25T12:15:00Z"));
+        assert_eq!(
+            ending.window(now(), IsoDuration::from_minutes(15)).unwrap(),
+            AccessWindow { expires_at: minutes(15), limit: None },
+            "ending exactly at the end is not a cut"
+        );
+        let cut = ending.window(minutes(3), IsoDuration::parse("PT14M50S").unwrap()).unwrap();
+        let limit = cut.limit.unwrap();
+        assert_eq!((cut.expires_at, limit.requested_expiry), (minutes(15), minutes(17) + TimeDelta::seconds(50)));
+        assert_eq!(limit.shortened_by(), TimeDelta::seconds(170));
+        assert_eq!(
+            limit.describe(&RuleId::parse("r").unwrap()),
+            "expiry limited by eligibility: rule `r` ends at 2026-11-25T12:15:00Z, so access ends then, PT2M50S before the requested 2026-11-25T12:17:50Z"
+        );
+        assert!(ending.window(minutes(10), IsoDuration::from_hours(1)).is_ok(), "five minutes left is enough");
+        let refused = ending.window(minutes(10) + TimeDelta::seconds(1), IsoDuration::from_hours(1)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "eligibility under rule `r` ends at 2026-11-25T12:15:00Z, less than the minimum `PT5M` after access would begin at 2026-11-25T12:10:01Z"
+        );
+        assert!(ending.window(minutes(20), IsoDuration::from_hours(1)).is_err(), "after the end");
+    }
+
+    #[test]
+    fn a_start_is_authorised_only_while_the_rule_still_applies() {
+        let p = policy();
+        let request = p.authorize_activation(draft("Reader", SUB), &subject(true), now()).unwrap().into_request();
+        assert_eq!(
+            p.authorize_start(&request, now()).unwrap().window(),
+            AccessWindow { expires_at: now() + TimeDelta::hours(8), limit: None }
+        );
+        let moved = ActivationRequest { rule_id: RuleId::parse("gone").unwrap(), ..request.clone() };
+        assert!(matches!(p.authorize_start(&moved, now()), Err(StartRefusal::NoLongerEligible(Deny::RuleNotFound(_)))));
+        let via_group = ActivationRequest {
+            eligible_via: PrincipalRef::parse(&format!("group:{BOB}")).unwrap(),
+            ..request.clone()
+        };
+        let refused = p.authorize_start(&via_group, now()).unwrap_err();
+        assert_eq!(refused.code(), "NoLongerEligible");
+        assert!(matches!(refused, StartRefusal::NoLongerEligible(Deny::RuleDoesNotApply { .. })));
     }
 
     #[test]
@@ -994,14 +1260,35 @@ mod properties {
                 prop_assert!(r.duration <= rule.max_duration && r.duration >= MIN_ACTIVATION);
                 prop_assert!(!rule.require_justification || r.justification.is_some());
                 prop_assert!(!rule.require_ticket || r.ticket.is_some());
-                match &rule.auth_context {
-                    Some(c) => prop_assert!(s.auth_contexts.contains(c)),
-                    None => prop_assert!(!rule.require_mfa || s.mfa),
+                // Each demand holds on its own: a context is no proof of MFA.
+                if let Some(c) = &rule.auth_context {
+                    prop_assert!(s.auth_contexts.contains(c));
                 }
+                prop_assert!(!rule.require_mfa || s.mfa);
                 prop_assert!(!rule.is_expired(now));
                 if let Some(end) = rule.expires_at {
                     prop_assert!(r.start_at.unwrap_or(now).max(now) + r.duration.as_delta() <= end);
                 }
+            }
+        }
+
+        /// Access that begins is never longer than asked, never past the end of eligibility, and
+        /// never shorter than the minimum; a cut is reported exactly when it happened.
+        #[test]
+        fn access_windows_respect_eligibility(begin in 0i64..7200, asked in 300i64..86_400, ends in prop::option::of(0i64..10_000)) {
+            let at = |s: i64| "2026-11-25T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + TimeDelta::seconds(s);
+            let eligibility = Eligibility { rule: RuleId::parse("r").unwrap(), ends: ends.map(at) };
+            let duration = IsoDuration::parse(&format!("PT{asked}S")).unwrap();
+            match eligibility.window(at(begin), duration) {
+                Ok(w) => {
+                    prop_assert!(w.expires_at <= at(begin + asked));
+                    prop_assert!(w.expires_at - at(begin) >= MIN_ACTIVATION.as_delta());
+                    if let Some(end) = ends {
+                        prop_assert!(w.expires_at <= at(end));
+                    }
+                    prop_assert_eq!(w.limit.is_some(), w.expires_at < at(begin + asked));
+                }
+                Err(e) => prop_assert!(ends.is_some_and(|end| end - begin < MIN_ACTIVATION.seconds()), "{e}"),
             }
         }
 

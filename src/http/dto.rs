@@ -251,6 +251,8 @@ pub struct ActivationView {
     pub requested_at: DateTime<Utc>,
     pub start_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// `expiresAt` is earlier than asked: eligibility under the rule ends then.
+    pub expiry_limited_by_eligibility: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_timeout_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -305,6 +307,7 @@ impl ActivationView {
             requested_at: r.requested_at,
             start_at: a.starts_at(),
             expires_at: a.expires_at(),
+            expiry_limited_by_eligibility: a.expiry_limit().is_some(),
             approval_timeout_at,
             min_approvals,
             approvals: a.approvals().iter().map(ApprovalView::from).collect(),

@@ -247,6 +247,9 @@ impl From<ServiceError> for ApiError {
                 TransitionError::ExtensionPending => ApiError::new(S::CONFLICT, "ExtensionPending", message),
                 TransitionError::NoExtensionPending => ApiError::new(S::CONFLICT, "NotPending", message),
                 TransitionError::NotYetDue(_) => ApiError::new(S::CONFLICT, "InvalidState", message),
+                TransitionError::EligibilityEndsTooSoon(_) => {
+                    ApiError::new(S::CONFLICT, "EligibilityEndsTooSoon", message)
+                }
             },
             ServiceError::OpenActivationExists(id) => {
                 let mut e = ApiError::new(S::CONFLICT, "ActivationAlreadyOpen", message);

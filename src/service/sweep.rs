@@ -54,6 +54,8 @@ pub struct SweepReport {
     pub timed_out: usize,
     pub extensions_timed_out: usize,
     pub started: usize,
+    /// Scheduled starts the policy, asked again, no longer allowed (now Failed; nothing granted).
+    pub starts_refused: usize,
     pub provisioned: usize,
     pub provisioning_failed: usize,
     /// Lost a race with another writer; the other writer's outcome stands.
@@ -89,6 +91,7 @@ enum Outcome {
     TimedOut,
     ExtensionTimedOut,
     Started(Status),
+    StartRefused,
     Provisioned(Status),
     Nothing,
 }
@@ -147,6 +150,7 @@ impl Elevate {
                         report.started += 1;
                         count_provisioning(&mut report, after);
                     }
+                    Ok(Outcome::StartRefused) => report.starts_refused += 1,
                     Ok(Outcome::Provisioned(after)) => count_provisioning(&mut report, after),
                     Ok(Outcome::Nothing) => {}
                     Err(ServiceError::Contention) => report.skipped += 1,
@@ -192,7 +196,19 @@ impl Elevate {
                 Ok(Outcome::TimedOut)
             }
             State::Scheduled { start_at } if start_at <= now => {
-                let started = self.apply_fresh(id, &item, now, |a| Ok((a.start(now)?, None, None))).await?;
+                // The policy is asked again: it may have changed since the request was allowed.
+                let started = self
+                    .apply_fresh(id, &item, now, |a| match self.policy.authorize_start(a.request(), now) {
+                        Ok(permit) => Ok((a.start(permit, now)?, None, None)),
+                        Err(refusal) => {
+                            tracing::warn!(activation = %id, code = refusal.code(), reason = %refusal, "scheduled start refused; nothing granted");
+                            Ok((a.refuse_start(refusal, now)?, None, None))
+                        }
+                    })
+                    .await?;
+                if started.value.status() != Status::Provisioning {
+                    return Ok(Outcome::StartRefused);
+                }
                 Ok(Outcome::Started(self.provision_closing(started, now).await?))
             }
             State::Provisioning { expires_at, .. } if expires_at <= now => {

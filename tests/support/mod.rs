@@ -171,6 +171,17 @@ pub async fn spawn_with_access_and_notifications(
     spawn_full(policy, Some(access), None, start(), None, None, Some(notifications)).await
 }
 
+/// Another app on this app's store (its SQLite file, or its Table Storage table) and simulated
+/// provider, with `policy` and optional `notifications`, its clock at this app's now: Elevate
+/// restarted after a policy change. Keep this app alive while the other runs: it owns the files.
+pub async fn restart_with(
+    app: &TestApp,
+    policy: &str,
+    notifications: Option<elevate::config::NotificationSettings>,
+) -> TestApp {
+    spawn_full(policy, None, Some(app.db.clone()), app.clock.now(), None, app.tables.clone(), notifications).await
+}
+
 /// An app on the given Table Storage table (several apps may share one), the local provider's
 /// simulation in `tables.local_file`.
 pub async fn spawn_on_tables(policy: &str, tables: elevate::config::TablesSetting, at: DateTime<Utc>) -> TestApp {

@@ -18,6 +18,7 @@ use sha2::Sha256;
 
 use super::{WebhookUrl, client, post};
 use crate::clock::Clock;
+use crate::domain::activation::State;
 use crate::service::ports::{DeliveryError, Notice, NotificationSink};
 
 /// The shared signing secret: its `Debug` prints no value.
@@ -108,6 +109,11 @@ pub fn cloud_event(notice: &Notice, source: &str) -> Value {
             "ticket": r.ticket.as_ref().map(|t| json!({ "system": t.system.as_str(), "number": t.number.as_str() })),
             "requestedAt": r.requested_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             "expiresAt": a.expires_at().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            "expiryLimitedByEligibility": a.expiry_limit().is_some(),
+            "failure": match a.state() {
+                State::Failed { failure, .. } => json!({ "code": failure.code, "message": failure.message }),
+                _ => Value::Null,
+            },
             "approvals": a.approvals().iter().map(|d| json!({
                 "approverId": d.approver_id.to_string(),
                 "decision": format!("{:?}", d.decision),

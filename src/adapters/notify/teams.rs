@@ -98,7 +98,11 @@ pub fn card(notice: &Notice) -> Value {
             facts.push(("Access ends", when(*expires_at)));
         }
         State::Active { expires_at, .. } | State::Provisioning { expires_at, .. } => {
-            facts.push(("Access ends", when(*expires_at)));
+            let cut = if a.expiry_limit().is_some() { " (the end of eligibility under the rule)" } else { "" };
+            facts.push(("Access ends", format!("{}{cut}", when(*expires_at))));
+        }
+        State::Failed { failure, .. } => {
+            facts.push(("Reason", format!("{}: {}", plain(&failure.code), plain(&failure.message))));
         }
         _ => {}
     }
