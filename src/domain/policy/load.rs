@@ -1,0 +1,257 @@
+//! Loading the YAML policy file: every problem reported with its file, rule, field and line.
+
+use super::*;
+
+// ----- loading -------------------------------------------------------------------------------
+
+/// One problem in a policy file: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyProblem {
+    pub file: String,
+    /// `rules[2] (prod-contributor).maxDuration`, or the serde path for structural errors.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a policy file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyError(pub Vec<PolicyProblem>);
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid policy ({} problem{})", self.0.len(), if self.0.len() == 1 { "" } else { "s" })?;
+        for problem in &self.0 {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDefaults {
+    max_duration: Option<String>,
+    require_mfa: Option<bool>,
+    require_justification: Option<bool>,
+    require_ticket: Option<bool>,
+    auth_context: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawApproval {
+    approvers: Vec<String>,
+    min_approvals: Option<u32>,
+    timeout: Option<String>,
+    approver_mfa: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRule {
+    id: String,
+    description: Option<String>,
+    scope: String,
+    roles: Vec<String>,
+    principals: Vec<String>,
+    max_duration: Option<String>,
+    require_mfa: Option<bool>,
+    require_justification: Option<bool>,
+    require_ticket: Option<bool>,
+    auth_context: Option<String>,
+    approval: Option<RawApproval>,
+    expires_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolicy {
+    #[serde(rename = "$schema")]
+    _schema: Option<String>,
+    version: u32,
+    #[serde(default)]
+    defaults: RawDefaults,
+    rules: Vec<RawRule>,
+}
+
+/// Collects problems with their paths while a raw policy is turned into a [`Policy`].
+struct Problems<'a> {
+    file: &'a str,
+    found: Vec<PolicyProblem>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, path: String, message: impl Into<String>) {
+        self.found.push(PolicyProblem { file: self.file.to_owned(), path, message: message.into() });
+    }
+
+    fn parse<T>(&mut self, path: impl Fn() -> String, result: Result<T, ParseError>) -> Option<T> {
+        result.map_err(|e| self.add(path(), e.to_string())).ok()
+    }
+}
+
+impl Policy {
+    /// Parses and validates a policy document (YAML; JSON is valid YAML). `file` names the source
+    /// in every problem reported.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Policy, PolicyError> {
+        let problem =
+            |path: String, message: String| PolicyError(vec![PolicyProblem { file: file.to_owned(), path, message }]);
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        let raw: RawPolicy = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let location =
+                inner.location().map(|l| format!(" (line {}, column {})", l.line(), l.column())).unwrap_or_default();
+            problem(if path == "." { String::new() } else { path }, format!("{inner}{location}"))
+        })?;
+        let mut p = Problems { file, found: Vec::new() };
+        if raw.version != 1 {
+            p.add("version".into(), format!("unsupported version `{}`; this Elevate reads version 1", raw.version));
+        }
+        let d = &raw.defaults;
+        let default_max = match &d.max_duration {
+            Some(text) => p.parse(|| "defaults.maxDuration".into(), IsoDuration::parse(text)),
+            None => Some(IsoDuration::from_hours(8)),
+        };
+        let default_context = match &d.auth_context {
+            Some(text) => p.parse(|| "defaults.authContext".into(), AuthContextId::parse(text)),
+            None => None,
+        };
+        if let Some(max) = default_max {
+            check_bounds(&mut p, "defaults.maxDuration".into(), max, MIN_ACTIVATION, MAX_ACTIVATION);
+        }
+        if raw.rules.is_empty() {
+            p.add("rules".into(), "the policy has no rules, so nobody could activate anything");
+        }
+        let mut ids = HashSet::new();
+        let mut rules = Vec::new();
+        for (index, r) in raw.rules.iter().enumerate() {
+            let here = |field: &str| format!("rules[{index}] ({}).{field}", r.id);
+            let id = p.parse(|| format!("rules[{index}].id"), RuleId::parse(&r.id));
+            if let Some(id) = &id
+                && !ids.insert(id.clone())
+            {
+                p.add(format!("rules[{index}].id"), format!("rule id `{id}` is used more than once"));
+            }
+            let scope = p.parse(|| here("scope"), Scope::parse(&r.scope));
+            if r.roles.is_empty() {
+                p.add(here("roles"), "must name at least one role");
+            }
+            let roles: Vec<_> = r
+                .roles
+                .iter()
+                .enumerate()
+                .filter_map(|(i, role)| p.parse(|| here(&format!("roles[{i}]")), RoleDefinitionId::parse(role)))
+                .collect();
+            if r.principals.is_empty() {
+                p.add(here("principals"), "must name at least one principal");
+            }
+            let principals: Vec<_> = r
+                .principals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, who)| p.parse(|| here(&format!("principals[{i}]")), PrincipalRef::parse(who)))
+                .collect();
+            let max_duration = match &r.max_duration {
+                Some(text) => p.parse(|| here("maxDuration"), IsoDuration::parse(text)),
+                None => default_max,
+            };
+            if let (Some(max), Some(_)) = (max_duration, &r.max_duration) {
+                check_bounds(&mut p, here("maxDuration"), max, MIN_ACTIVATION, MAX_ACTIVATION);
+            }
+            let auth_context = match &r.auth_context {
+                Some(text) => p.parse(|| here("authContext"), AuthContextId::parse(text)).map(Some),
+                None => Some(default_context.clone()),
+            };
+            let approval = r.approval.as_ref().map(|a| {
+                if a.approvers.is_empty() {
+                    p.add(here("approval.approvers"), "must name at least one approver");
+                }
+                let approvers: Vec<_> = a
+                    .approvers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, who)| {
+                        p.parse(|| here(&format!("approval.approvers[{i}]")), PrincipalRef::parse(who))
+                    })
+                    .collect();
+                let min = a.min_approvals.unwrap_or(1);
+                let users_only = approvers.iter().all(|x| matches!(x, PrincipalRef::User(_)));
+                if min == 0 || min > u32::from(MAX_MIN_APPROVALS) {
+                    p.add(here("approval.minApprovals"), format!("must be between 1 and {MAX_MIN_APPROVALS}"));
+                } else if users_only && !approvers.is_empty() && min as usize > approvers.len() {
+                    p.add(
+                        here("approval.minApprovals"),
+                        format!("needs {min} approvals but only {} approver(s) are listed", approvers.len()),
+                    );
+                }
+                let timeout = match &a.timeout {
+                    Some(text) => p.parse(|| here("approval.timeout"), IsoDuration::parse(text)),
+                    None => Some(IsoDuration::from_hours(24)),
+                };
+                if let Some(t) = timeout {
+                    check_bounds(&mut p, here("approval.timeout"), t, MIN_APPROVAL_WINDOW, MAX_APPROVAL_WINDOW);
+                }
+                timeout.map(|timeout| ApprovalPolicy {
+                    approvers,
+                    min_approvals: u8::try_from(min).unwrap_or(MAX_MIN_APPROVALS),
+                    timeout,
+                    approver_mfa: a.approver_mfa.unwrap_or(false),
+                })
+            });
+            let expires_at = match &r.expires_at {
+                Some(text) => match DateTime::parse_from_rfc3339(text.trim()) {
+                    Ok(at) => Some(Some(at.with_timezone(&Utc))),
+                    Err(_) => {
+                        p.add(
+                            here("expiresAt"),
+                            format!("`{text}` is not an RFC 3339 time such as `2027-06-30T00:00:00Z`"),
+                        );
+                        None
+                    }
+                },
+                None => Some(None),
+            };
+            if let (Some(id), Some(scope), Some(max_duration), Some(auth_context), Some(expires_at)) =
+                (id, scope, max_duration, auth_context, expires_at)
+            {
+                let approval = match approval {
+                    Some(Some(a)) => Some(a),
+                    Some(None) => continue,
+                    None => None,
+                };
+                rules.push(Rule {
+                    id,
+                    description: r.description.clone(),
+                    scope,
+                    roles,
+                    principals,
+                    max_duration,
+                    require_mfa: r.require_mfa.or(d.require_mfa).unwrap_or(true),
+                    require_justification: r.require_justification.or(d.require_justification).unwrap_or(true),
+                    require_ticket: r.require_ticket.or(d.require_ticket).unwrap_or(false),
+                    auth_context,
+                    approval,
+                    expires_at,
+                });
+            }
+        }
+        if p.found.is_empty() { Ok(Policy { rules }) } else { Err(PolicyError(p.found)) }
+    }
+}
+
+fn check_bounds(p: &mut Problems<'_>, path: String, value: IsoDuration, min: IsoDuration, max: IsoDuration) {
+    if value < min || value > max {
+        p.add(path, format!("`{value}` must lie between `{min}` and `{max}`"));
+    }
+}
