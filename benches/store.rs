@@ -30,7 +30,7 @@ use elevate::domain::duration::IsoDuration;
 use elevate::domain::ids::{ActivationId, PrincipalId, RoleDefinitionId, TenantId};
 use elevate::domain::policy::{ActivationDraft, Policy, Subject};
 use elevate::domain::scope::Scope;
-use elevate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Caller, Store};
+use elevate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Caller, Grant, Store};
 use elevate::service::{ActivationInput, Elevate, SweepSettings};
 use futures_util::StreamExt;
 use uuid::Uuid;
@@ -57,12 +57,12 @@ impl AccessProvider for InstantAccess {
         self.0.lock().unwrap().insert(spec.name, a.clone());
         Ok(a)
     }
-    async fn revoke(&self, _: &Scope, name: Uuid) -> Result<(), AccessError> {
-        self.0.lock().unwrap().remove(&name);
+    async fn revoke(&self, grant: &Grant) -> Result<(), AccessError> {
+        self.0.lock().unwrap().remove(&grant.spec.name);
         Ok(())
     }
-    async fn inspect(&self, _: &Scope, name: Uuid) -> Result<Option<Assignment>, AccessError> {
-        Ok(self.0.lock().unwrap().get(&name).cloned())
+    async fn inspect(&self, grant: &Grant) -> Result<Option<Assignment>, AccessError> {
+        Ok(self.0.lock().unwrap().get(&grant.spec.name).cloned())
     }
     async fn list_managed(&self, _: &Scope) -> Result<Vec<Assignment>, AccessError> {
         Ok(self.0.lock().unwrap().values().cloned().collect())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use elevate::domain::ids::{ActivationId, PrincipalId, RoleDefinitionId};
 use elevate::domain::scope::Scope;
-use elevate::service::ports::{AccessError, AccessProvider, AssignmentSpec, PrincipalType, marker};
+use elevate::service::ports::{AccessError, AccessProvider, AssignmentSpec, Grant, PrincipalType, marker};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -36,6 +36,11 @@ fn spec(name: Uuid) -> AssignmentSpec {
         role_definition_id: RoleDefinitionId::parse("Reader").unwrap(),
         description: "elevate:05c5a614-a7d6-4502-b150-c2fb455033ff:2026-11-25T14:00:00Z".into(),
     }
+}
+
+/// A grant at `scope` under a fresh name (nothing there).
+fn spec_at(scope: &Scope) -> AssignmentSpec {
+    AssignmentSpec { scope: scope.clone(), ..spec(Uuid::new_v4()) }
 }
 
 fn foreign(principal: &str, description: Option<String>) -> Stored {
@@ -101,13 +106,14 @@ async fn a_retried_grant_converges_on_one_assignment() {
     fake.set_reput_conflict(true);
     assert_eq!(arm.grant(&want).await.unwrap(), first);
     assert_eq!(fake.assignments().len(), 1);
-    assert_eq!(arm.inspect(&want.scope, want.name).await.unwrap(), Some(first));
+    let grant = Grant { spec: want.clone(), recorded: Some(first.id.clone()) };
+    assert_eq!(arm.inspect(&grant).await.unwrap(), Some(first));
     // Deleting twice is fine: 200, then 204.
-    arm.revoke(&want.scope, want.name).await.unwrap();
-    arm.revoke(&want.scope, want.name).await.unwrap();
+    arm.revoke(&grant).await.unwrap();
+    arm.revoke(&grant).await.unwrap();
     let statuses: Vec<u16> = fake.seen().iter().filter(|s| s.method == "DELETE").map(|s| s.status).collect();
     assert_eq!(statuses, [200, 204]);
-    assert_eq!(arm.inspect(&want.scope, want.name).await.unwrap(), None);
+    assert_eq!(arm.inspect(&grant).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -157,7 +163,7 @@ async fn a_429_holds_every_worker_back() {
     fake.push_fault(Fault::Throttle { retry_after_secs: 3 });
     let first = {
         let (arm, scope) = (std::sync::Arc::clone(&arm), scope.clone());
-        tokio::spawn(async move { arm.inspect(&scope, Uuid::new_v4()).await })
+        tokio::spawn(async move { arm.inspect(&Grant { spec: spec_at(&scope), recorded: None }).await })
     };
     // Wait for the 429 to be in force (bounded: a miss fails rather than hangs).
     let watching = std::time::Instant::now();
@@ -168,7 +174,7 @@ async fn a_429_holds_every_worker_back() {
     let others: Vec<_> = (0..3)
         .map(|_| {
             let (arm, scope) = (std::sync::Arc::clone(&arm), scope.clone());
-            tokio::spawn(async move { arm.inspect(&scope, Uuid::new_v4()).await })
+            tokio::spawn(async move { arm.inspect(&Grant { spec: spec_at(&scope), recorded: None }).await })
         })
         .collect();
     assert_eq!(first.await.unwrap().unwrap(), None);

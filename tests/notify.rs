@@ -205,11 +205,7 @@ impl elevate::service::ports::AccessProvider for RevocationsFail {
     ) -> Result<elevate::service::ports::Assignment, elevate::service::ports::AccessError> {
         self.0.grant(spec).await
     }
-    async fn revoke(
-        &self,
-        _: &elevate::domain::scope::Scope,
-        _: uuid::Uuid,
-    ) -> Result<(), elevate::service::ports::AccessError> {
+    async fn revoke(&self, _: &elevate::service::ports::Grant) -> Result<(), elevate::service::ports::AccessError> {
         Err(elevate::service::ports::AccessError::Forbidden {
             role: "Reader".into(),
             scope: SUB1.into(),
@@ -218,10 +214,9 @@ impl elevate::service::ports::AccessProvider for RevocationsFail {
     }
     async fn inspect(
         &self,
-        scope: &elevate::domain::scope::Scope,
-        name: uuid::Uuid,
+        grant: &elevate::service::ports::Grant,
     ) -> Result<Option<elevate::service::ports::Assignment>, elevate::service::ports::AccessError> {
-        self.0.inspect(scope, name).await
+        self.0.inspect(grant).await
     }
     async fn list_managed(
         &self,

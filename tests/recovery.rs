@@ -15,9 +15,10 @@ use elevate::domain::activation::Status;
 use elevate::domain::ids::{PrincipalId, RoleDefinitionId, TenantId};
 use elevate::domain::policy::Policy;
 use elevate::domain::scope::Scope;
-use elevate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, AuditQuery, Caller, Store};
+use elevate::service::ports::{
+    AccessError, AccessProvider, Assignment, AssignmentSpec, AuditQuery, Caller, Grant, Store,
+};
 use elevate::service::{ActivationInput, Elevate, SweepSettings};
-use uuid::Uuid;
 
 use crate::support::{ALICE, SUB1, start, test_policy};
 
@@ -47,14 +48,14 @@ impl AccessProvider for Faulty {
         }
         result
     }
-    async fn revoke(&self, scope: &Scope, name: Uuid) -> Result<(), AccessError> {
+    async fn revoke(&self, grant: &Grant) -> Result<(), AccessError> {
         if take(&self.fail_revokes) {
             return Err(AccessError::Transient("injected: 429".into()));
         }
-        self.inner.revoke(scope, name).await
+        self.inner.revoke(grant).await
     }
-    async fn inspect(&self, scope: &Scope, name: Uuid) -> Result<Option<Assignment>, AccessError> {
-        self.inner.inspect(scope, name).await
+    async fn inspect(&self, grant: &Grant) -> Result<Option<Assignment>, AccessError> {
+        self.inner.inspect(grant).await
     }
     async fn list_managed(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError> {
         self.inner.list_managed(scope).await

@@ -8,10 +8,17 @@ use std::collections::BTreeSet;
 
 use super::ids::RoleDefinitionId;
 use super::policy::Policy;
+use super::scope::ScopeKind;
 
-/// Every role definition a policy can grant, sorted and distinct: Elevate's allow-list.
+/// Every Azure role definition a policy can grant, sorted and distinct: Elevate's allow-list in
+/// Azure RBAC (directory roles and groups are granted through Microsoft Graph, not ARM).
 pub fn assignable_roles(policy: &Policy) -> Vec<RoleDefinitionId> {
-    let set: BTreeSet<RoleDefinitionId> = policy.rules().iter().flat_map(|r| r.roles.iter().copied()).collect();
+    let set: BTreeSet<RoleDefinitionId> = policy
+        .rules()
+        .iter()
+        .filter(|r| r.scope.kind() == ScopeKind::Azure)
+        .flat_map(|r| r.roles.iter().copied())
+        .collect();
     set.into_iter().collect()
 }
 

@@ -178,7 +178,54 @@ pub const BUILT_IN_ROLES: &[(&str, &str)] = &[
     ("Monitoring Metrics Publisher", "3913510d-42f4-4e42-8a64-420c390055eb"),
 ];
 
+/// Built-in Entra directory roles that may be named instead of their template id (graph-spec §3:
+/// for built-ins the role definition id is the template id): name, template id, and whether the
+/// role may be assigned at an administrative unit.
+pub const DIRECTORY_ROLES: &[(&str, &str, bool)] = &[
+    ("Global Administrator", "62e90394-69f5-4237-9190-012177145e10", false),
+    ("Privileged Role Administrator", "e8611ab8-c189-46e8-94e1-60213ab1f814", false),
+    ("Privileged Authentication Administrator", "7be44c8a-adaf-4e2a-84d6-ab2649e08a13", true),
+    ("Security Administrator", "194ae4cb-b126-40b2-bd5b-6091b380977d", false),
+    ("Conditional Access Administrator", "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9", false),
+    ("Application Administrator", "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", false),
+    ("Cloud Application Administrator", "158c047a-c907-4556-b7ef-446551a6b5f7", false),
+    ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1", true),
+    ("Authentication Administrator", "c4e39bd9-1100-46d3-8c65-fb160da0071f", true),
+    ("Helpdesk Administrator", "729827e3-9c14-49f7-bb1b-9608f156bbb8", true),
+    ("Password Administrator", "966707d0-3269-4727-9be2-8c3a10f19b9d", true),
+    ("Hybrid Identity Administrator", "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2", false),
+    ("Intune Administrator", "3a2c62db-5318-420d-8d74-23affee5d9d5", false),
+    ("Exchange Administrator", "29232cdf-9323-42fd-ade2-1d097af3e4de", false),
+    ("SharePoint Administrator", "f28a1f50-f6e7-4571-818b-6a12f2af6b6c", true),
+    ("Teams Administrator", "69091246-20e8-4a56-aa4d-066075b2a7a8", true),
+    ("Groups Administrator", "fdd7a751-b60b-444a-984c-02652fe8fa1c", true),
+    ("Billing Administrator", "b0f54661-2d74-4c50-afa3-1ec803f12efe", false),
+    ("Global Reader", "f2ef992c-3afb-46b9-b7cf-a126ee74c451", false),
+    ("Directory Writers", "9360feb5-f418-4baa-8175-e2a00bac4301", false),
+    ("Directory Readers", "88d8e3e3-8f55-4a1e-953a-9b9898b8876b", false),
+];
+
+/// What a group scope grants, as role definitions: Elevate's own fixed ids for membership and
+/// ownership (Graph has no role definition for either). INVARIANT: never sent to any API.
+pub const GROUP_ROLES: &[(&str, &str)] =
+    &[("member", "e1e7a7e0-0000-4000-8000-6d656d626572"), ("owner", "e1e7a7e0-0000-4000-8000-006f776e6572")];
+
 impl RoleDefinitionId {
+    /// `member` or `owner`, for the group roles.
+    pub fn group_role(&self) -> Option<&'static str> {
+        let me = self.to_string();
+        GROUP_ROLES.iter().find(|(_, guid)| *guid == me).map(|(name, _)| *name)
+    }
+
+    /// For a built-in directory role, whether it may be assigned at an administrative unit;
+    /// `None` for any other role (a custom directory role is for Graph to judge).
+    pub fn assignable_at_administrative_unit(&self) -> Option<bool> {
+        let me = self.to_string();
+        DIRECTORY_ROLES.iter().find(|(_, guid, _)| *guid == me).map(|(_, _, au)| *au)
+    }
+
+    /// Azure RBAC role names and ARM role definition ids (the kind-free form the wire and the
+    /// store use): see `parse_for` for directory roles and groups.
     pub fn parse(value: &str) -> Result<Self, ParseError> {
         let trimmed = value.trim();
         if trimmed.is_empty() {
@@ -201,10 +248,15 @@ impl RoleDefinitionId {
         parse_guid(last, EXPECTED).map(Self).map_err(|_| ParseError::malformed(value, EXPECTED))
     }
 
-    /// The display name for built-in roles, if this is one.
+    /// The display name for built-in roles (Azure, directory) and the group roles.
     pub fn built_in_name(&self) -> Option<&'static str> {
         let me = self.to_string();
-        BUILT_IN_ROLES.iter().find(|(_, guid)| *guid == me).map(|(name, _)| *name)
+        BUILT_IN_ROLES
+            .iter()
+            .find(|(_, guid)| *guid == me)
+            .map(|(name, _)| *name)
+            .or_else(|| DIRECTORY_ROLES.iter().find(|(_, guid, _)| *guid == me).map(|(name, _, _)| *name))
+            .or_else(|| self.group_role())
     }
 }
 

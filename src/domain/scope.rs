@@ -1,27 +1,113 @@
-//! ARM scopes, parsed into levels, compared case-insensitively.
+//! Scopes of the three kinds of privilege, parsed into levels, compared case-insensitively:
+//!
+//! | Kind | Text | Levels |
+//! |---|---|---|
+//! | Azure RBAC | an ARM scope: `/providers/Microsoft.Management/managementGroups/{mg}`, `/subscriptions/{id}[/resourceGroups/{rg}[/providers/…]]` | management group, subscription, resource group, resource |
+//! | Entra directory role | `directory:/` (the tenant) or `directory:/administrativeUnits/{id}` | directory, administrative unit |
+//! | Group membership | `group:{group object id}` | group |
 //!
 //! `contains` is the only notion of "below" Elevate uses: a rule at a scope applies to that scope
-//! and every scope whose path continues it. A management group therefore contains only itself:
-//! which subscriptions sit below it is not visible in the path, and guessing would grant access
-//! nobody configured (deny by default).
+//! and every scope whose path continues it, never across kinds. A management group therefore
+//! contains only itself: which subscriptions sit below it is not visible in the path, and
+//! guessing would grant access nobody configured (deny by default). An administrative unit lies
+//! below `directory:/`; a group has nothing below it.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::ParseError;
+use super::ids::{DIRECTORY_ROLES, GROUP_ROLES, ParseError, RoleDefinitionId};
 
-/// How deep in the ARM hierarchy a scope lies.
+/// Where in its hierarchy a scope lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScopeLevel {
     ManagementGroup,
     Subscription,
     ResourceGroup,
     Resource,
+    /// The whole Entra tenant (`directory:/`).
+    Directory,
+    /// An administrative unit (`directory:/administrativeUnits/{id}`).
+    AdministrativeUnit,
+    /// One group (`group:{id}`).
+    Group,
 }
 
-/// An ARM scope: `/providers/Microsoft.Management/managementGroups/{mg}`, `/subscriptions/{sub}`,
-/// `/subscriptions/{sub}/resourceGroups/{rg}` or a resource below a resource group.
+/// Which kind of privilege a scope holds, and so which provider grants it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ScopeKind {
+    /// Azure RBAC role assignments, through Azure Resource Manager.
+    Azure,
+    /// Entra directory role assignments, through Microsoft Graph.
+    Directory,
+    /// Group membership or ownership, through Microsoft Graph.
+    Group,
+}
+
+impl ScopeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeKind::Azure => "azure",
+            ScopeKind::Directory => "directory",
+            ScopeKind::Group => "group",
+        }
+    }
+}
+
+impl ScopeKind {
+    /// A role for a scope of this kind: for Azure RBAC a GUID, an ARM role definition id or a
+    /// built-in Azure role name; for directory roles a template GUID or a built-in directory role
+    /// name; for groups `member` or `owner`. Names never cross kinds (Azure's `Owner` is not a
+    /// group's `owner`), and the group roles' fixed ids are refused where they mean nothing.
+    pub fn parse_role(self, value: &str) -> Result<RoleDefinitionId, ParseError> {
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        fn by_name(
+            mut table: impl Iterator<Item = (&'static str, &'static str)>,
+            wanted: &str,
+        ) -> Option<&'static str> {
+            table.find(|(name, _)| name.eq_ignore_ascii_case(wanted)).map(|(_, guid)| guid)
+        }
+        let role = match self {
+            ScopeKind::Azure => RoleDefinitionId::parse(value)?,
+            ScopeKind::Directory => {
+                const EXPECTED: &str =
+                    "a directory role (a role template GUID, or a built-in name such as `Global Administrator`)";
+                let text = by_name(DIRECTORY_ROLES.iter().map(|(n, g, _)| (*n, *g)), trimmed).unwrap_or(trimmed);
+                if uuid::Uuid::try_parse(text).is_err() {
+                    return Err(ParseError::malformed(value, EXPECTED));
+                }
+                RoleDefinitionId::parse(text).map_err(|_| ParseError::malformed(value, EXPECTED))?
+            }
+            ScopeKind::Group => {
+                let guid = by_name(GROUP_ROLES.iter().copied(), trimmed)
+                    .ok_or_else(|| ParseError::malformed(value, "`member` or `owner` of the group"))?;
+                return RoleDefinitionId::parse(guid);
+            }
+        };
+        if role.group_role().is_some() {
+            return Err(ParseError::malformed(value, "a role of this scope's kind, not a group's `member` or `owner`"));
+        }
+        Ok(role)
+    }
+}
+
+impl ScopeLevel {
+    pub fn kind(self) -> ScopeKind {
+        match self {
+            ScopeLevel::ManagementGroup
+            | ScopeLevel::Subscription
+            | ScopeLevel::ResourceGroup
+            | ScopeLevel::Resource => ScopeKind::Azure,
+            ScopeLevel::Directory | ScopeLevel::AdministrativeUnit => ScopeKind::Directory,
+            ScopeLevel::Group => ScopeKind::Group,
+        }
+    }
+}
+
+/// A scope of any kind (see the module doc): an ARM scope, `directory:/…` or `group:{id}`.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Scope {
@@ -32,7 +118,9 @@ pub struct Scope {
     level: ScopeLevel,
 }
 
-const EXPECTED: &str = "an ARM scope (`/subscriptions/{id}`, `/subscriptions/{id}/resourceGroups/{name}`, a resource id, or `/providers/Microsoft.Management/managementGroups/{name}`)";
+const EXPECTED: &str = "a scope: an ARM scope (`/subscriptions/{id}`, `/subscriptions/{id}/resourceGroups/{name}`, a resource id, or `/providers/Microsoft.Management/managementGroups/{name}`), `directory:/`, `directory:/administrativeUnits/{id}`, or `group:{group object id}`";
+const DIRECTORY: &str = "directory:";
+const GROUP: &str = "group:";
 const MAX_LEN: usize = 1024;
 
 fn valid_name(segment: &str) -> bool {
@@ -51,6 +139,9 @@ impl Scope {
         }
         if value.len() > MAX_LEN {
             return Err(ParseError::TooLong { max: MAX_LEN });
+        }
+        if let Some(scope) = Self::parse_graph(value) {
+            return scope.ok_or_else(bad);
         }
         let body = value.strip_prefix('/').ok_or_else(bad)?;
         let body = body.strip_suffix('/').unwrap_or(body);
@@ -93,8 +184,59 @@ impl Scope {
         Ok(Scope { text, key: lower, level })
     }
 
+    /// `directory:…` and `group:…` scopes: `None` when the text is of neither kind, `Some(None)`
+    /// when it claims one and is malformed.
+    fn parse_graph(value: &str) -> Option<Option<Self>> {
+        let lower = value.to_ascii_lowercase();
+        let guid = |text: &str| uuid::Uuid::try_parse(text).ok().filter(|_| text.len() == 36).map(|u| u.to_string());
+        if let Some(path) = lower.strip_prefix(DIRECTORY) {
+            let scope = match path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path) {
+                "/" => Some(Scope {
+                    text: "directory:/".into(),
+                    key: vec![DIRECTORY.into()],
+                    level: ScopeLevel::Directory,
+                }),
+                rest => rest.strip_prefix("/administrativeunits/").and_then(guid).map(|au| Scope {
+                    text: format!("directory:/administrativeUnits/{au}"),
+                    key: vec![DIRECTORY.into(), "administrativeunits".into(), au],
+                    level: ScopeLevel::AdministrativeUnit,
+                }),
+            };
+            return Some(scope);
+        }
+        if let Some(id) = lower.strip_prefix(GROUP) {
+            return Some(guid(id).map(|g| Scope {
+                text: format!("group:{g}"),
+                key: vec![GROUP.into(), g],
+                level: ScopeLevel::Group,
+            }));
+        }
+        None
+    }
+
     pub fn level(&self) -> ScopeLevel {
         self.level
+    }
+
+    pub fn kind(&self) -> ScopeKind {
+        self.level.kind()
+    }
+
+    /// The group a `group:` scope names.
+    pub fn group_id(&self) -> Option<uuid::Uuid> {
+        match self.level {
+            ScopeLevel::Group => self.key.get(1).and_then(|g| uuid::Uuid::try_parse(g).ok()),
+            _ => None,
+        }
+    }
+
+    /// Graph's `directoryScopeId` for a `directory:` scope: `/` or `/administrativeUnits/{id}`.
+    pub fn directory_scope_id(&self) -> Option<String> {
+        match self.level {
+            ScopeLevel::Directory => Some("/".into()),
+            ScopeLevel::AdministrativeUnit => self.key.get(2).map(|au| format!("/administrativeUnits/{au}")),
+            _ => None,
+        }
     }
 
     /// Whether `other` is this scope or lies below it.
@@ -199,6 +341,43 @@ mod tests {
     }
 
     #[test]
+    fn directory_and_group_scopes_parse_and_nest_only_within_their_kind() {
+        let tenant = Scope::parse("DIRECTORY:/").unwrap();
+        assert_eq!(
+            (tenant.as_str(), tenant.level(), tenant.kind()),
+            ("directory:/", ScopeLevel::Directory, ScopeKind::Directory)
+        );
+        assert_eq!(tenant.directory_scope_id().as_deref(), Some("/"));
+        let au = Scope::parse("directory:/AdministrativeUnits/5B51C641-0711-41D2-AC58-D90390D94A00/").unwrap();
+        assert_eq!(au.as_str(), "directory:/administrativeUnits/5b51c641-0711-41d2-ac58-d90390d94a00");
+        assert_eq!(
+            au.directory_scope_id().as_deref(),
+            Some("/administrativeUnits/5b51c641-0711-41d2-ac58-d90390d94a00")
+        );
+        assert!(tenant.contains(&au) && !au.contains(&tenant));
+        let group = Scope::parse("group:aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa").unwrap();
+        assert_eq!(group.kind(), ScopeKind::Group);
+        assert_eq!(group.group_id().map(|g| g.to_string()).as_deref(), Some("aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"));
+        let sub = Scope::parse(SUB).unwrap();
+        for (a, b) in [(&tenant, &group), (&group, &tenant), (&tenant, &sub), (&sub, &tenant), (&group, &sub)] {
+            assert!(!a.contains(b), "{a} must not contain {b}");
+        }
+        for bad in [
+            "directory:",
+            "directory:/users",
+            "directory:/administrativeUnits/",
+            "directory:/administrativeUnits/not-a-guid",
+            "directory:/administrativeUnits/5b51c641-0711-41d2-ac58-d90390d94a00/x",
+            "group:",
+            "group:not-a-guid",
+            "group:/aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa",
+            "groups:aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa",
+        ] {
+            assert!(Scope::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
     fn containment_follows_the_path() {
         let sub = Scope::parse(SUB).unwrap();
         let rg = Scope::parse(&format!("{SUB}/resourceGroups/rg")).unwrap();
@@ -215,9 +394,15 @@ mod tests {
         let name = prop::sample::select(vec!["a", "B", "rg", "Rg", "x1"]);
         let sub =
             prop::sample::select(vec!["00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-00000000000A"]);
-        (sub, prop::option::of(name.clone()), prop::option::of((name.clone(), name)), any::<bool>()).prop_map(
-            |(sub, rg, res, mg)| {
-                let text = if mg {
+        (sub, prop::option::of(name.clone()), prop::option::of((name.clone(), name)), 0u8..5).prop_map(
+            |(sub, rg, res, kind)| {
+                let text = if kind == 2 {
+                    "directory:/".to_owned()
+                } else if kind == 3 {
+                    format!("directory:/administrativeUnits/{sub}")
+                } else if kind == 4 {
+                    format!("group:{sub}")
+                } else if kind == 1 {
                     format!("/providers/Microsoft.Management/managementGroups/{sub}")
                 } else {
                     match (rg, res) {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::activation::{Activation, ApprovalRecord, Decision, DecisionSubject, State};
 use crate::domain::audit::AuditEvent;
 use crate::domain::duration::IsoDuration;
-use crate::domain::ids::{Justification, PrincipalId, RoleDefinitionId, RuleId, Ticket, TicketNumber, TicketSystem};
+use crate::domain::ids::{Justification, PrincipalId, RuleId, Ticket, TicketNumber, TicketSystem};
 use crate::domain::policy::Rule;
 use crate::domain::scope::Scope;
 use crate::service::{ActivationInput, DecisionInput, ExtensionInput};
@@ -83,14 +83,16 @@ pub struct ActivationRequestDto {
 
 impl ActivationRequestDto {
     pub fn into_input(self) -> Result<ActivationInput, ApiError> {
+        // The scope says which kind of role the name means (Azure's `Owner`, a group's `owner`).
+        let scope = field("scope", Scope::parse(&self.scope))?;
         Ok(ActivationInput {
             principal_id: self
                 .principal_id
                 .as_deref()
                 .map(|p| field("principalId", PrincipalId::parse(p)))
                 .transpose()?,
-            role_definition_id: field("roleDefinitionId", RoleDefinitionId::parse(&self.role_definition_id))?,
-            scope: field("scope", Scope::parse(&self.scope))?,
+            role_definition_id: field("roleDefinitionId", scope.kind().parse_role(&self.role_definition_id))?,
+            scope,
             duration: self.duration.as_deref().map(|d| field("duration", IsoDuration::parse(d))).transpose()?,
             justification: self
                 .justification

@@ -226,6 +226,9 @@ impl From<ServiceError> for ApiError {
                 Violation::StartInPast(_) | Violation::StartTooFar(_) => {
                     ApiError::new(S::BAD_REQUEST, "PolicyViolation", message).with_target("startAt")
                 }
+                Violation::NotAssignableAtScope { .. } => {
+                    ApiError::new(S::BAD_REQUEST, "PolicyViolation", message).with_target("scope")
+                }
                 Violation::OutlastsEligibility { .. } => {
                     ApiError::new(S::BAD_REQUEST, "PolicyViolation", message).with_target("duration")
                 }

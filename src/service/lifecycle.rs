@@ -100,10 +100,10 @@ impl Elevate {
 
     /// Deletes the activation's assignment and confirms with a read that it is gone.
     pub(super) async fn revoke_and_verify(&self, activation: &Activation) -> Result<(), AccessError> {
-        let request = activation.request();
-        let name = activation.id().role_assignment_name();
-        self.access.revoke(&request.scope, name).await?;
-        match self.access.inspect(&request.scope, name).await? {
+        let grant = super::ports::Grant::of(activation)
+            .ok_or_else(|| AccessError::Permanent(format!("activation {} has no grant to revoke", activation.id())))?;
+        self.access.revoke(&grant).await?;
+        match self.access.inspect(&grant).await? {
             None => Ok(()),
             Some(still) => Err(AccessError::Transient(format!("assignment {} still present after delete", still.id))),
         }

@@ -286,14 +286,54 @@ impl AccessError {
     }
 }
 
-/// Grants and revokes access: Azure RBAC through ARM, or a local simulation.
+/// Elevate's own grant as far as Elevate knows it: what it asked for, and the provider's id of
+/// what was created once that is recorded. Revocations and reads go by these alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    pub spec: AssignmentSpec,
+    /// The provider's id, once recorded (an `Active` activation's `roleAssignmentId`). Graph's
+    /// ids are made by the server, so an interrupted grant has none yet.
+    pub recorded: Option<String>,
+}
+
+impl Grant {
+    /// The grant of an activation whose expiry is fixed (Provisioning or later).
+    pub fn of(activation: &Activation) -> Option<Grant> {
+        let recorded = match activation.state() {
+            crate::domain::activation::State::Active { role_assignment_id, .. } => Some(role_assignment_id.clone()),
+            _ => None,
+        };
+        AssignmentSpec::for_activation(activation).map(|spec| Grant { spec, recorded })
+    }
+
+    /// An assignment the provider listed, as a grant to revoke (the orphan sweep).
+    pub fn listed(assignment: &Assignment) -> Grant {
+        Grant {
+            spec: AssignmentSpec {
+                name: assignment.name,
+                scope: assignment.scope.clone(),
+                principal_id: assignment.principal_id,
+                principal_type: PrincipalType::User,
+                role_definition_id: assignment.role_definition_id,
+                description: assignment.description.clone().unwrap_or_default(),
+            },
+            recorded: Some(assignment.id.clone()),
+        }
+    }
+}
+
+/// Grants and revokes access: Azure RBAC through ARM, directory roles and groups through Graph,
+/// or a local simulation.
 #[async_trait]
 pub trait AccessProvider: Send + Sync {
-    /// Creates the assignment, or confirms that this very assignment (same name) exists.
+    /// Creates the assignment, or confirms that this very assignment exists (ARM: the same name).
     async fn grant(&self, spec: &AssignmentSpec) -> Result<Assignment, AccessError>;
-    /// Deletes the assignment with this name; succeeds when it is already gone.
-    async fn revoke(&self, scope: &Scope, name: Uuid) -> Result<(), AccessError>;
-    async fn inspect(&self, scope: &Scope, name: Uuid) -> Result<Option<Assignment>, AccessError>;
+    /// Removes Elevate's own grant — by its deterministic name (ARM), or by the id recorded when
+    /// it was made (Graph) — and never anything else; succeeds when it is already gone.
+    async fn revoke(&self, grant: &Grant) -> Result<(), AccessError>;
+    /// Reads the grant back: by name (ARM), by the recorded id, or, when nothing is recorded (an
+    /// interrupted grant), by principal, role and scope (Graph).
+    async fn inspect(&self, grant: &Grant) -> Result<Option<Assignment>, AccessError>;
     /// Assignments at or below `scope` that carry an Elevate marker.
     async fn list_managed(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError>;
     /// A short name for logs and health (`local`, `arm`).

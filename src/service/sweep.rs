@@ -222,9 +222,9 @@ impl Elevate {
             }
             State::Provisioning { .. } => {
                 // Interrupted: the assignment may or may not exist. A read tells which.
-                let name = id.role_assignment_name();
-                let found =
-                    self.access.inspect(&item.value.request().scope, name).await.map_err(ServiceError::Access)?;
+                let grant = crate::service::ports::Grant::of(&item.value)
+                    .ok_or_else(|| ServiceError::Internal(format!("provisioning activation {id} has no expiry")))?;
+                let found = self.access.inspect(&grant).await.map_err(ServiceError::Access)?;
                 let spec = crate::service::ports::AssignmentSpec::for_activation(&item.value);
                 let after = match found {
                     // Under our name but not what was asked: never treated as the grant.
@@ -383,8 +383,9 @@ impl Elevate {
                 report.orphans_found += 1;
                 tracing::warn!(assignment = %assignment.id, activation = %activation_id, store_status = ?known, marker_expiry = %marker_expiry, "orphaned Elevate role assignment: the store does not hold it as active; revoking");
                 let revoked = async {
-                    self.access.revoke(&assignment.scope, assignment.name).await?;
-                    match self.access.inspect(&assignment.scope, assignment.name).await? {
+                    let grant = crate::service::ports::Grant::listed(&assignment);
+                    self.access.revoke(&grant).await?;
+                    match self.access.inspect(&grant).await? {
                         None => Ok(()),
                         Some(_) => Err(AccessError::Transient("still present after delete".into())),
                     }

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::adapters::azure::{AzureClient, AzureError, Reply, RetryPolicy};
 use crate::domain::ids::{PrincipalId, RoleDefinitionId};
-use crate::domain::scope::{Scope, ScopeLevel};
-use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, parse_marker};
+use crate::domain::scope::{Scope, ScopeKind, ScopeLevel};
+use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant, parse_marker};
 
 pub const API_VERSION: &str = "2022-04-01";
 pub const TOKEN_SCOPE: &str = "https://management.azure.com/.default";
@@ -102,14 +102,20 @@ fn existing_name(message: &str) -> Option<Uuid> {
 
 /// The role definition id to send for an assignment at `scope`: subscription-level below a
 /// subscription, tenant-level (built-in roles) at a management group.
-fn role_definition_path(scope: &Scope, role: RoleDefinitionId) -> String {
+fn role_definition_path(scope: &Scope, role: RoleDefinitionId) -> Result<String, AccessError> {
     match scope.level() {
-        ScopeLevel::ManagementGroup => format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+        ScopeLevel::ManagementGroup => Ok(format!("/providers/Microsoft.Authorization/roleDefinitions/{role}")),
         ScopeLevel::Subscription | ScopeLevel::ResourceGroup | ScopeLevel::Resource => {
             let subscription = scope.as_str().split('/').take(3).collect::<Vec<_>>().join("/");
-            format!("{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}")
+            Ok(format!("{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}"))
         }
+        ScopeLevel::Directory | ScopeLevel::AdministrativeUnit | ScopeLevel::Group => Err(not_azure(scope)),
     }
+}
+
+/// A scope of another kind reached the ARM provider: a routing bug, refused before any call.
+fn not_azure(scope: &Scope) -> AccessError {
+    AccessError::Permanent(format!("`{scope}` is not an Azure RBAC scope; ARM cannot grant it"))
 }
 
 impl ArmAccessProvider {
@@ -137,6 +143,9 @@ impl ArmAccessProvider {
     }
 
     fn assignment_url(&self, scope: &Scope, name: Uuid) -> Result<Url, AccessError> {
+        if scope.kind() != ScopeKind::Azure {
+            return Err(not_azure(scope));
+        }
         self.url(&format!(
             "{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={API_VERSION}",
             scope.as_str()
@@ -196,7 +205,7 @@ impl AccessProvider for ArmAccessProvider {
         let url = self.assignment_url(&spec.scope, spec.name)?;
         let body = json!({
             "properties": {
-                "roleDefinitionId": role_definition_path(&spec.scope, spec.role_definition_id),
+                "roleDefinitionId": role_definition_path(&spec.scope, spec.role_definition_id)?,
                 "principalId": spec.principal_id.to_string(),
                 // Always sent: the ABAC condition on Elevate's own identity evaluates it, and it
                 // avoids PrincipalNotFound during directory replication (azure-spec §3.4, §3.7).
@@ -218,7 +227,8 @@ impl AccessProvider for ArmAccessProvider {
                 match existing_name(&message) {
                     // A retry of our own PUT that had succeeded: converged.
                     Some(existing) if existing == spec.name => {
-                        let read = self.inspect(&spec.scope, spec.name).await.map_err(|e| match e {
+                        let mine = Grant { spec: spec.clone(), recorded: None };
+                        let read = self.inspect(&mine).await.map_err(|e| match e {
                             AccessError::Permanent(m) => AccessError::Unconfirmed(m),
                             other => other,
                         })?;
@@ -252,7 +262,8 @@ impl AccessProvider for ArmAccessProvider {
         Ok(assignment)
     }
 
-    async fn revoke(&self, scope: &Scope, name: Uuid) -> Result<(), AccessError> {
+    async fn revoke(&self, grant: &Grant) -> Result<(), AccessError> {
+        let (scope, name) = (&grant.spec.scope, grant.spec.name);
         let what = "delete role assignment";
         let url = self.assignment_url(scope, name)?;
         let reply = self.call(Method::Delete, &url, None, what).await?;
@@ -263,7 +274,8 @@ impl AccessProvider for ArmAccessProvider {
         }
     }
 
-    async fn inspect(&self, scope: &Scope, name: Uuid) -> Result<Option<Assignment>, AccessError> {
+    async fn inspect(&self, grant: &Grant) -> Result<Option<Assignment>, AccessError> {
+        let (scope, name) = (&grant.spec.scope, grant.spec.name);
         let what = "read role assignment";
         let url = self.assignment_url(scope, name)?;
         let reply = self.call(Method::Get, &url, None, what).await?;
@@ -275,6 +287,9 @@ impl AccessProvider for ArmAccessProvider {
     }
 
     async fn list_managed(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError> {
+        if scope.kind() != ScopeKind::Azure {
+            return Err(not_azure(scope));
+        }
         let what = "list role assignments";
         // Without a filter ARM lists assignments at, above and below the scope.
         let mut url = self.url(&format!(
@@ -336,12 +351,12 @@ mod tests {
         let role = RoleDefinitionId::parse("Reader").unwrap();
         let rg = Scope::parse("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/app").unwrap();
         assert_eq!(
-            role_definition_path(&rg, role),
+            role_definition_path(&rg, role).unwrap(),
             "/subscriptions/00000000-0000-0000-0000-000000000001/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
         );
         let mg = Scope::parse("/providers/Microsoft.Management/managementGroups/platform").unwrap();
         assert_eq!(
-            role_definition_path(&mg, role),
+            role_definition_path(&mg, role).unwrap(),
             "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
         );
     }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::ids::{PrincipalId, RoleDefinitionId};
 use crate::domain::scope::Scope;
-use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec};
+use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant};
 
 use crate::adapters::store::sqlite::open_connection;
 
@@ -164,8 +164,8 @@ impl AccessProvider for LocalAccessProvider {
         .await
     }
 
-    async fn revoke(&self, scope: &Scope, name: Uuid) -> Result<(), AccessError> {
-        let scope = scope.clone();
+    async fn revoke(&self, grant: &Grant) -> Result<(), AccessError> {
+        let (scope, name) = (grant.spec.scope.clone(), grant.spec.name);
         self.with(move |c| {
             let removed = c
                 .execute(
@@ -181,8 +181,8 @@ impl AccessProvider for LocalAccessProvider {
         .await
     }
 
-    async fn inspect(&self, scope: &Scope, name: Uuid) -> Result<Option<Assignment>, AccessError> {
-        let scope = scope.clone();
+    async fn inspect(&self, grant: &Grant) -> Result<Option<Assignment>, AccessError> {
+        let (scope, name) = (grant.spec.scope.clone(), grant.spec.name);
         self.with(move |c| {
             let row: Option<Row> = c
                 .query_row(

@@ -38,6 +38,8 @@ pub enum Violation {
     StartTooFar(DateTime<Utc>),
     #[error("the activation would end at {ends}, after eligibility under rule `{rule}` ends at {eligibility_ends}")]
     OutlastsEligibility { rule: RuleId, ends: DateTime<Utc>, eligibility_ends: DateTime<Utc> },
+    #[error("role `{role}` cannot be assigned at `{scope}`: ask for it at `directory:/`")]
+    NotAssignableAtScope { role: String, scope: String },
     #[error(
         "extending by `{requested}` would exceed the maximum `{max}` of rule `{rule}` counted from the start at {started}"
     )]
@@ -164,6 +166,14 @@ impl Policy {
             draft.rule_id.as_ref(),
             now,
         )?;
+        if !role_fits_scope(draft.role_definition_id, &draft.scope) {
+            let role = draft.role_definition_id;
+            return Err(Violation::NotAssignableAtScope {
+                role: role.built_in_name().map_or_else(|| role.to_string(), str::to_owned),
+                scope: draft.scope.to_string(),
+            }
+            .into());
+        }
         let duration = draft.duration.unwrap_or(rule.max_duration);
         if duration > rule.max_duration {
             return Err(Violation::DurationTooLong {

@@ -151,8 +151,25 @@ impl Policy {
                 .roles
                 .iter()
                 .enumerate()
-                .filter_map(|(i, role)| p.parse(|| here(&format!("roles[{i}]")), RoleDefinitionId::parse(role)))
+                .filter_map(|(i, role)| {
+                    // Roles are read in the scope's kind: `Owner` of a subscription, `owner` of a group.
+                    let kind = scope.as_ref().map_or(ScopeKind::Azure, Scope::kind);
+                    p.parse(|| here(&format!("roles[{i}]")), kind.parse_role(role))
+                })
                 .collect();
+            if let Some(scope) = &scope {
+                for (i, role) in roles.iter().enumerate() {
+                    if !role_fits_scope(*role, scope) {
+                        p.add(
+                            here(&format!("roles[{i}]")),
+                            format!(
+                                "`{}` cannot be assigned at an administrative unit (graph-spec: only some directory roles can); use `directory:/`",
+                                role.built_in_name().unwrap_or("this role")
+                            ),
+                        );
+                    }
+                }
+            }
             if r.principals.is_empty() {
                 p.add(here("principals"), "must name at least one principal");
             }

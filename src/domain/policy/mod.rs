@@ -29,7 +29,7 @@ use super::duration::IsoDuration;
 use super::ids::{
     AuthContextId, DisplayName, Justification, ParseError, PrincipalId, PrincipalRef, RoleDefinitionId, RuleId, Ticket,
 };
-use super::scope::Scope;
+use super::scope::{Scope, ScopeKind, ScopeLevel};
 
 /// Shortest activation anyone may ask for.
 pub const MIN_ACTIVATION: IsoDuration = IsoDuration::from_minutes(5);
@@ -69,6 +69,21 @@ pub struct Rule {
     pub auth_context: Option<AuthContextId>,
     pub approval: Option<ApprovalPolicy>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Whether `role` can be held at `scope`: a built-in directory role that Entra refuses at an
+/// administrative unit (Global Administrator, …) cannot. Roles of the wrong kind never get here:
+/// the loader and the request parser read roles in the scope's kind.
+pub fn role_fits_scope(role: RoleDefinitionId, scope: &Scope) -> bool {
+    match scope.level() {
+        ScopeLevel::AdministrativeUnit => role.assignable_at_administrative_unit() != Some(false),
+        ScopeLevel::ManagementGroup
+        | ScopeLevel::Subscription
+        | ScopeLevel::ResourceGroup
+        | ScopeLevel::Resource
+        | ScopeLevel::Directory
+        | ScopeLevel::Group => true,
+    }
 }
 
 impl Rule {

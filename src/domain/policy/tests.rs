@@ -288,3 +288,65 @@ fn structural_problems_carry_a_path_and_line() {
     assert!(all.contains("maxDuraton"), "{all}");
     assert!(all.contains("line"), "{all}");
 }
+
+const AU: &str = "5b51c641-0711-41d2-ac58-d90390d94a00";
+const GROUP: &str = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa";
+
+fn graph_policy() -> Policy {
+    let text = format!(
+        "version: 1\ndefaults:\n  maxDuration: PT1H\nrules:\n  - id: ga\n    scope: directory:/\n    roles: [Global Administrator, User Administrator]\n    principals: [user:{ALICE}]\n  - id: au-users\n    scope: directory:/administrativeUnits/{AU}\n    roles: [fe930be7-5e62-47db-91af-98c3a49a38b1]\n    principals: [user:{ALICE}]\n  - id: group-owner\n    scope: group:{GROUP}\n    roles: [owner, Member]\n    principals: [user:{ALICE}]\n"
+    );
+    Policy::from_yaml("graph.yaml", &text).unwrap()
+}
+
+fn graph_draft(kind_scope: &str, role: &str) -> ActivationDraft {
+    let scope = Scope::parse(kind_scope).unwrap();
+    ActivationDraft { role_definition_id: scope.kind().parse_role(role).unwrap(), scope, ..draft("Reader", SUB) }
+}
+
+#[test]
+fn directory_roles_and_groups_are_rules_like_any_other() {
+    let p = graph_policy();
+    let ga = p.authorize_activation(graph_draft("directory:/", "global administrator"), &subject(true), now()).unwrap();
+    assert_eq!(ga.request().rule_id.as_str(), "ga");
+    assert_eq!(ga.request().role_definition_id.to_string(), "62e90394-69f5-4237-9190-012177145e10");
+    assert_eq!(ga.request().role_definition_id.built_in_name(), Some("Global Administrator"));
+    // Narrowed to an administrative unit: the AU rule is the most specific for User Administrator.
+    let au = format!("directory:/administrativeUnits/{AU}");
+    let ua = p.authorize_activation(graph_draft(&au, "User Administrator"), &subject(true), now()).unwrap();
+    assert_eq!(ua.request().rule_id.as_str(), "au-users");
+    // Global Administrator cannot be held at an administrative unit: refused, with the reason.
+    let refused = p.authorize_activation(graph_draft(&au, "Global Administrator"), &subject(true), now());
+    assert!(matches!(refused, Err(Refusal::Violation(Violation::NotAssignableAtScope { .. }))), "{refused:?}");
+    let owner = p.authorize_activation(graph_draft(&format!("group:{GROUP}"), "OWNER"), &subject(true), now()).unwrap();
+    assert_eq!(owner.request().role_definition_id.group_role(), Some("owner"));
+    // Kinds never mix: a group rule grants nothing at a subscription, nor the reverse.
+    let azure_owner = p.authorize_activation(draft("Owner", SUB), &subject(true), now());
+    assert!(matches!(azure_owner, Err(Refusal::Denied(Deny::NotEligible { .. }))), "{azure_owner:?}");
+    assert!(ScopeKind::Azure.parse_role("owner").unwrap().group_role().is_none(), "Azure's Owner, not a group's");
+    assert!(ScopeKind::Group.parse_role("Reader").is_err());
+    assert!(ScopeKind::Directory.parse_role("member").is_err());
+    assert!(
+        ScopeKind::Azure.parse_role("e1e7a7e0-0000-4000-8000-6d656d626572").is_err(),
+        "the group ids stay Elevate's"
+    );
+    assert_eq!(p.managed_scopes().len(), 2, "directory:/ contains the AU rule's scope; the group stands alone");
+}
+
+#[test]
+fn graph_rule_problems_are_precise() {
+    let text = format!(
+        "version: 1\nrules:\n  - id: a\n    scope: directory:/administrativeUnits/{AU}\n    roles: [Global Administrator, Tenant Overlord]\n    principals: [user:{ALICE}]\n  - id: b\n    scope: group:{GROUP}\n    roles: [Owner, reader]\n    principals: [user:{ALICE}]\n  - id: c\n    scope: directory:/users\n    roles: [Global Administrator]\n    principals: [user:{ALICE}]\n"
+    );
+    let all = Policy::from_yaml("g.yaml", &text).unwrap_err().to_string();
+    for needle in [
+        "g.yaml: rules[0] (a).roles[0]: `Global Administrator` cannot be assigned at an administrative unit",
+        "g.yaml: rules[0] (a).roles[1]: `Tenant Overlord`",
+        "g.yaml: rules[1] (b).roles[1]: `reader`",
+        "g.yaml: rules[2] (c).scope:",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    // `Owner` of a group is its owner (names are read case-insensitively in the scope's kind).
+    assert!(!all.contains("rules[1] (b).roles[0]"), "{all}");
+}
