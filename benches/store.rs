@@ -177,7 +177,7 @@ async fn add_history(store: &Arc<dyn Store>, count: usize) {
             let store = Arc::clone(store);
             async move {
                 let (a, e) = finished(i);
-                store.insert(&a, &e, None).await.unwrap();
+                store.insert(&a, &e, None, usize::MAX).await.unwrap();
             }
         })
         .buffer_unordered(64)

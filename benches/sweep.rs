@@ -15,6 +15,7 @@
 #[allow(dead_code, reason = "the benchmark uses only part of the fake")]
 #[path = "../tests/support/fake_azure.rs"]
 mod fake_azure;
+#[allow(dead_code, reason = "the benchmark uses only part of the fake")]
 #[path = "../tests/support/fake_http.rs"]
 mod fake_http;
 

@@ -188,7 +188,8 @@ pub fn build_with(
         ..SweepSettings::default()
     };
     let notifier = notifier(settings, &store, &clock)?;
-    let mut service = Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep);
+    let mut service = Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep)
+        .with_max_open_requests(settings.max_open_requests);
     if let Some(notifier) = notifier {
         service = service.with_notifier(notifier);
     }

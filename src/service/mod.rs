@@ -22,7 +22,7 @@ use crate::domain::policy::Policy;
 pub use activate::{ActivationInput, Requested};
 pub use error::ServiceError;
 pub use lifecycle::ExtensionInput;
-pub use query::{ActivationDetails, ListFilter, MAX_LIST};
+pub use query::{ActivationDetails, AuditFilter, DEFAULT_PAGE, ListFilter, MAX_LIST, PageRequest};
 
 /// Most rows any list answers with.
 pub fn query_max() -> usize {
@@ -32,6 +32,10 @@ pub use review::DecisionInput;
 pub use sweep::{SweepFailure, SweepReport, SweepSettings};
 
 use ports::{AccessProvider, Caller, Store, Versioned};
+
+/// Open (non-terminal) requests and activations one principal may hold at once, unless
+/// configured otherwise.
+pub const DEFAULT_MAX_OPEN_REQUESTS: usize = 10;
 
 /// How many times a use case re-reads and re-applies after losing an optimistic-concurrency race.
 const MAX_ATTEMPTS: usize = 5;
@@ -47,6 +51,8 @@ pub struct Elevate {
     last_orphan_check: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// Delivers the outbox, when any sink is configured.
     notifier: Option<Arc<notify::Notifier>>,
+    /// Open requests and activations one principal may hold at once.
+    max_open: usize,
 }
 
 impl Elevate {
@@ -66,7 +72,14 @@ impl Elevate {
             sweep,
             last_orphan_check: std::sync::Mutex::new(None),
             notifier: None,
+            max_open: DEFAULT_MAX_OPEN_REQUESTS,
         }
+    }
+
+    /// Lets one principal hold at most `max_open` open requests and activations (at least one).
+    pub fn with_max_open_requests(mut self, max_open: usize) -> Self {
+        self.max_open = max_open.max(1);
+        self
     }
 
     /// Delivers notices through `notifier` (built on the same store).

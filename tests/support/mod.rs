@@ -8,6 +8,7 @@ pub mod fake_entra;
 pub mod fake_http;
 pub mod fake_webhook;
 pub mod process;
+pub mod table_proxy;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -221,6 +222,7 @@ async fn spawn_full(
         sweep_concurrency: elevate::config::DEFAULT_SWEEP_CONCURRENCY,
         orphan_sweep_interval: elevate::domain::duration::IsoDuration::parse("PT1H").unwrap(),
         notifications: notifications.unwrap_or_default(),
+        max_open_requests: elevate::service::DEFAULT_MAX_OPEN_REQUESTS,
     };
     let clock = Arc::new(ManualClock::new(at));
     let built = elevate::startup::build_with(&settings, Arc::clone(&clock) as Arc<dyn Clock>, access).unwrap();
