@@ -13,6 +13,7 @@ mod identity;
 mod infra;
 mod multi_instance;
 mod notify;
+mod paging;
 mod readme;
 mod recovery;
 mod store_contract;
