@@ -301,6 +301,12 @@ impl TestApp {
         self.issuer.as_ref().expect("a dev-mode app").mint(&request, self.clock.now()).unwrap()
     }
 
+    /// A user token for member `i` of the group OPS (eligible for Reader on SUB1): requests
+    /// spread over several members stay within each one's cap on open requests.
+    pub fn member(&self, i: usize) -> String {
+        self.mint(DevTokenRequest { groups: vec![OPS.into()], ..user(&format!("66666666-6666-6666-6666-{i:012}")) })
+    }
+
     pub fn admin(&self) -> String {
         self.mint(DevTokenRequest { roles: vec!["Elevate.Admin".into()], ..user(DANA) })
     }

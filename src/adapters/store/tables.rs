@@ -596,11 +596,18 @@ impl TableStore {
     /// The list entries of a new activation, and its `awaiting` entry if it awaits a decision.
     async fn index_new(&self, a: &Activation, at: DateTime<Utc>) -> Result<(), StoreError> {
         let row = list_row(a);
-        self.put_index(LIST_ALL, &row, a.id(), at).await?;
-        self.put_index(&list_partition(a.request().principal_id), &row, a.id(), at).await?;
-        if let Some(row) = awaiting_row(a) {
-            self.put_index(&awaiting_partition(&a.request().rule_id), &row, a.id(), at).await?;
-        }
+        let principal = list_partition(a.request().principal_id);
+        let awaiting = async {
+            match awaiting_row(a) {
+                Some(row) => self.put_index(&awaiting_partition(&a.request().rule_id), &row, a.id(), at).await,
+                None => Ok(()),
+            }
+        };
+        futures_util::try_join!(
+            self.put_index(LIST_ALL, &row, a.id(), at),
+            self.put_index(&principal, &row, a.id(), at),
+            awaiting
+        )?;
         Ok(())
     }
 
@@ -656,10 +663,12 @@ impl TableStore {
             Err(e) => return Err(store_error(e)),
         };
         let filter = format!("PartitionKey eq {}", literal(&partition));
-        let entries = self.table.query(&filter, 1000, usize::MAX).await.map_err(store_error)?;
-        if entries.len() <= max_open {
+        let enough = max_open.saturating_add(1);
+        let first = self.table.query(&filter, enough.min(1000), enough).await.map_err(store_error)?;
+        if first.len() <= max_open {
             return Ok(etag);
         }
+        let entries = self.table.query(&filter, 1000, usize::MAX).await.map_err(store_error)?;
         // Over the cap on the face of it: count only the live reservations.
         let stale_before = now - STALE_AFTER;
         let checks = futures_util::stream::iter(entries.into_iter().map(|p| async move {
@@ -820,11 +829,14 @@ impl Store for TableStore {
         }
         let due = activation.due_at().map(due_key);
         let indexed = async {
-            self.index_new(activation, event.at).await?;
-            if let Some(due) = &due {
-                self.put_due(due, id).await?;
-            }
-            self.index_notice(notice.as_ref()).await
+            let due_entry = async {
+                match &due {
+                    Some(due) => self.put_due(due, id).await,
+                    None => Ok(()),
+                }
+            };
+            futures_util::try_join!(self.index_new(activation, event.at), due_entry, self.index_notice(notice.as_ref()))
+                .map(|_| ())
         };
         if let Err(e) = indexed.await {
             for (p, r, tag) in &taken {
