@@ -24,10 +24,6 @@ pub use error::ServiceError;
 pub use lifecycle::ExtensionInput;
 pub use query::{ActivationDetails, AuditFilter, DEFAULT_PAGE, ListFilter, MAX_LIST, PageRequest};
 
-/// Most rows any list answers with.
-pub fn query_max() -> usize {
-    MAX_LIST
-}
 pub use review::DecisionInput;
 pub use sweep::{SweepFailure, SweepReport, SweepSettings};
 

@@ -93,12 +93,6 @@ pub struct Page<T> {
     pub next: Option<PageToken>,
 }
 
-impl<T> Page<T> {
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page { items: self.items.into_iter().map(f).collect(), next: self.next }
-    }
-}
-
 /// Activations newest first (`requested_at` descending, then id), from an index by principal
 /// or the index of everyone's.
 #[derive(Clone, Debug, Default)]
