@@ -86,15 +86,17 @@ fn t0() -> DateTime<Utc> {
     "2026-11-25T12:00:00Z".parse().unwrap()
 }
 
-fn caller() -> Caller {
+/// The requester of activation `i`: one of 500 members of the eligible group, since one principal
+/// may hold only a few open activations at once (`ELEVATE_MAX_OPEN_REQUESTS`).
+fn caller(i: usize) -> Caller {
     Caller {
-        principal_id: PrincipalId::parse(PRINCIPAL).unwrap(),
+        principal_id: PrincipalId::parse(&format!("33333333-3333-3333-3333-{:012x}", i % 500)).unwrap(),
         tenant_id: TenantId::parse("5b51c641-0711-41d2-ac58-d90390d94a00").unwrap(),
         name: None,
         app_id: None,
         app_only: false,
         roles: Vec::new(),
-        groups: Vec::new(),
+        groups: vec![PrincipalId::parse("aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa").unwrap()],
         mfa: true,
         auth_contexts: Vec::new(),
     }
@@ -126,12 +128,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// `count` activation requests, IN_FLIGHT at a time: throughput and latency.
 async fn activations(store: Arc<dyn Store>, count: usize) -> (f64, Duration, Duration) {
     let service = Arc::new(service(store));
-    let caller = caller();
     let started = Instant::now();
     let mut latencies: Vec<Duration> = futures_util::stream::iter(0..count)
         .map(|i| {
             let service = Arc::clone(&service);
-            let caller = caller.clone();
+            let caller = caller(i);
             async move {
                 let began = Instant::now();
                 let done = service.request_activation(&caller, input(i, "a"), None, t0()).await.unwrap();
@@ -177,7 +178,7 @@ async fn add_history(store: &Arc<dyn Store>, count: usize) {
             let store = Arc::clone(store);
             async move {
                 let (a, e) = finished(i);
-                store.insert(&a, &e, None).await.unwrap();
+                store.insert(&a, &e, None, usize::MAX).await.unwrap();
             }
         })
         .buffer_unordered(64)
@@ -191,9 +192,8 @@ async fn sweep(store: Arc<dyn Store>, due: usize, history: usize) -> Duration {
         add_history(&store, history).await;
     }
     let service = service(store);
-    let caller = caller();
     for i in 0..due {
-        service.request_activation(&caller, input(i, "s"), None, t0()).await.unwrap();
+        service.request_activation(&caller(i), input(i, "s"), None, t0()).await.unwrap();
     }
     let started = Instant::now();
     let report = service.sweep(t0() + TimeDelta::hours(2)).await;

@@ -15,6 +15,7 @@
 #[allow(dead_code, reason = "the benchmark uses only part of the fake")]
 #[path = "../tests/support/fake_azure.rs"]
 mod fake_azure;
+#[allow(dead_code, reason = "the benchmark uses only part of the fake")]
 #[path = "../tests/support/fake_http.rs"]
 mod fake_http;
 
@@ -76,7 +77,9 @@ async fn sweep_once(due: usize, history: usize, latency: Duration, concurrency: 
     )
     .unwrap();
     let settings = SweepSettings { concurrency, orphan_interval: TimeDelta::days(1), ..SweepSettings::default() };
-    let service = Elevate::new(store, access, Arc::new(policy), Vec::new(), settings);
+    // One requester holds every due activation: the cap on open requests is not what this measures.
+    let service =
+        Elevate::new(store, access, Arc::new(policy), Vec::new(), settings).with_max_open_requests(usize::MAX);
     let t0: DateTime<Utc> = "2026-11-25T12:00:00Z".parse().unwrap();
     // The first pass of a process also reconciles against ARM; take it before measuring.
     service.sweep(t0).await;

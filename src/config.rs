@@ -193,6 +193,8 @@ pub struct Settings {
     /// How often the sweeper also looks for orphaned Elevate assignments in Azure.
     pub orphan_sweep_interval: IsoDuration,
     pub notifications: NotificationSettings,
+    /// Open requests and activations one principal may hold at once.
+    pub max_open_requests: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -466,6 +468,8 @@ impl Settings {
                 )
             })?;
 
+        let max_open_requests = max_open_requests(&get)?;
+
         Ok(Settings {
             mode,
             port,
@@ -479,7 +483,20 @@ impl Settings {
             sweep_concurrency,
             orphan_sweep_interval,
             notifications,
+            max_open_requests,
         })
+    }
+}
+
+/// `ELEVATE_MAX_OPEN_REQUESTS`: 1 to 1000, default `DEFAULT_MAX_OPEN_REQUESTS`.
+fn max_open_requests(get: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
+    match get("ELEVATE_MAX_OPEN_REQUESTS") {
+        None => Ok(crate::service::DEFAULT_MAX_OPEN_REQUESTS),
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| bad("ELEVATE_MAX_OPEN_REQUESTS", format!("`{n}` is not a whole number from 1 to 1000"))),
     }
 }
 
@@ -794,5 +811,18 @@ mod tests {
         assert!(check_url("X", "http://localhost@evil.com").is_err());
         assert!(check_url("X", "ftp://x").is_err());
         assert!(check_url("X", "https://").is_err());
+    }
+
+    #[test]
+    fn the_open_request_cap_is_a_bounded_number() {
+        let settings = read(RunMode::Standalone, &[]).unwrap();
+        assert_eq!(settings.max_open_requests, crate::service::DEFAULT_MAX_OPEN_REQUESTS);
+        let settings = read(RunMode::Standalone, &[("ELEVATE_MAX_OPEN_REQUESTS", "3")]).unwrap();
+        assert_eq!(settings.max_open_requests, 3);
+        for bad in ["0", "-1", "ten", "1001", "2.5"] {
+            let err = read(RunMode::Standalone, &[("ELEVATE_MAX_OPEN_REQUESTS", bad)]).unwrap_err();
+            assert_eq!(err.variable, "ELEVATE_MAX_OPEN_REQUESTS", "{bad}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
     }
 }

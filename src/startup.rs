@@ -218,7 +218,8 @@ pub fn build_with(
     };
     let notifier = notifier(settings, &store, &clock)?;
     let mut service = Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep)
-        .with_link_signer(Arc::new(HmacLinkSigner::new(link_signing_key(&csrf_key))));
+        .with_link_signer(Arc::new(HmacLinkSigner::new(link_signing_key(&csrf_key))))
+        .with_max_open_requests(settings.max_open_requests);
     if let Some(notifier) = notifier {
         service = service.with_notifier(notifier);
     }

@@ -264,12 +264,12 @@ async fn a_revocation_is_verified_and_a_failing_one_stays_due() {
 async fn the_sweep_revokes_concurrently_and_one_failure_stops_no_other() {
     let fake = FakeAzure::start().await;
     let app = spawn_arm_app(&fake).await;
-    let alice = app.token(ALICE);
     let mut ids = Vec::new();
     for i in 0..24 {
         let body =
             json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/rg{i}"), "duration": "PT1H"});
-        ids.push(app.activate(&alice, body).await);
+        // Three requesters: each holds fewer than the cap on open requests.
+        ids.push(app.activate(&app.member(i % 3), body).await);
     }
     assert_eq!(fake.assignments().len(), 24);
     fake.set_latency(Duration::from_millis(50));
@@ -518,11 +518,11 @@ async fn a_sweep_out_of_time_leaves_the_rest_due_for_the_next_tick() {
 
     let fake = FakeAzure::start().await;
     let app = spawn_arm_app(&fake).await;
-    let alice = app.token(ALICE);
     for i in 0..20 {
         let body =
             json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/rg{i}"), "duration": "PT1H"});
-        app.activate(&alice, body).await;
+        // Two requesters: each holds fewer than the cap on open requests.
+        app.activate(&app.member(i % 2), body).await;
     }
     // 20 expiries × 2 calls × 200 ms over 2 workers is 4 s of work; the budget is 1 s.
     fake.set_latency(Duration::from_millis(200));

@@ -15,6 +15,7 @@ mod identity;
 mod infra;
 mod multi_instance;
 mod notify;
+mod paging;
 mod readme;
 mod recovery;
 mod store_contract;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::support::azurite::{azurite, fresh_table};
 use crate::support::process::{Process, start, token};
-use crate::support::{ALICE, BOB, CAROL, SUB1, SUB2, http_client, spawn_on_tables, start as t0};
+use crate::support::{ALICE, BOB, CAROL, OPS, SUB1, SUB2, http_client, spawn_on_tables, start as t0};
 
 fn policy() -> String {
     format!(
@@ -31,7 +31,7 @@ rules:
   - id: direct
     scope: {SUB1}
     roles: [Reader]
-    principals: [user:{ALICE}]
+    principals: [user:{ALICE}, group:{OPS}]
     requireJustification: false
 "#
     )
@@ -133,12 +133,12 @@ async fn two_instances_sweeping_at_once_revoke_each_due_activation_once() {
     let tables = azurite().tables(dir.path().join("local.db"));
     let one = spawn_on_tables(&policy(), tables.clone(), t0()).await;
     let two = spawn_on_tables(&policy(), tables, t0()).await;
-    let token = one.token(ALICE);
     let mut ids = Vec::new();
     for i in 0..24 {
         let scope = format!("{SUB1}/resourceGroups/rg{i:02}");
         let body = json!({"roleDefinitionId": "Reader", "scope": scope, "duration": format!("PT{}M", 30 + i)});
-        ids.push(one.activate(&token, body).await["id"].as_str().unwrap().to_owned());
+        // Three requesters: each holds fewer than the cap on open requests.
+        ids.push(one.activate(&one.member(i % 3), body).await["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(two.assignments().await.len(), 24, "both instances see the one simulated tenant");
     for app in [&one, &two] {

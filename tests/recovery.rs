@@ -155,7 +155,8 @@ impl Rig {
             .store
             .audit(&AuditQuery { activation_id: Some(id), limit: 500, ..AuditQuery::default() })
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         all.iter().filter(|e| format!("{:?}", e.action) == action).count()
     }
 }

@@ -12,19 +12,27 @@ use elevate::domain::ids::{ActivationId, Justification, PrincipalId, RoleDefinit
 use elevate::domain::policy::{ActivationDraft, Policy, Subject};
 use elevate::domain::scope::Scope;
 use elevate::service::ports::{
-    ActivationQuery, AuditQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Store, StoreError, Version, Versioned,
+    ActivationQuery, AuditQuery, AwaitingQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Page, PageToken, Store,
+    StoreError, Version, Versioned,
 };
+use futures_util::StreamExt;
 
 use crate::support::{ALICE, BOB, SUB1, SUB2, start};
 
 const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+/// No cap on open activations (the tests of the cap set one).
+const NO_CAP: usize = usize::MAX;
 const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+
+/// A group whose members (any principal) may activate: history that is nobody's in particular.
+const MEMBERS: &str = "eeeeeeee-eeee-eeee-eeee-eeeeeeeeeeee";
+const APPROVER: &str = "33333333-3333-3333-3333-333333333333";
 
 fn policy() -> Policy {
     Policy::from_yaml(
         "contract.yaml",
         &format!(
-            "version: 1\nrules:\n  - id: direct\n    scope: {SUB1}\n    roles: [Reader, Contributor]\n    principals: [user:{ALICE}, user:{BOB}]\n  - id: approved\n    scope: {SUB2}\n    roles: [Reader, Contributor]\n    principals: [user:{ALICE}, user:{BOB}]\n    approval:\n      approvers: [user:33333333-3333-3333-3333-333333333333]\n      timeout: PT1H\n"
+            "version: 1\nrules:\n  - id: direct\n    scope: {SUB1}\n    roles: [Reader, Contributor]\n    principals: [user:{ALICE}, user:{BOB}, group:{MEMBERS}]\n  - id: approved\n    scope: {SUB2}\n    roles: [Reader, Contributor]\n    principals: [user:{ALICE}, user:{BOB}]\n    approval:\n      approvers: [user:{APPROVER}]\n      timeout: PT1H\n"
         ),
     )
     .unwrap()
@@ -53,6 +61,56 @@ fn open(principal: &str, role: &str, scope: &str, now: DateTime<Utc>) -> (Activa
     (t.activation, event)
 }
 
+/// Opened by `principal` as a member of MEMBERS (a Reader at `scope` under SUB1).
+fn open_member(principal: PrincipalId, scope: &str, now: DateTime<Utc>) -> (Activation, AuditEvent) {
+    let draft = ActivationDraft {
+        principal_id: principal,
+        role_definition_id: RoleDefinitionId::parse(READER).unwrap(),
+        scope: Scope::parse(scope).unwrap(),
+        rule_id: None,
+        duration: Some(IsoDuration::from_hours(1)),
+        justification: Some(Justification::parse("history").unwrap()),
+        ticket: None,
+        start_at: None,
+    };
+    let members = PrincipalId::parse(MEMBERS).unwrap();
+    let subject = Subject { principal_id: principal, groups: vec![members], mfa: true, auth_contexts: vec![] };
+    let authorized = policy().authorize_activation(draft, &subject, now).unwrap();
+    let t = Activation::open(ActivationId::new_random(), authorized, now);
+    let event = AuditEvent::of(&t, Actor::Principal { id: principal }, None, None, now);
+    (t.activation, event)
+}
+
+/// The approver of rule `approved` approves what is pending (a request or an extension).
+fn approved(a: &Activation, now: DateTime<Utc>) -> (Activation, AuditEvent) {
+    let approver = PrincipalId::parse(APPROVER).unwrap();
+    let subject = Subject { principal_id: approver, groups: vec![], mfa: true, auth_contexts: vec![] };
+    let capability = elevate::domain::approver::authorize_approver(&policy(), a, &subject, now).unwrap();
+    let t = a.clone().approve(capability, Justification::parse("ok").unwrap(), now).unwrap();
+    let e = AuditEvent::of(&t, Actor::Principal { id: approver }, None, None, now);
+    (t.activation, e)
+}
+
+/// The requester of an active activation asks for 30 more minutes.
+fn extension_requested(a: &Activation, now: DateTime<Utc>) -> (Activation, AuditEvent) {
+    let elevate::domain::activation::State::Active { activated_at, expires_at, .. } = a.state().clone() else {
+        panic!("not active: {a:?}")
+    };
+    let draft = elevate::domain::policy::ExtensionDraft {
+        request: a.request(),
+        activated_at,
+        current_expiry: expires_at,
+        additional: IsoDuration::parse("PT30M").unwrap(),
+        justification: Some(Justification::parse("more").unwrap()),
+    };
+    let principal = a.request().principal_id;
+    let subject = Subject { principal_id: principal, groups: vec![], mfa: true, auth_contexts: vec![] };
+    let extension = policy().authorize_extension(draft, &subject, now).unwrap();
+    let t = a.clone().extend(extension, now).unwrap();
+    let e = AuditEvent::of(&t, Actor::Principal { id: principal }, None, None, now);
+    (t.activation, e)
+}
+
 fn provisioned(a: &Activation, now: DateTime<Utc>) -> (Activation, AuditEvent) {
     let t = a.clone().provisioned(format!("/assignments/{}", a.id()), now).unwrap();
     let e = AuditEvent::of(&t, Actor::System, None, None, now);
@@ -73,7 +131,7 @@ async fn inserted(
     now: DateTime<Utc>,
 ) -> Versioned<Activation> {
     let (a, e) = open(principal, role, scope, now);
-    let version = store.insert(&a, &e, None).await.unwrap();
+    let version = store.insert(&a, &e, None, NO_CAP).await.unwrap();
     Versioned { value: a, version }
 }
 
@@ -116,6 +174,12 @@ contract!(
     a_change_queues_its_notice_in_the_same_write,
     a_notice_is_claimed_once_and_done_is_final,
     upcoming_reads_ahead_without_touching_anything,
+    pages_join_to_the_whole_list_once_in_order,
+    the_inbox_finds_an_old_request_behind_a_thousand_newer_ones,
+    the_awaiting_index_follows_requests_and_extensions,
+    the_open_cap_refuses_the_one_too_many_and_frees_as_activations_end,
+    concurrent_inserts_never_exceed_the_open_cap,
+    audit_pages_join_to_the_trail_oldest_first,
 );
 
 pub fn table_store() -> Arc<dyn Store> {
@@ -126,7 +190,7 @@ pub fn table_store() -> Arc<dyn Store> {
 
 async fn an_insert_reads_back_with_its_event(store: Arc<dyn Store>) {
     let (a, e) = open(ALICE, READER, SUB1, at(0));
-    let v1 = store.insert(&a, &e, None).await.unwrap();
+    let v1 = store.insert(&a, &e, None, NO_CAP).await.unwrap();
     let got = store.get(a.id()).await.unwrap().unwrap();
     assert_eq!(got.value, a);
     assert_eq!(got.version, v1);
@@ -137,7 +201,7 @@ async fn an_insert_reads_back_with_its_event(store: Arc<dyn Store>) {
     let got = store.get(a.id()).await.unwrap().unwrap();
     assert_eq!((got.value.status(), got.version), (Status::Active, v2));
     let events =
-        store.audit(&AuditQuery { activation_id: Some(a.id()), limit: 10, ..Default::default() }).await.unwrap();
+        store.audit(&AuditQuery { activation_id: Some(a.id()), limit: 10, ..Default::default() }).await.unwrap().items;
     assert_eq!(events, vec![e, f]);
 }
 
@@ -152,7 +216,7 @@ async fn a_stale_version_is_a_conflict_and_changes_nothing(store: Arc<dyn Store>
     let got = store.get(b.id()).await.unwrap().unwrap();
     assert_eq!((got.value, got.version.clone()), (b.clone(), v2.clone()));
     let events =
-        store.audit(&AuditQuery { activation_id: Some(b.id()), limit: 10, ..Default::default() }).await.unwrap();
+        store.audit(&AuditQuery { activation_id: Some(b.id()), limit: 10, ..Default::default() }).await.unwrap().items;
     assert_eq!(events.len(), 2, "a refused update writes no event");
     store.update(&c, &v2, &g).await.unwrap();
 }
@@ -179,7 +243,8 @@ async fn two_concurrent_updates_one_wins(store: Arc<dyn Store>) {
         let events = store
             .audit(&AuditQuery { activation_id: Some(first.value.id()), limit: 10, ..Default::default() })
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         assert_eq!(events.len(), 2, "exactly one transition recorded");
         let stored = store.get(first.value.id()).await.unwrap().unwrap();
         assert_eq!(stored.value.status(), events[1].status_after);
@@ -194,7 +259,7 @@ async fn two_concurrent_updates_one_wins(store: Arc<dyn Store>) {
 async fn one_open_activation_per_principal_role_and_scope(store: Arc<dyn Store>) {
     let first = inserted(&*store, ALICE, READER, SUB1, at(0)).await;
     let (again, e) = open(ALICE, READER, SUB1, at(1));
-    match store.insert(&again, &e, None).await {
+    match store.insert(&again, &e, None, NO_CAP).await {
         Err(StoreError::OpenActivationExists(id)) => assert_eq!(id, first.value.id()),
         other => panic!("{other:?}"),
     }
@@ -209,7 +274,7 @@ async fn one_open_activation_per_principal_role_and_scope(store: Arc<dyn Store>)
     let (c, g) = expired(&b, at(61));
     store.update(&c, &v, &g).await.unwrap();
     let (next, e) = open(ALICE, READER, SUB1, at(62));
-    store.insert(&next, &e, None).await.unwrap();
+    store.insert(&next, &e, None, NO_CAP).await.unwrap();
 }
 
 async fn idempotency_keys_are_taken_once(store: Arc<dyn Store>) {
@@ -218,22 +283,22 @@ async fn idempotency_keys_are_taken_once(store: Arc<dyn Store>) {
     assert!(store.idempotency(caller, &key).await.unwrap().is_none());
     let (a, e) = open(ALICE, READER, SUB1, at(0));
     let record = IdempotencyRecord { caller, key: key.clone(), request_hash: "h1".into(), activation_id: a.id() };
-    store.insert(&a, &e, Some(&record)).await.unwrap();
+    store.insert(&a, &e, Some(&record), NO_CAP).await.unwrap();
     assert_eq!(store.idempotency(caller, &key).await.unwrap(), Some(record));
     let (b, f) = open(ALICE, CONTRIBUTOR, SUB1, at(0));
     let other = IdempotencyRecord { caller, key: key.clone(), request_hash: "h2".into(), activation_id: b.id() };
-    assert!(matches!(store.insert(&b, &f, Some(&other)).await, Err(StoreError::IdempotencyKeyTaken)));
+    assert!(matches!(store.insert(&b, &f, Some(&other), NO_CAP).await, Err(StoreError::IdempotencyKeyTaken)));
     assert!(store.get(b.id()).await.unwrap().is_none());
     // The same key from another caller is another key.
     let bob = PrincipalId::parse(BOB).unwrap();
     let (c, g) = open(BOB, READER, SUB1, at(0));
     let theirs = IdempotencyRecord { caller: bob, key: key.clone(), request_hash: "h3".into(), activation_id: c.id() };
-    store.insert(&c, &g, Some(&theirs)).await.unwrap();
+    store.insert(&c, &g, Some(&theirs), NO_CAP).await.unwrap();
     // A refused insert releases the key it took.
     let fresh = IdempotencyKey::parse("k2").unwrap();
     let (d, h) = open(ALICE, READER, SUB1, at(0));
     let lost = IdempotencyRecord { caller, key: fresh.clone(), request_hash: "h4".into(), activation_id: d.id() };
-    assert!(matches!(store.insert(&d, &h, Some(&lost)).await, Err(StoreError::OpenActivationExists(_))));
+    assert!(matches!(store.insert(&d, &h, Some(&lost), NO_CAP).await, Err(StoreError::OpenActivationExists(_))));
     assert!(store.idempotency(caller, &fresh).await.unwrap().is_none(), "released");
 }
 
@@ -245,7 +310,7 @@ async fn a_duplicate_id_is_refused(store: Arc<dyn Store>) {
     store.update(&c, &v, &g).await.unwrap();
     // The same id again, with a new event.
     let event = AuditEvent { id: uuid::Uuid::new_v4(), at: at(62), ..g };
-    assert!(matches!(store.insert(&c, &event, None).await, Err(StoreError::Duplicate(id)) if id == c.id()));
+    assert!(matches!(store.insert(&c, &event, None, NO_CAP).await, Err(StoreError::Duplicate(id)) if id == c.id()));
 }
 
 async fn due_reads_only_what_is_due_in_order_with_a_cursor(store: Arc<dyn Store>) {
@@ -315,31 +380,36 @@ async fn listing_filters_and_orders_newest_first(store: Arc<dyn Store>) {
     let b1 = inserted(&*store, BOB, READER, SUB2, at(3)).await;
     let (x, e) = provisioned(&a1.value, at(6));
     store.update(&x, &a1.version, &e).await.unwrap();
-    let ids = |v: Vec<Activation>| v.into_iter().map(|a| a.id()).collect::<Vec<_>>();
-    let all = store.list(&ActivationQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let ids = |v: Page<Activation>| v.items.into_iter().map(|a| a.id()).collect::<Vec<_>>();
+    let all = store.list(&ActivationQuery { limit: 10, now: at(6), ..Default::default() }).await.unwrap();
     assert_eq!(ids(all), vec![a2.value.id(), b1.value.id(), a1.value.id()]);
     let alice = store
         .list(&ActivationQuery {
             principal_id: Some(PrincipalId::parse(ALICE).unwrap()),
             limit: 10,
+            now: at(6),
             ..Default::default()
         })
         .await
         .unwrap();
     assert_eq!(ids(alice), vec![a2.value.id(), a1.value.id()]);
-    let active =
-        store.list(&ActivationQuery { statuses: vec![Status::Active], limit: 10, ..Default::default() }).await.unwrap();
+    let active = store
+        .list(&ActivationQuery { statuses: vec![Status::Active], limit: 10, now: at(6), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(ids(active), vec![a1.value.id()]);
     let two = store
         .list(&ActivationQuery {
             statuses: vec![Status::Active, Status::PendingApproval],
             limit: 10,
+            now: at(6),
             ..Default::default()
         })
         .await
         .unwrap();
     assert_eq!(ids(two), vec![b1.value.id(), a1.value.id()]);
-    let limited = store.list(&ActivationQuery { limit: 1, ..Default::default() }).await.unwrap();
+    let limited = store.list(&ActivationQuery { limit: 1, now: at(6), ..Default::default() }).await.unwrap();
+    assert!(limited.next.is_some(), "more follow");
     assert_eq!(ids(limited), vec![a2.value.id()]);
 }
 
@@ -350,15 +420,15 @@ async fn audit_queries_by_activation_principal_and_time(store: Arc<dyn Store>) {
     store.update(&x, &a.version, &e).await.unwrap();
     let alice = PrincipalId::parse(ALICE).unwrap();
     let by_principal =
-        store.audit(&AuditQuery { principal_id: Some(alice), limit: 10, ..Default::default() }).await.unwrap();
+        store.audit(&AuditQuery { principal_id: Some(alice), limit: 10, ..Default::default() }).await.unwrap().items;
     assert_eq!(by_principal.iter().map(|e| e.at).collect::<Vec<_>>(), vec![at(0), at(4)]);
     assert!(by_principal.iter().all(|e| e.principal_id == alice));
-    let since = store.audit(&AuditQuery { since: Some(at(1)), limit: 10, ..Default::default() }).await.unwrap();
+    let since = store.audit(&AuditQuery { since: Some(at(1)), limit: 10, ..Default::default() }).await.unwrap().items;
     assert_eq!(
         since.iter().map(|e| (e.activation_id, e.at)).collect::<Vec<_>>(),
         vec![(b.value.id(), at(2)), (a.value.id(), at(4))]
     );
-    let first = store.audit(&AuditQuery { limit: 1, ..Default::default() }).await.unwrap();
+    let first = store.audit(&AuditQuery { limit: 1, ..Default::default() }).await.unwrap().items;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].at, at(0), "oldest first");
 }
@@ -372,7 +442,8 @@ async fn a_change_queues_its_notice_in_the_same_write(store: Arc<dyn Store>) {
     let events = store
         .audit(&AuditQuery { activation_id: Some(pending.value.id()), limit: 5, ..Default::default() })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(due[0].value.id, events[0].id, "the notice is keyed by its audit event");
     // A refused update queues nothing.
     let (c, g) = {
@@ -440,8 +511,362 @@ async fn upcoming_reads_ahead_without_touching_anything(store: Arc<dyn Store>) {
     assert_eq!(store.due(at(60), None, 10).await.unwrap().len(), 2);
 }
 
+fn ids(page: &Page<Activation>) -> Vec<ActivationId> {
+    page.items.iter().map(Activation::id).collect()
+}
+
+/// Newest first: `requested_at` (to the millisecond) descending, then id.
+fn newest_first(list: &mut [Activation]) {
+    list.sort_by(|x, y| {
+        y.request()
+            .requested_at
+            .timestamp_millis()
+            .cmp(&x.request().requested_at.timestamp_millis())
+            .then_with(|| x.id().to_string().cmp(&y.id().to_string()))
+    });
+}
+
+/// Every page of `query`, joined; checks that no page is over its size.
+async fn walk(store: &dyn Store, mut query: ActivationQuery) -> (Vec<ActivationId>, usize) {
+    let (mut seen, mut pages) = (Vec::new(), 0);
+    loop {
+        let page = store.list(&query).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= query.limit, "a page of {} for {}", page.items.len(), query.limit);
+        seen.extend(ids(&page));
+        match page.next {
+            Some(token) => query.after = Some(token),
+            None => return (seen, pages),
+        }
+        assert!(pages < 100, "the pages do not end");
+    }
+}
+
+async fn pages_join_to_the_whole_list_once_in_order(store: Arc<dyn Store>) {
+    let alice = PrincipalId::parse(ALICE).unwrap();
+    let mut mine = Vec::new();
+    for i in 0..13 {
+        // Two at a time share their instant: the id orders them.
+        let a = inserted(&*store, ALICE, READER, &format!("{SUB1}/resourceGroups/rg{i}"), at(i / 2)).await;
+        if i % 3 == 0 {
+            let (b, e) = provisioned(&a.value, at(10));
+            store.update(&b, &a.version, &e).await.unwrap();
+            mine.push(b);
+        } else {
+            mine.push(a.value);
+        }
+    }
+    let mut theirs = Vec::new();
+    for i in 0..5 {
+        theirs.push(inserted(&*store, BOB, READER, &format!("{SUB1}/resourceGroups/rg{i}"), at(i)).await.value);
+    }
+    newest_first(&mut mine);
+    let expected: Vec<_> = mine.iter().map(Activation::id).collect();
+    // Alice's, four at a time, while a new one arrives between the first and second page.
+    let mut query = ActivationQuery { principal_id: Some(alice), limit: 4, now: at(20), ..Default::default() };
+    let first = store.list(&query).await.unwrap();
+    assert_eq!(ids(&first), expected[..4].to_vec());
+    let newer = inserted(&*store, ALICE, CONTRIBUTOR, SUB1, at(15)).await;
+    query.after = first.next.clone();
+    let (rest, pages) = walk(&*store, query).await;
+    assert_eq!([ids(&first), rest].concat(), expected, "each once, in order, and nothing newer");
+    assert_eq!(pages, 3);
+    // Everyone's, five at a time: Alice's, Bob's and the newer one, each once.
+    let (everyone, _) = walk(&*store, ActivationQuery { limit: 5, now: at(20), ..Default::default() }).await;
+    let mut all: Vec<Activation> = mine.iter().chain(&theirs).cloned().chain([newer.value.clone()]).collect();
+    newest_first(&mut all);
+    assert_eq!(everyone, all.iter().map(Activation::id).collect::<Vec<_>>());
+    assert!(
+        !ids(&store
+            .list(&ActivationQuery { principal_id: Some(alice), limit: 100, now: at(20), ..Default::default() })
+            .await
+            .unwrap())
+        .iter()
+        .any(|id| theirs.iter().any(|t| t.id() == *id)),
+        "nobody else's"
+    );
+    // Filtered by status: pages may be short, but joined they are exactly the matches.
+    let (active, _) = walk(
+        &*store,
+        ActivationQuery {
+            principal_id: Some(alice),
+            statuses: vec![Status::Active],
+            limit: 2,
+            now: at(20),
+            ..Default::default()
+        },
+    )
+    .await;
+    let expected_active: Vec<_> = mine.iter().filter(|a| a.status() == Status::Active).map(Activation::id).collect();
+    assert_eq!(active, expected_active);
+    assert_eq!(active.len(), 5);
+    // A token the store did not make is refused, never a failure.
+    for garbage in ["garbage", "000000000000001_not-an-id", "s12", "", "999999999999999_"] {
+        let query = ActivationQuery { after: Some(PageToken::new(garbage.into())), limit: 5, ..Default::default() };
+        assert!(matches!(store.list(&query).await, Err(StoreError::InvalidPageToken(_))), "{garbage:?}");
+    }
+}
+
+async fn the_inbox_finds_an_old_request_behind_a_thousand_newer_ones(store: Arc<dyn Store>) {
+    let rule = elevate::domain::ids::RuleId::parse("approved").unwrap();
+    let old = inserted(&*store, ALICE, READER, SUB2, at(-50)).await;
+    assert_eq!(old.value.status(), Status::PendingApproval);
+    // 1,051 newer activations of others: 1,000 active (the old inbox read the newest 1,000
+    // pending or active, then dropped them as not awaiting: the old request was the 1,001st)
+    // and 51 finished.
+    futures_util::stream::iter(0..1051)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            async move {
+                let then = at(-40) + TimeDelta::seconds(i);
+                let (a, _) = open_member(PrincipalId::parse(&uuid::Uuid::new_v4().to_string()).unwrap(), SUB1, then);
+                let (b, e) = provisioned(&a, then);
+                let (b, e) = if i % 21 == 0 { expired(&b, then + TimeDelta::hours(1)) } else { (b, e) };
+                store.insert(&b, &e, None, NO_CAP).await.unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let inbox = |after: Option<PageToken>, rules: Vec<elevate::domain::ids::RuleId>| AwaitingQuery {
+        rules,
+        limit: 10,
+        after,
+        now: at(0),
+    };
+    let page = store.awaiting_decision(&inbox(None, vec![rule.clone()])).await.unwrap();
+    assert_eq!(ids(&page), vec![old.value.id()]);
+    assert!(page.next.is_none());
+    let direct = elevate::domain::ids::RuleId::parse("direct").unwrap();
+    assert!(store.awaiting_decision(&inbox(None, vec![direct])).await.unwrap().items.is_empty(), "another rule's");
+    // What the inbox read before: the newest 1,000 pending or active. It missed the old one.
+    let old_inbox = store
+        .list(&ActivationQuery {
+            statuses: vec![Status::PendingApproval, Status::Active],
+            limit: 1000,
+            now: at(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!ids(&old_inbox).contains(&old.value.id()), "the old inbox would have found it");
+    // Decided, it leaves the inbox.
+    let (b, e) = approved(&old.value, at(1));
+    store.update(&b, &old.version, &e).await.unwrap();
+    assert!(store.awaiting_decision(&inbox(None, vec![rule])).await.unwrap().items.is_empty());
+}
+
+async fn the_awaiting_index_follows_requests_and_extensions(store: Arc<dyn Store>) {
+    let rule = elevate::domain::ids::RuleId::parse("approved").unwrap();
+    let inbox = |after: Option<PageToken>| AwaitingQuery { rules: vec![rule.clone()], limit: 2, after, now: at(30) };
+    // Five pending requests, newest first, two a page.
+    let mut pending = Vec::new();
+    for (i, (principal, role)) in
+        [(ALICE, READER), (ALICE, CONTRIBUTOR), (BOB, READER), (BOB, CONTRIBUTOR)].into_iter().enumerate()
+    {
+        let scope = if i % 2 == 0 { SUB2.to_owned() } else { format!("{SUB2}/resourceGroups/x") };
+        pending.push(inserted(&*store, principal, role, &scope, at(i as i64)).await);
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.awaiting_decision(&inbox(after)).await.unwrap();
+        seen.extend(ids(&page));
+        match page.next {
+            Some(t) => after = Some(t),
+            None => break,
+        }
+    }
+    let mut expected: Vec<Activation> = pending.iter().map(|v| v.value.clone()).collect();
+    newest_first(&mut expected);
+    assert_eq!(seen, expected.iter().map(Activation::id).collect::<Vec<_>>());
+    // Approved and active, nothing waits; an extension waits again, until approved.
+    let first = &pending[0];
+    let (b, e) = approved(&first.value, at(10));
+    let v = store.update(&b, &first.version, &e).await.unwrap();
+    let (c, f) = provisioned(&b, at(10));
+    let v = store.update(&c, &v, &f).await.unwrap();
+    let waiting = |page: Page<Activation>| ids(&page).contains(&first.value.id());
+    assert!(!waiting(store.awaiting_decision(&AwaitingQuery { limit: 10, ..inbox(None) }).await.unwrap()));
+    let (d, g) = extension_requested(&c, at(20));
+    let v = store.update(&d, &v, &g).await.unwrap();
+    assert!(waiting(store.awaiting_decision(&AwaitingQuery { limit: 10, ..inbox(None) }).await.unwrap()));
+    let (x, h) = approved(&d, at(21));
+    let v = store.update(&x, &v, &h).await.unwrap();
+    assert!(!waiting(store.awaiting_decision(&AwaitingQuery { limit: 10, ..inbox(None) }).await.unwrap()));
+    // A second extension is a new episode: it waits again.
+    let (y, k) = extension_requested(&x, at(25));
+    store.update(&y, &v, &k).await.unwrap();
+    let page = store.awaiting_decision(&AwaitingQuery { limit: 10, ..inbox(None) }).await.unwrap();
+    assert!(waiting(page.clone()));
+    assert_eq!(page.items.iter().find(|a| a.id() == first.value.id()), Some(&y));
+    assert!(matches!(
+        store.awaiting_decision(&inbox(Some(PageToken::new("x".into())))).await,
+        Err(StoreError::InvalidPageToken(_))
+    ));
+}
+
+async fn the_open_cap_refuses_the_one_too_many_and_frees_as_activations_end(store: Arc<dyn Store>) {
+    let scope = |i: usize| format!("{SUB1}/resourceGroups/cap{i}");
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let (a, e) = open(ALICE, READER, &scope(i), at(i as i64));
+        let v = store.insert(&a, &e, None, 3).await.unwrap();
+        held.push(Versioned { value: a, version: v });
+    }
+    let (fourth, e) = open(ALICE, READER, &scope(3), at(4));
+    assert!(matches!(store.insert(&fourth, &e, None, 3).await, Err(StoreError::TooManyOpen { limit: 3 })));
+    assert!(store.get(fourth.id()).await.unwrap().is_none(), "nothing written");
+    let events =
+        store.audit(&AuditQuery { activation_id: Some(fourth.id()), limit: 10, ..Default::default() }).await.unwrap();
+    assert!(events.items.is_empty());
+    // Pending approval counts too; another principal has caps of their own.
+    let (pending, e) = open(ALICE, READER, SUB2, at(4));
+    assert!(matches!(store.insert(&pending, &e, None, 3).await, Err(StoreError::TooManyOpen { .. })));
+    inserted(&*store, BOB, READER, &scope(0), at(4)).await;
+    // A refused request releases what it took: its key, and its (principal, role, scope) slot.
+    let key = IdempotencyKey::parse("cap-key").unwrap();
+    let alice = PrincipalId::parse(ALICE).unwrap();
+    let record =
+        IdempotencyRecord { caller: alice, key: key.clone(), request_hash: "h".into(), activation_id: fourth.id() };
+    assert!(store.insert(&fourth, &e_of(&fourth), Some(&record), 3).await.is_err());
+    assert!(store.idempotency(alice, &key).await.unwrap().is_none());
+    // Once one ends, there is room for one more.
+    let first = &held[0];
+    let (b, f) = provisioned(&first.value, at(5));
+    let v = store.update(&b, &first.version, &f).await.unwrap();
+    let (c, g) = expired(&b, at(65));
+    store.update(&c, &v, &g).await.unwrap();
+    store.insert(&fourth, &e_of(&fourth), None, 3).await.unwrap();
+    let (fifth, e) = open(ALICE, READER, &scope(5), at(66));
+    assert!(matches!(store.insert(&fifth, &e, None, 3).await, Err(StoreError::TooManyOpen { limit: 3 })));
+}
+
+/// The event that opened `a` (its first).
+fn e_of(a: &Activation) -> AuditEvent {
+    let t = elevate::domain::activation::Transition {
+        activation: a.clone(),
+        action: elevate::domain::activation::Action::Requested,
+        before: None,
+        note: None,
+    };
+    AuditEvent::of(&t, Actor::Principal { id: a.request().principal_id }, None, None, a.request().requested_at)
+}
+
+/// Inserts `count` open activations for Bob at once under a cap of `cap`: how many were taken.
+async fn race_for_the_cap(store: &Arc<dyn Store>, count: usize, cap: usize) -> usize {
+    let results = futures_util::future::join_all((0..count).map(|i| {
+        let store = Arc::clone(store);
+        async move {
+            let (a, e) = open(BOB, READER, &format!("{SUB1}/resourceGroups/race{i}"), at(0));
+            store.insert(&a, &e, None, cap).await
+        }
+    }))
+    .await;
+    for r in &results {
+        assert!(matches!(r, Ok(_) | Err(StoreError::TooManyOpen { .. })), "{r:?}");
+    }
+    results.iter().filter(|r| r.is_ok()).count()
+}
+
+async fn open_count(store: &dyn Store, principal: &str) -> usize {
+    let query = ActivationQuery {
+        principal_id: Some(PrincipalId::parse(principal).unwrap()),
+        limit: 500,
+        now: at(0),
+        ..Default::default()
+    };
+    store.list(&query).await.unwrap().items.iter().filter(|a| !a.status().is_terminal()).count()
+}
+
+async fn concurrent_inserts_never_exceed_the_open_cap(store: Arc<dyn Store>) {
+    let taken = race_for_the_cap(&store, 12, 4).await;
+    assert!(taken <= 4, "{taken} taken under a cap of 4");
+    assert_eq!(open_count(&*store, BOB).await, taken);
+    // What the race left free is taken one at a time, exactly up to the cap.
+    let mut more = 0;
+    for i in 0..10 {
+        let (a, e) = open(BOB, CONTRIBUTOR, &format!("{SUB1}/resourceGroups/after{i}"), at(1));
+        match store.insert(&a, &e, None, 4).await {
+            Ok(_) => more += 1,
+            Err(StoreError::TooManyOpen { limit: 4 }) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(taken + more, 4);
+    assert_eq!(open_count(&*store, BOB).await, 4);
+}
+
+async fn audit_pages_join_to_the_trail_oldest_first(store: Arc<dyn Store>) {
+    // Written in time order, as they happen.
+    let mut opened = Vec::new();
+    for (i, principal) in [ALICE, BOB, ALICE, BOB].into_iter().enumerate() {
+        let role = if i < 2 { READER } else { CONTRIBUTOR };
+        opened.push(inserted(&*store, principal, role, SUB1, at(i as i64)).await);
+    }
+    let mut activations = Vec::new();
+    for (i, a) in opened.iter().enumerate() {
+        let (b, e) = provisioned(&a.value, at(10 + i as i64));
+        let v = store.update(&b, &a.version, &e).await.unwrap();
+        activations.push((b, v));
+    }
+    let (b, v) = &activations[0];
+    let (c, g) = expired(b, at(70));
+    store.update(&c, v, &g).await.unwrap();
+    let whole = |query: AuditQuery| {
+        let store = Arc::clone(&store);
+        async move {
+            let all = store.audit(&AuditQuery { limit: 100, after: None, ..query.clone() }).await.unwrap();
+            assert!(all.next.is_none());
+            let mut joined = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store.audit(&AuditQuery { limit: 2, after, ..query.clone() }).await.unwrap();
+                assert!(page.items.len() <= 2);
+                joined.extend(page.items.iter().map(|e| e.id));
+                match page.next {
+                    Some(t) => after = Some(t),
+                    None => break,
+                }
+            }
+            assert_eq!(joined, all.items.iter().map(|e| e.id).collect::<Vec<_>>());
+            all.items
+        }
+    };
+    let everything = whole(AuditQuery::default()).await;
+    assert_eq!(everything.len(), 9);
+    assert!(everything.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    let first = whole(AuditQuery { activation_id: Some(c.id()), ..Default::default() }).await;
+    assert_eq!(first.len(), 3);
+    let alice = PrincipalId::parse(ALICE).unwrap();
+    let hers = whole(AuditQuery { principal_id: Some(alice), ..Default::default() }).await;
+    assert_eq!(hers.len(), 5);
+    let later = whole(AuditQuery { since: Some(at(11)), ..Default::default() }).await;
+    assert_eq!(later.len(), 4);
+    for garbage in ["garbage", "s", "event_x", "2026-11-25T12:00:00.000Z|x|event_000001"] {
+        for query in [AuditQuery::default(), AuditQuery { activation_id: Some(c.id()), ..Default::default() }] {
+            let query = AuditQuery { after: Some(PageToken::new(garbage.into())), limit: 2, ..query };
+            assert!(matches!(store.audit(&query).await, Err(StoreError::InvalidPageToken(_))), "{garbage:?}");
+        }
+    }
+}
+
 async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
+}
+
+/// Where the store can count inside its write transaction, the cap is exact under concurrency.
+mod sqlite_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_inserts_take_exactly_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(elevate::adapters::store::sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        assert_eq!(race_for_the_cap(&store, 12, 4).await, 4);
+        assert_eq!(open_count(&*store, BOB).await, 4);
+    }
 }
 
 /// What only the Table Storage store has to get right: continuation, key and size checks,
@@ -516,21 +941,208 @@ mod tables_only {
         assert_eq!(due[0].value, b);
     }
 
+    /// An activation's newest-first key, as the list indexes write it.
+    fn list_key(requested_at: DateTime<Utc>, id: ActivationId) -> String {
+        format!("{:015}_{id}", 999_999_999_999_999 - requested_at.timestamp_millis())
+    }
+
+    fn index_entry(partition: &str, row: &str, id: ActivationId, written: DateTime<Utc>) -> Properties {
+        let at = written.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        entity(partition, row, json!({"ActivationId": id.to_string(), "At": at}))
+    }
+
+    #[tokio::test]
+    async fn stale_list_and_inbox_entries_are_skipped_and_old_ones_removed() {
+        let settings = azurite().tables(std::env::temp_dir().join("unused.db"));
+        let store = elevate::startup::table_store(&settings).unwrap();
+        let table = raw_table(&settings);
+        let a = inserted(&store, ALICE, READER, SUB2, at(0)).await;
+        let episode = "_000000000000000";
+        // Leftovers of writes that never landed (old and young), and an old entry whose key no
+        // longer describes its activation.
+        let (old_ghost, young_ghost) = (ActivationId::new_random(), ActivationId::new_random());
+        let mut written = Vec::new();
+        for (partition, suffix) in [("list", ""), (&*format!("list_{ALICE}"), ""), ("awaiting_approved", episode)] {
+            for (row, id, when) in [
+                (list_key(at(-30), old_ghost), old_ghost, at(-30)),
+                (list_key(at(-1), young_ghost), young_ghost, at(-1)),
+                (list_key(at(-20), a.value.id()), a.value.id(), at(-20)),
+            ] {
+                let row = format!("{row}{suffix}");
+                table.insert(&index_entry(partition, &row, id, when)).await.unwrap();
+                written.push((partition.to_owned(), row, id == young_ghost));
+            }
+        }
+        let all = store.list(&ActivationQuery { limit: 10, now: at(0), ..Default::default() }).await.unwrap();
+        assert_eq!(ids(&all), vec![a.value.id()]);
+        let alice = PrincipalId::parse(ALICE).unwrap();
+        let query = ActivationQuery { principal_id: Some(alice), limit: 10, now: at(0), ..Default::default() };
+        assert_eq!(ids(&store.list(&query).await.unwrap()), vec![a.value.id()]);
+        let rule = elevate::domain::ids::RuleId::parse("approved").unwrap();
+        let inbox = AwaitingQuery { rules: vec![rule], limit: 10, after: None, now: at(0) };
+        assert_eq!(ids(&store.awaiting_decision(&inbox).await.unwrap()), vec![a.value.id()]);
+        for (partition, row, young) in written {
+            let kept = table.get(&partition, &row).await.unwrap().is_some();
+            assert_eq!(kept, young, "{partition} {row}: only a young leftover may be a write in flight");
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_open_reservations_are_not_counted_and_are_removed() {
+        let settings = azurite().tables(std::env::temp_dir().join("unused.db"));
+        let store = elevate::startup::table_store(&settings).unwrap();
+        let table = raw_table(&settings);
+        let held = format!("open_{ALICE}");
+        let live = inserted(&store, ALICE, READER, &format!("{SUB1}/resourceGroups/a"), at(0)).await;
+        let done = inserted(&store, ALICE, READER, &format!("{SUB1}/resourceGroups/b"), at(0)).await;
+        let (p, e) = provisioned(&done.value, at(1));
+        let v = store.update(&p, &done.version, &e).await.unwrap();
+        let (b, e) = expired(&p, at(61));
+        store.update(&b, &v, &e).await.unwrap();
+        assert!(table.get(&held, &done.value.id().to_string()).await.unwrap().is_none(), "released when it ended");
+        // Leftovers: a finished activation's reservation, and one of a write that never landed.
+        let ghost = ActivationId::new_random();
+        table.insert(&index_entry(&held, &done.value.id().to_string(), done.value.id(), at(0))).await.unwrap();
+        table.insert(&index_entry(&held, &ghost.to_string(), ghost, at(-30))).await.unwrap();
+        // Four entries, two live: a cap of two has room for this one.
+        let (c, f) = open(ALICE, READER, &format!("{SUB1}/resourceGroups/c"), at(5));
+        store.insert(&c, &f, None, 2).await.unwrap();
+        assert!(table.get(&held, &done.value.id().to_string()).await.unwrap().is_none(), "removed");
+        assert!(table.get(&held, &ghost.to_string()).await.unwrap().is_none(), "removed");
+        assert!(table.get(&held, &live.value.id().to_string()).await.unwrap().is_some());
+        // A young one may be a write in flight: it counts.
+        let young = ActivationId::new_random();
+        table.insert(&index_entry(&held, &young.to_string(), young, at(5))).await.unwrap();
+        let (d, g) = open(ALICE, READER, &format!("{SUB1}/resourceGroups/d"), at(6));
+        assert!(matches!(store.insert(&d, &g, None, 3).await, Err(StoreError::TooManyOpen { limit: 3 })));
+        assert!(table.get(&held, &d.id().to_string()).await.unwrap().is_none(), "withdrawn");
+    }
+
+    #[tokio::test]
+    async fn a_table_written_before_the_list_indexes_is_indexed_on_first_use() {
+        let settings = azurite().tables(std::env::temp_dir().join("unused.db"));
+        let before = elevate::startup::table_store(&settings).unwrap();
+        let pending = inserted(&before, ALICE, READER, SUB2, at(0)).await;
+        let active = inserted(&before, ALICE, READER, SUB1, at(1)).await;
+        let (b, e) = provisioned(&active.value, at(1));
+        before.update(&b, &active.version, &e).await.unwrap();
+        let theirs = inserted(&before, BOB, READER, SUB1, at(2)).await;
+        // What an older Elevate left: no list indexes, no cap reservations, no marker.
+        let table = raw_table(&settings);
+        for row in table.query("PartitionKey ne 'none'", 1000, usize::MAX).await.unwrap() {
+            let partition = row["PartitionKey"].as_str().unwrap();
+            if partition == "meta" || ["list", "awaiting_", "open_"].iter().any(|p| partition.starts_with(p)) {
+                table.delete(partition, row["RowKey"].as_str().unwrap(), "*").await.unwrap();
+            }
+        }
+        let store = elevate::startup::table_store(&settings).unwrap();
+        let alice = PrincipalId::parse(ALICE).unwrap();
+        let query = ActivationQuery { principal_id: Some(alice), limit: 10, now: at(3), ..Default::default() };
+        assert_eq!(ids(&store.list(&query).await.unwrap()), vec![active.value.id(), pending.value.id()]);
+        let all = store.list(&ActivationQuery { limit: 10, now: at(3), ..Default::default() }).await.unwrap();
+        assert_eq!(ids(&all), vec![theirs.value.id(), active.value.id(), pending.value.id()]);
+        let rule = elevate::domain::ids::RuleId::parse("approved").unwrap();
+        let inbox = AwaitingQuery { rules: vec![rule], limit: 10, after: None, now: at(3) };
+        assert_eq!(ids(&store.awaiting_decision(&inbox).await.unwrap()), vec![pending.value.id()]);
+        // Alice's two open ones are reserved again: a cap of two is full.
+        let (c, f) = open(ALICE, CONTRIBUTOR, SUB1, at(4));
+        assert!(matches!(store.insert(&c, &f, None, 2).await, Err(StoreError::TooManyOpen { limit: 2 })));
+        assert!(table.get("meta", "indexes").await.unwrap().is_some());
+    }
+
+    /// With a history of 1,000 finished activations of others, a page reads its own index
+    /// entries and point-reads what it returns: counted by a proxy in front of Azurite.
+    #[tokio::test]
+    async fn a_page_reads_what_it_returns_whatever_the_history() {
+        use crate::support::table_proxy::{Read, counting_proxy};
+        let settings = azurite().tables(std::env::temp_dir().join("unused.db"));
+        let direct = Arc::new(elevate::startup::table_store(&settings).unwrap()) as Arc<dyn Store>;
+        futures_util::stream::iter(0..1000)
+            .map(|i| {
+                let store = Arc::clone(&direct);
+                async move {
+                    let then = at(-300) + TimeDelta::seconds(i);
+                    let member = PrincipalId::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+                    let (a, _) = open_member(member, SUB1, then);
+                    let (b, e) = expired(&provisioned(&a, then).0, then + TimeDelta::hours(1));
+                    store.insert(&b, &e, None, NO_CAP).await.unwrap();
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        let mut hers = Vec::new();
+        for i in 0..8 {
+            hers.push(inserted(&*direct, ALICE, READER, &format!("{SUB1}/resourceGroups/r{i}"), at(i)).await);
+        }
+        let pending = inserted(&*direct, BOB, READER, SUB2, at(9)).await;
+        let (proxy, counts, _server) = counting_proxy(&azurite().base).await;
+        let proxied = elevate::config::TablesSetting {
+            endpoint: format!("{proxy}/{}", elevate::config::DEV_STORAGE_ACCOUNT),
+            ..settings.clone()
+        };
+        let store = elevate::startup::table_store(&proxied).unwrap();
+        store.ping().await.unwrap();
+        store.list(&ActivationQuery { limit: 1, now: at(10), ..Default::default() }).await.unwrap();
+        counts.take();
+        let alice = PrincipalId::parse(ALICE).unwrap();
+        let page = store
+            .list(&ActivationQuery { principal_id: Some(alice), limit: 5, now: at(10), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 5);
+        assert_eq!(counts.take(), Read { queries: 1, point_reads: 5, entities: 6 + 5, other: 0 });
+        let page = store
+            .list(&ActivationQuery {
+                principal_id: Some(alice),
+                limit: 5,
+                after: page.next,
+                now: at(10),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!((page.items.len(), page.next.is_none()), (3, true));
+        assert_eq!(counts.take(), Read { queries: 1, point_reads: 3, entities: 3 + 3, other: 0 });
+        // Everyone's newest ten: the index's first eleven entries, ten point reads.
+        let page = store.list(&ActivationQuery { limit: 10, now: at(10), ..Default::default() }).await.unwrap();
+        assert_eq!(page.items.len(), 10);
+        assert_eq!(counts.take(), Read { queries: 1, point_reads: 10, entities: 11 + 10, other: 0 });
+        let rule = elevate::domain::ids::RuleId::parse("approved").unwrap();
+        let inbox = AwaitingQuery { rules: vec![rule], limit: 10, after: None, now: at(10) };
+        assert_eq!(ids(&store.awaiting_decision(&inbox).await.unwrap()), vec![pending.value.id()]);
+        assert_eq!(counts.take(), Read { queries: 1, point_reads: 1, entities: 1 + 1, other: 0 });
+        let trail = store
+            .audit(&AuditQuery { activation_id: Some(hers[0].value.id()), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(trail.items.len(), 1);
+        assert_eq!(counts.take(), Read { queries: 1, point_reads: 0, entities: 1, other: 0 });
+        // The cap: one reservation, one read of the principal's reservations.
+        let (c, f) = open(ALICE, CONTRIBUTOR, SUB1, at(11));
+        store.insert(&c, &f, None, 10).await.unwrap();
+        let insert = counts.take();
+        assert_eq!((insert.queries, insert.entities), (1, 9), "{insert:?}");
+    }
+
     #[tokio::test]
     async fn a_write_whose_answer_was_lost_is_recognised_on_retry() {
         let store = super::table_store();
         let (a, e) = open(ALICE, READER, SUB1, at(0));
-        let v1 = store.insert(&a, &e, None).await.unwrap();
+        let v1 = store.insert(&a, &e, None, NO_CAP).await.unwrap();
         // The same insert again (what a retry after a lost answer sends): ours, not a duplicate.
-        assert_eq!(store.insert(&a, &e, None).await.unwrap(), v1);
+        assert_eq!(store.insert(&a, &e, None, NO_CAP).await.unwrap(), v1);
         let (b, f) = provisioned(&a, at(1));
         let v2 = store.update(&b, &v1, &f).await.unwrap();
         assert_eq!(store.update(&b, &v1, &f).await.unwrap(), v2, "our own transition, already applied");
         // Another writer's transition from the same version is still a conflict.
         let (c, g) = provisioned(&a, at(1));
         assert!(matches!(store.update(&c, &v1, &g).await, Err(StoreError::Conflict)));
-        let events =
-            store.audit(&AuditQuery { activation_id: Some(a.id()), limit: 10, ..Default::default() }).await.unwrap();
+        let events = store
+            .audit(&AuditQuery { activation_id: Some(a.id()), limit: 10, ..Default::default() })
+            .await
+            .unwrap()
+            .items;
         assert_eq!(events.len(), 2);
     }
 }

@@ -4,13 +4,16 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::activation::{Activation, ApprovalRecord, Decision, DecisionSubject, State};
+use crate::domain::activation::{Activation, ApprovalRecord, Decision, DecisionSubject, State, Status};
 use crate::domain::audit::AuditEvent;
 use crate::domain::duration::IsoDuration;
-use crate::domain::ids::{Justification, PrincipalId, RuleId, Ticket, TicketNumber, TicketSystem};
+use crate::domain::ids::{ActivationId, Justification, PrincipalId, RuleId, Ticket, TicketNumber, TicketSystem};
 use crate::domain::policy::Rule;
 use crate::domain::scope::Scope;
-use crate::service::{ActivationInput, DecisionInput, ExtensionInput};
+use crate::service::ports::PageToken;
+use crate::service::{
+    ActivationInput, AuditFilter, DEFAULT_PAGE, DecisionInput, ExtensionInput, ListFilter, MAX_LIST, PageRequest,
+};
 
 use super::error::ApiError;
 
@@ -375,6 +378,14 @@ pub struct List<T: Serialize> {
     pub value: Vec<T>,
 }
 
+/// A page of a list, with the link to the next one when more may follow.
+#[derive(Serialize)]
+pub struct Paged<T: Serialize> {
+    pub value: Vec<T>,
+    #[serde(rename = "nextLink", skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
 /// Query parameters of `GET /api/activations`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -382,6 +393,44 @@ pub struct ListQuery {
     pub status: Option<String>,
     pub mine: Option<String>,
     pub limit: Option<String>,
+    #[serde(rename = "$top")]
+    pub top: Option<String>,
+    #[serde(rename = "$skiptoken")]
+    pub skiptoken: Option<String>,
+}
+
+impl ListQuery {
+    const PATH: &'static str = "/api/activations";
+
+    pub fn filter(&self) -> Result<ListFilter, ApiError> {
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                Status::parse(s).ok_or_else(|| {
+                    ApiError::invalid("status", format!("`{}` is not a status", crate::domain::ids::shorten(s)))
+                })
+            })
+            .transpose()?;
+        Ok(ListFilter { status, mine: parse_bool("mine", self.mine.as_deref(), true)? })
+    }
+
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        page_request(Self::PATH, self.limit.as_deref(), self.top.as_deref(), self.skiptoken.as_deref())
+    }
+
+    /// The link to the page after `page` (the filter as asked, the page size, the token).
+    pub fn next_link(
+        &self,
+        public_url: &str,
+        top: usize,
+        next: Option<&PageToken>,
+    ) -> Result<Option<String>, ApiError> {
+        let filter = self.filter()?;
+        let status = filter.status.map(Status::as_str);
+        let mine = if filter.mine { "true" } else { "false" };
+        Ok(next_link(public_url, Self::PATH, &[("status", status), ("mine", Some(mine))], top, next))
+    }
 }
 
 /// Query parameters of `GET /api/approvals`.
@@ -389,6 +438,31 @@ pub struct ListQuery {
 #[serde(deny_unknown_fields)]
 pub struct ApprovalsQuery {
     pub status: Option<String>,
+    pub limit: Option<String>,
+    #[serde(rename = "$top")]
+    pub top: Option<String>,
+    #[serde(rename = "$skiptoken")]
+    pub skiptoken: Option<String>,
+}
+
+impl ApprovalsQuery {
+    const PATH: &'static str = "/api/approvals";
+
+    /// Only `Pending` is a status the inbox knows.
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        if let Some(s) = self.status.as_deref().filter(|s| !s.eq_ignore_ascii_case("Pending")) {
+            return Err(ApiError::invalid(
+                "status",
+                format!("`{}` is not supported; use `Pending`", crate::domain::ids::shorten(s)),
+            ));
+        }
+        page_request(Self::PATH, self.limit.as_deref(), self.top.as_deref(), self.skiptoken.as_deref())
+    }
+
+    pub fn next_link(&self, public_url: &str, top: usize, next: Option<&PageToken>) -> Option<String> {
+        let status = self.status.as_ref().map(|_| "Pending");
+        next_link(public_url, Self::PATH, &[("status", status)], top, next)
+    }
 }
 
 /// Query parameters of `GET /api/audit`.
@@ -399,6 +473,123 @@ pub struct AuditQueryDto {
     pub principal_id: Option<String>,
     pub since: Option<String>,
     pub limit: Option<String>,
+    #[serde(rename = "$top")]
+    pub top: Option<String>,
+    #[serde(rename = "$skiptoken")]
+    pub skiptoken: Option<String>,
+}
+
+impl AuditQueryDto {
+    const PATH: &'static str = "/api/audit";
+
+    pub fn filter(&self) -> Result<AuditFilter, ApiError> {
+        let activation_id = self
+            .activation_id
+            .as_deref()
+            .map(|a| ActivationId::parse(a).map_err(|e| ApiError::invalid("activationId", e)))
+            .transpose()?;
+        let principal_id = self
+            .principal_id
+            .as_deref()
+            .map(|p| PrincipalId::parse(p).map_err(|e| ApiError::invalid("principalId", e)))
+            .transpose()?;
+        let since = self.since.as_deref().map(|s| time("since", s)).transpose()?;
+        Ok(AuditFilter { activation_id, principal_id, since })
+    }
+
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        page_request(Self::PATH, self.limit.as_deref(), self.top.as_deref(), self.skiptoken.as_deref())
+    }
+
+    pub fn next_link(&self, public_url: &str, top: usize, next: Option<&PageToken>) -> Option<String> {
+        let params = [
+            ("activationId", self.activation_id.as_deref()),
+            ("principalId", self.principal_id.as_deref()),
+            ("since", self.since.as_deref()),
+        ];
+        next_link(public_url, Self::PATH, &params, top, next)
+    }
+}
+
+/// A page size: a whole number from 1 to `MAX_LIST`.
+fn page_size(name: &str, value: &str) -> Result<usize, ApiError> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_LIST).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid(name, format!("must be a whole number from 1 to {MAX_LIST}"))),
+    }
+}
+
+/// `$top` (or its older name `limit`) and `$skiptoken` of the list at `path`.
+fn page_request(
+    path: &str,
+    limit: Option<&str>,
+    top: Option<&str>,
+    skiptoken: Option<&str>,
+) -> Result<PageRequest, ApiError> {
+    let limit = limit.map(|v| page_size("limit", v)).transpose()?;
+    let top = top.map(|v| page_size("$top", v)).transpose()?;
+    let top = match (top, limit) {
+        (Some(t), Some(l)) if t != l => {
+            return Err(ApiError::invalid(
+                "$top",
+                "and `limit` (its older name) ask for different page sizes; give one",
+            ));
+        }
+        (t, l) => t.or(l).unwrap_or(DEFAULT_PAGE),
+    };
+    let after = skiptoken.map(|t| read_skiptoken(path, t)).transpose()?;
+    Ok(PageRequest { top, after })
+}
+
+/// A `$skiptoken` is the store's page token with the list's path, base64url: opaque to clients,
+/// and refused by any other list.
+fn write_skiptoken(path: &str, token: &PageToken) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{path}\n{}", token.as_str()))
+}
+
+fn read_skiptoken(path: &str, raw: &str) -> Result<PageToken, ApiError> {
+    use base64::Engine as _;
+    let refuse = || ApiError::invalid("$skiptoken", "is not a continuation of this list; start again without it");
+    if raw.len() > 2048 {
+        return Err(refuse());
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| refuse())?;
+    let text = String::from_utf8(bytes).map_err(|_| refuse())?;
+    let token = text.strip_prefix(path).and_then(|t| t.strip_prefix('\n')).ok_or_else(refuse)?;
+    if token.is_empty() || token.chars().any(char::is_control) {
+        return Err(refuse());
+    }
+    Ok(PageToken::new(token.to_owned()))
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `{public URL}{path}?{params}&$top=…&$skiptoken=…`, when there is a next page.
+fn next_link(
+    public_url: &str,
+    path: &str,
+    params: &[(&str, Option<&str>)],
+    top: usize,
+    next: Option<&PageToken>,
+) -> Option<String> {
+    let token = next?;
+    let mut query: Vec<String> =
+        params.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", query_value(v)))).collect();
+    query.push(format!("$top={top}"));
+    query.push(format!("$skiptoken={}", write_skiptoken(path, token)));
+    Some(format!("{public_url}{path}?{}", query.join("&")))
 }
 
 pub fn parse_query<T: serde::de::DeserializeOwned + Default>(raw: &str) -> Result<T, ApiError> {
@@ -412,18 +603,6 @@ pub fn parse_query<T: serde::de::DeserializeOwned + Default>(raw: &str) -> Resul
 
 pub fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     time(name, value)
-}
-
-pub fn parse_limit(value: Option<&str>) -> Result<Option<usize>, ApiError> {
-    value
-        .map(|v| match v.parse::<usize>() {
-            Ok(n) if (1..=crate::service::query_max()).contains(&n) => Ok(n),
-            _ => Err(ApiError::invalid(
-                "limit",
-                format!("must be a whole number from 1 to {}", crate::service::query_max()),
-            )),
-        })
-        .transpose()
 }
 
 pub fn parse_bool(name: &str, value: Option<&str>, default: bool) -> Result<bool, ApiError> {

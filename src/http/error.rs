@@ -263,6 +263,10 @@ impl From<ServiceError> for ApiError {
                 });
                 e
             }
+            ServiceError::TooManyOpenRequests { .. } => {
+                ApiError::new(S::TOO_MANY_REQUESTS, "TooManyOpenRequests", message)
+            }
+            ServiceError::InvalidPageToken => ApiError::invalid("$skiptoken", message),
             ServiceError::IdempotencyKeyReused => {
                 ApiError::new(S::CONFLICT, "IdempotencyKeyReused", message).with_target("Idempotency-Key")
             }
@@ -324,6 +328,8 @@ impl From<ServiceError> for ApiError {
                     format!("the request is too large to store: {detail}"),
                 ),
                 StoreError::OpenActivationExists(_)
+                | StoreError::TooManyOpen { .. }
+                | StoreError::InvalidPageToken(_)
                 | StoreError::IdempotencyKeyTaken
                 | StoreError::Duplicate(_)
                 | StoreError::Corrupt(_) => ApiError::internal(S::INTERNAL_SERVER_ERROR, "InternalError", &cause),

@@ -2,12 +2,11 @@
 
 use warp::http::{HeaderValue, StatusCode, header};
 
-use crate::domain::activation::Status;
-use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::domain::ids::ActivationId;
 use crate::service::ports::IdempotencyKey;
-use crate::service::{Answer, ListFilter, ServiceError};
+use crate::service::{Answer, ServiceError};
 
-use super::dto::{self, ActivationRequestDto, ActivationView, DecisionDto, EligibilityView, ExtendDto, List};
+use super::dto::{self, ActivationRequestDto, ActivationView, DecisionDto, EligibilityView, ExtendDto, List, Paged};
 use super::error::ApiError;
 use super::{HttpContext, Request, Response, caller, csrf, json, pages};
 
@@ -95,22 +94,11 @@ pub async fn get_activation(ctx: &HttpContext, req: &Request, raw_id: &str) -> R
 pub async fn list_activations(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
     let who = caller(ctx, req).await?;
     let q: dto::ListQuery = dto::parse_query(&req.query)?;
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            Status::parse(s).ok_or_else(|| {
-                ApiError::invalid("status", format!("`{}` is not a status", crate::domain::ids::shorten(s)))
-            })
-        })
-        .transpose()?;
-    let filter = ListFilter {
-        status,
-        mine: dto::parse_bool("mine", q.mine.as_deref(), true)?,
-        limit: dto::parse_limit(q.limit.as_deref())?,
-    };
-    let found = ctx.service.list_activations(&who, filter).await?;
-    json(StatusCode::OK, &List { value: found.iter().map(|a| ActivationView::of(a, None)).collect() })
+    let page = q.page()?;
+    let top = page.top;
+    let found = ctx.service.list_activations(&who, q.filter()?, page, ctx.clock.now()).await?;
+    let next_link = q.next_link(&ctx.public_url, top, found.next.as_ref())?;
+    json(StatusCode::OK, &Paged { value: found.items.iter().map(|a| ActivationView::of(a, None)).collect(), next_link })
 }
 
 /// `POST /api/activations/{id}/{deactivate|cancel|extend}`.
@@ -134,14 +122,14 @@ pub async fn act(ctx: &HttpContext, req: &Request, raw_id: &str, action: &str) -
 pub async fn pending_approvals(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
     let who = caller(ctx, req).await?;
     let q: dto::ApprovalsQuery = dto::parse_query(&req.query)?;
-    if let Some(s) = q.status.as_deref().filter(|s| !s.eq_ignore_ascii_case("Pending")) {
-        return Err(ApiError::invalid(
-            "status",
-            format!("`{}` is not supported; use `Pending`", crate::domain::ids::shorten(s)),
-        ));
-    }
-    let pending = ctx.service.pending_approvals(&who, ctx.clock.now()).await?;
-    json(StatusCode::OK, &List { value: pending.iter().map(|a| ActivationView::of(a, None)).collect() })
+    let page = q.page()?;
+    let top = page.top;
+    let pending = ctx.service.pending_approvals(&who, page, ctx.clock.now()).await?;
+    let next_link = q.next_link(&ctx.public_url, top, pending.next.as_ref());
+    json(
+        StatusCode::OK,
+        &Paged { value: pending.items.iter().map(|a| ActivationView::of(a, None)).collect(), next_link },
+    )
 }
 
 /// `GET /api/approvals/{id}`: the approval page, or JSON with `Accept: application/json`.
@@ -211,16 +199,11 @@ pub async fn decide(ctx: &HttpContext, req: &Request, raw_id: &str) -> Result<Re
 pub async fn audit(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
     let who = caller(ctx, req).await?;
     let q: dto::AuditQueryDto = dto::parse_query(&req.query)?;
-    let activation = q.activation_id.as_deref().map(|a| parse_id("activationId", a)).transpose()?;
-    let principal = q
-        .principal_id
-        .as_deref()
-        .map(|p| PrincipalId::parse(p).map_err(|e| ApiError::invalid("principalId", e)))
-        .transpose()?;
-    let since = q.since.as_deref().map(|s| dto::parse_time("since", s)).transpose()?;
-    let limit = dto::parse_limit(q.limit.as_deref())?;
-    let events = ctx.service.audit(&who, activation, principal, since, limit).await?;
-    json(StatusCode::OK, &List { value: events })
+    let page = q.page()?;
+    let top = page.top;
+    let events = ctx.service.audit(&who, q.filter()?, page).await?;
+    let next_link = q.next_link(&ctx.public_url, top, events.next.as_ref());
+    json(StatusCode::OK, &Paged { value: events.items, next_link })
 }
 
 /// Dev mode only: the issuer's discovery document and keys, and the page sign-in.

@@ -142,7 +142,7 @@ impl Elevate {
             request_hash: digest.clone(),
             activation_id: id,
         });
-        let version = match self.store.insert(&opened.activation, &event, record.as_ref()).await {
+        let version = match self.store.insert(&opened.activation, &event, record.as_ref(), self.max_open).await {
             Ok(version) => {
                 self.notify_soon(&event);
                 version

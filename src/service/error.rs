@@ -29,6 +29,13 @@ pub enum ServiceError {
     Transition(#[from] TransitionError),
     #[error("activation `{0}` for the same principal, role and scope is still open; extend or deactivate it instead")]
     OpenActivationExists(ActivationId),
+    #[error(
+        "the principal already has {limit} open requests or activations, the most allowed at once; cancel or deactivate one, or wait for one to end, then ask again"
+    )]
+    TooManyOpenRequests { limit: usize },
+    /// A continuation that is not one of this list's.
+    #[error("is not a continuation of this list; start again without it")]
+    InvalidPageToken,
     #[error("the Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
     #[error(
@@ -54,6 +61,11 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::OpenActivationExists(id) => ServiceError::OpenActivationExists(id),
+            StoreError::TooManyOpen { limit } => ServiceError::TooManyOpenRequests { limit },
+            StoreError::InvalidPageToken(why) => {
+                tracing::debug!(reason = %why, "refused a page token");
+                ServiceError::InvalidPageToken
+            }
             other => ServiceError::Store(other),
         }
     }

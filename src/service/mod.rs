@@ -24,16 +24,16 @@ pub use activate::{ActivationInput, Requested};
 pub use confirm::{Answer, ConfirmationLink, LinkRefusal, LinkSigner, PendingConfirmation};
 pub use error::ServiceError;
 pub use lifecycle::ExtensionInput;
-pub use query::{ActivationDetails, ListFilter, MAX_LIST};
+pub use query::{ActivationDetails, AuditFilter, DEFAULT_PAGE, ListFilter, MAX_LIST, PageRequest};
 
-/// Most rows any list answers with.
-pub fn query_max() -> usize {
-    MAX_LIST
-}
 pub use review::DecisionInput;
 pub use sweep::{SweepFailure, SweepReport, SweepSettings};
 
 use ports::{AccessProvider, Caller, Store, Versioned};
+
+/// Open (non-terminal) requests and activations one principal may hold at once, unless
+/// configured otherwise.
+pub const DEFAULT_MAX_OPEN_REQUESTS: usize = 10;
 
 /// How many times a use case re-reads and re-applies after losing an optimistic-concurrency race.
 const MAX_ATTEMPTS: usize = 5;
@@ -51,6 +51,8 @@ pub struct Elevate {
     notifier: Option<Arc<notify::Notifier>>,
     /// Signs confirmation links; without one, brokered requests that need the user are refused.
     link_signer: Option<Arc<dyn LinkSigner>>,
+    /// Open requests and activations one principal may hold at once.
+    max_open: usize,
 }
 
 impl Elevate {
@@ -71,12 +73,19 @@ impl Elevate {
             last_orphan_check: std::sync::Mutex::new(None),
             notifier: None,
             link_signer: None,
+            max_open: DEFAULT_MAX_OPEN_REQUESTS,
         }
     }
 
     /// Lets brokered requests that need the user's own proof wait in signed links.
     pub fn with_link_signer(mut self, signer: Arc<dyn LinkSigner>) -> Self {
         self.link_signer = Some(signer);
+        self
+    }
+
+    /// Lets one principal hold at most `max_open` open requests and activations (at least one).
+    pub fn with_max_open_requests(mut self, max_open: usize) -> Self {
+        self.max_open = max_open.max(1);
         self
     }
 

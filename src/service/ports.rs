@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::domain::activation::{Activation, Status};
 use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{
-    ActivationId, AuthContextId, DisplayName, ParseError, PrincipalId, RoleDefinitionId, TenantId,
+    ActivationId, AuthContextId, DisplayName, ParseError, PrincipalId, RoleDefinitionId, RuleId, TenantId,
 };
 use crate::domain::notification::OutboxItem;
 use crate::domain::policy::Subject;
@@ -63,20 +63,68 @@ pub struct IdempotencyRecord {
     pub activation_id: ActivationId,
 }
 
+/// Where a list resumes: made by the store that answered the previous page and read back only
+/// by it. Opaque to everyone else; a store refuses one it did not make
+/// (`StoreError::InvalidPageToken`). It marks a position, never grants anything: the query's
+/// filters always come from the caller, not from the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PageToken(String);
+
+impl PageToken {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PageToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PageToken({:?})", self.0)
+    }
+}
+
+/// One page of a list. `next` is set when more may follow; a page may hold fewer items than
+/// asked (even none) and still have a `next` (a filter dropped what the page read).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<PageToken>,
+}
+
+/// Activations newest first (`requested_at` descending, then id), from an index by principal
+/// or the index of everyone's.
 #[derive(Clone, Debug, Default)]
 pub struct ActivationQuery {
     pub principal_id: Option<PrincipalId>,
     /// Empty means every status.
     pub statuses: Vec<Status>,
+    /// At most this many items (and about this many index entries read).
     pub limit: usize,
+    pub after: Option<PageToken>,
+    /// Index entries older than this by the store's grace period, matching nothing, are removed.
+    pub now: DateTime<Utc>,
 }
 
+/// Activations awaiting an approver's decision (pending requests, and active activations with a
+/// pending extension) under any of `rules`, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct AwaitingQuery {
+    pub rules: Vec<RuleId>,
+    pub limit: usize,
+    pub after: Option<PageToken>,
+    pub now: DateTime<Utc>,
+}
+
+/// Audit events oldest first.
 #[derive(Clone, Debug, Default)]
 pub struct AuditQuery {
     pub activation_id: Option<ActivationId>,
     pub principal_id: Option<PrincipalId>,
     pub since: Option<DateTime<Utc>>,
     pub limit: usize,
+    pub after: Option<PageToken>,
 }
 
 /// Resumes a due scan after the last item seen.
@@ -97,6 +145,12 @@ pub enum StoreError {
     IdempotencyKeyTaken,
     #[error("activation `{0}` already exists")]
     Duplicate(ActivationId),
+    /// The principal already holds `limit` open (non-terminal) activations. Nothing was written.
+    #[error("the principal already has {limit} open requests or activations")]
+    TooManyOpen { limit: usize },
+    /// A page token this store did not make, or for another list.
+    #[error("not a page token of this list: {0}")]
+    InvalidPageToken(String),
     /// Worth retrying later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -120,7 +174,11 @@ impl StoreError {
 /// INVARIANT: `insert` and `update` write the activation, its audit event and the notice the
 /// event implies (`OutboxItem::for_event`) atomically, and `update` succeeds only if the stored
 /// version is still `expected`. An activation whose status is not terminal is unique per
-/// (principal, role, scope).
+/// (principal, role, scope), and `insert` never lets a principal hold more than `max_open` of
+/// them (exactly `max_open` where the store can tell, never more under concurrency).
+///
+/// INVARIANT: lists read indexes: a page costs about `limit` index entries and point reads,
+/// whatever the history holds.
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn insert(
@@ -128,6 +186,7 @@ pub trait Store: Send + Sync {
         activation: &Activation,
         event: &AuditEvent,
         idempotency: Option<&IdempotencyRecord>,
+        max_open: usize,
     ) -> Result<Version, StoreError>;
     async fn get(&self, id: ActivationId) -> Result<Option<Versioned<Activation>>, StoreError>;
     async fn update(
@@ -141,8 +200,10 @@ pub trait Store: Send + Sync {
         caller: PrincipalId,
         key: &IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
-    /// Newest first.
-    async fn list(&self, query: &ActivationQuery) -> Result<Vec<Activation>, StoreError>;
+    /// Newest first, a page at a time.
+    async fn list(&self, query: &ActivationQuery) -> Result<Page<Activation>, StoreError>;
+    /// What waits for a decision under the query's rules, newest first, a page at a time.
+    async fn awaiting_decision(&self, query: &AwaitingQuery) -> Result<Page<Activation>, StoreError>;
     /// Activations whose `due_at` is at or before `now`, in (due_at, id) order after `after`.
     /// INVARIANT: reads an index; cost grows with due items, not with history.
     async fn due(
@@ -159,8 +220,8 @@ pub trait Store: Send + Sync {
         until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Activation>, StoreError>;
-    /// Oldest first.
-    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Oldest first, a page at a time.
+    async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>, StoreError>;
     /// Adds a notice that is not a state change, unless one with its id exists (then `false`).
     async fn enqueue(&self, item: &OutboxItem) -> Result<bool, StoreError>;
     /// Notices whose next attempt is due at `now`, oldest first.

@@ -7,11 +7,40 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{ActivationId, PrincipalId};
 use crate::domain::policy::Rule;
 
-use super::ports::{ActivationQuery, AuditQuery, Caller};
+use super::ports::{ActivationQuery, AuditQuery, Caller, Page, PageToken};
 use super::{Elevate, ServiceError};
 
 /// Most rows any list answers with.
 pub const MAX_LIST: usize = 500;
+/// Rows a list answers with unless asked for another number.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// Which page of a list: at most `top` items (1 to `MAX_LIST`), after `after`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageRequest {
+    pub top: usize,
+    pub after: Option<PageToken>,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self { top: DEFAULT_PAGE, after: None }
+    }
+}
+
+impl PageRequest {
+    pub(super) fn limit(&self) -> usize {
+        self.top.clamp(1, MAX_LIST)
+    }
+}
+
+/// What `GET /api/audit` selects.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub activation_id: Option<ActivationId>,
+    pub principal_id: Option<PrincipalId>,
+    pub since: Option<DateTime<Utc>>,
+}
 
 #[derive(Debug)]
 pub struct ActivationDetails {
@@ -24,7 +53,6 @@ pub struct ListFilter {
     pub status: Option<Status>,
     /// Only the caller's own (the default); `false` needs Elevate.Admin or Elevate.Auditor.
     pub mine: bool,
-    pub limit: Option<usize>,
 }
 
 impl Elevate {
@@ -41,12 +69,23 @@ impl Elevate {
         if !self.may_view(caller, &activation) {
             return Err(ServiceError::NotFound(id));
         }
-        let history =
-            self.store.audit(&AuditQuery { activation_id: Some(id), limit: MAX_LIST, ..AuditQuery::default() }).await?;
+        let history = self
+            .store
+            .audit(&AuditQuery { activation_id: Some(id), limit: MAX_LIST, ..AuditQuery::default() })
+            .await?
+            .items;
         Ok(ActivationDetails { activation, history })
     }
 
-    pub async fn list_activations(&self, caller: &Caller, filter: ListFilter) -> Result<Vec<Activation>, ServiceError> {
+    /// A page of the caller's activations (or everyone's, for admins and auditors), newest
+    /// first. With a status filter a page may hold fewer than `top`, and still have a next.
+    pub async fn list_activations(
+        &self,
+        caller: &Caller,
+        filter: ListFilter,
+        page: PageRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Page<Activation>, ServiceError> {
         if !filter.mine && !caller.can_read_audit() {
             return Err(ServiceError::Forbidden(
                 "listing activations of others needs Elevate.Admin or Elevate.Auditor".into(),
@@ -55,7 +94,9 @@ impl Elevate {
         let query = ActivationQuery {
             principal_id: filter.mine.then_some(caller.principal_id),
             statuses: filter.status.into_iter().collect(),
-            limit: filter.limit.unwrap_or(100).min(MAX_LIST),
+            limit: page.limit(),
+            after: page.after,
+            now,
         };
         Ok(self.store.list(&query).await?)
     }
@@ -65,20 +106,25 @@ impl Elevate {
         self.policy.eligible_rules(&caller.principal_id, &caller.groups, now).collect()
     }
 
+    /// A page of the audit trail, oldest first.
     pub async fn audit(
         &self,
         caller: &Caller,
-        activation_id: Option<ActivationId>,
-        principal_id: Option<PrincipalId>,
-        since: Option<DateTime<Utc>>,
-        limit: Option<usize>,
-    ) -> Result<Vec<AuditEvent>, ServiceError> {
+        filter: AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, ServiceError> {
         if !caller.can_read_audit() {
             return Err(ServiceError::Forbidden(
                 "reading the audit trail needs Elevate.Admin or Elevate.Auditor".into(),
             ));
         }
-        let query = AuditQuery { activation_id, principal_id, since, limit: limit.unwrap_or(MAX_LIST).min(MAX_LIST) };
+        let query = AuditQuery {
+            activation_id: filter.activation_id,
+            principal_id: filter.principal_id,
+            since: filter.since,
+            limit: page.limit(),
+            after: page.after,
+        };
         Ok(self.store.audit(&query).await?)
     }
 }

@@ -4,10 +4,10 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::activation::{Activation, Decision, Status};
 use crate::domain::approver::authorize_approver;
-use crate::domain::ids::{ActivationId, Justification};
+use crate::domain::ids::{ActivationId, Justification, RuleId};
 
-use super::ports::{ActivationQuery, Caller};
-use super::{Elevate, ServiceError};
+use super::ports::{AwaitingQuery, Caller, Page};
+use super::{Elevate, PageRequest, ServiceError};
 
 #[derive(Clone, Debug)]
 pub struct DecisionInput {
@@ -48,21 +48,32 @@ impl Elevate {
         Ok(updated.value)
     }
 
-    /// What waits for this caller's decision: pending requests and extensions of rules they
-    /// approve, not their own, not already decided by them.
+    /// What waits for this caller's decision, a page at a time, newest first: pending requests
+    /// and extensions under the rules they approve (the store's index of what awaits a decision,
+    /// by rule), not their own, not already decided by them. A page may hold fewer than `top`
+    /// (what the caller may not decide on is left out) and still have a next.
     pub async fn pending_approvals(
         &self,
         caller: &Caller,
+        page: PageRequest,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Activation>, ServiceError> {
-        let query = ActivationQuery {
-            principal_id: None,
-            statuses: vec![Status::PendingApproval, Status::Active],
-            limit: 1000,
-        };
+    ) -> Result<Page<Activation>, ServiceError> {
+        let rules: Vec<RuleId> =
+            self.policy.approver_rules(&caller.principal_id, &caller.groups).map(|r| r.id.clone()).collect();
+        if rules.is_empty() {
+            return Ok(Page { items: Vec::new(), next: None });
+        }
+        let query = AwaitingQuery { rules, limit: page.limit(), after: page.after, now };
         let subject = caller.subject();
-        let all = self.store.list(&query).await?;
-        Ok(all.into_iter().filter(|a| authorize_approver(&self.policy, a, &subject, now).is_ok()).collect())
+        let found = self.store.awaiting_decision(&query).await?;
+        Ok(Page {
+            items: found
+                .items
+                .into_iter()
+                .filter(|a| authorize_approver(&self.policy, a, &subject, now).is_ok())
+                .collect(),
+            next: found.next,
+        })
     }
 
     /// Whether the caller may decide on this activation now (for the approval page).

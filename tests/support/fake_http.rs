@@ -17,6 +17,8 @@ pub struct FakeRequest {
     pub path: String,
     /// Query parameters, decoded.
     pub query: Vec<(String, String)>,
+    /// The query as sent (percent-encoded), without `?`.
+    pub raw_query: String,
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -163,6 +165,7 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<FakeRequest>
     }
     body.truncate(length);
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let raw_query = query.to_owned();
     let query = serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok()?;
-    Some(FakeRequest { method, path: path.to_owned(), query, headers, body })
+    Some(FakeRequest { method, path: path.to_owned(), query, raw_query, headers, body })
 }

@@ -8,6 +8,7 @@ pub mod fake_entra;
 pub mod fake_http;
 pub mod fake_webhook;
 pub mod process;
+pub mod table_proxy;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -234,6 +235,7 @@ async fn spawn_full(
         sweep_concurrency: elevate::config::DEFAULT_SWEEP_CONCURRENCY,
         orphan_sweep_interval: elevate::domain::duration::IsoDuration::parse("PT1H").unwrap(),
         notifications: notifications.unwrap_or_default(),
+        max_open_requests: elevate::service::DEFAULT_MAX_OPEN_REQUESTS,
     };
     let clock = Arc::new(ManualClock::new(at));
     let built = elevate::startup::build_with(&settings, Arc::clone(&clock) as Arc<dyn Clock>, access).unwrap();
@@ -310,6 +312,12 @@ impl TestApp {
 
     pub fn mint(&self, request: DevTokenRequest) -> String {
         self.issuer.as_ref().expect("a dev-mode app").mint(&request, self.clock.now()).unwrap()
+    }
+
+    /// A user token for member `i` of the group OPS (eligible for Reader on SUB1): requests
+    /// spread over several members stay within each one's cap on open requests.
+    pub fn member(&self, i: usize) -> String {
+        self.mint(DevTokenRequest { groups: vec![OPS.into()], ..user(&format!("66666666-6666-6666-6666-{i:012}")) })
     }
 
     pub fn admin(&self) -> String {

@@ -1,9 +1,13 @@
 //! The embedded SQLite store: the default for one instance and for local use.
 //!
 //! Each write is one `BEGIN IMMEDIATE` transaction holding the activation row and its audit
-//! event, guarded by the row version. `due_at` is indexed (partial index, terminal rows leave it)
-//! so the sweeper's query reads only what is due. Schema changes are numbered migrations; a
-//! database written by a newer Elevate is refused rather than guessed at.
+//! event, guarded by the row version; the cap on a principal's open activations is counted in
+//! the insert's transaction, so it is exact. `due_at` is indexed (partial index, terminal rows
+//! leave it) so the sweeper's query reads only what is due. Lists are keyset-paginated over
+//! indexes in their order (`requested_at DESC, id`; audit by `seq`), never with OFFSET; the
+//! approvals inbox reads `awaiting_rule`, set while an activation awaits a decision. Schema
+//! changes are numbered migrations; a database written by a newer Elevate is refused rather
+//! than guessed at.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,12 +16,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::{newest_first_key, parse_newest_first};
 use crate::domain::activation::Activation;
 use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{ActivationId, PrincipalId};
 use crate::domain::notification::OutboxItem;
 use crate::service::ports::{
-    ActivationQuery, AuditQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Store, StoreError, Version, Versioned,
+    ActivationQuery, AuditQuery, AwaitingQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Page, PageToken, Store,
+    StoreError, Version, Versioned,
 };
 
 /// How long a delivered notice is remembered (to refuse the same id again).
@@ -79,6 +85,22 @@ CREATE INDEX outbox_next ON outbox(next_at, id) WHERE next_at IS NOT NULL;
 CREATE INDEX outbox_done ON outbox(at) WHERE next_at IS NULL;
 "#,
     ),
+    (
+        3,
+        r#"
+ALTER TABLE activations ADD COLUMN awaiting_rule TEXT;
+UPDATE activations SET awaiting_rule = json_extract(body, '$.request.ruleId')
+    WHERE status = 'PendingApproval'
+       OR (status = 'Active' AND json_extract(body, '$.state.extension') IS NOT NULL);
+CREATE INDEX activations_awaiting ON activations(awaiting_rule, requested_at DESC, id) WHERE awaiting_rule IS NOT NULL;
+CREATE INDEX activations_newest ON activations(requested_at DESC, id);
+CREATE INDEX activations_principal_newest ON activations(principal_id, requested_at DESC, id);
+CREATE INDEX activations_principal_status_newest ON activations(principal_id, status, requested_at DESC, id);
+CREATE INDEX activations_status_newest ON activations(status, requested_at DESC, id);
+DROP INDEX activations_by_principal;
+DROP INDEX activations_by_status;
+"#,
+    ),
 ];
 
 pub struct SqliteStore {
@@ -119,6 +141,57 @@ fn millis(at: DateTime<Utc>) -> i64 {
 fn due_millis(at: DateTime<Utc>) -> i64 {
     let ms = at.timestamp_millis();
     if at.timestamp_subsec_nanos().is_multiple_of(1_000_000) { ms } else { ms.saturating_add(1) }
+}
+
+/// The rule whose approvers an activation waits for, if it waits for a decision.
+fn awaiting_rule(a: &Activation) -> Option<String> {
+    a.awaits_decision().then(|| a.request().rule_id.to_string())
+}
+
+fn limit_arg(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Adds the keyset condition "after `token`" in newest-first order.
+fn after_newest_first(
+    sql_text: &mut String,
+    args: &mut Vec<rusqlite::types::Value>,
+    token: Option<&PageToken>,
+) -> Result<(), StoreError> {
+    if let Some(token) = token {
+        let (ms, id) = parse_newest_first(token)?;
+        sql_text.push_str(" AND requested_at <= ? AND (requested_at < ? OR id > ?)");
+        args.extend([ms.into(), ms.into(), id.to_string().into()]);
+    }
+    Ok(())
+}
+
+/// Runs a newest-first query that asked for `limit + 1` rows, and makes the page.
+fn newest_first_page(
+    conn: &Connection,
+    sql_text: &str,
+    args: Vec<rusqlite::types::Value>,
+    limit: usize,
+) -> Result<Page<Activation>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql_text).map_err(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0)).map_err(sql)?;
+    let mut items = rows.map(|r| decode::<Activation>(&r.map_err(sql)?)).collect::<Result<Vec<_>, _>>()?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = match items.last() {
+        Some(last) if more => Some(PageToken::new(newest_first_key(last.request().requested_at, last.id()))),
+        _ => None,
+    };
+    Ok(Page { items, next })
+}
+
+fn parse_seq(token: &PageToken) -> Result<i64, StoreError> {
+    token
+        .as_str()
+        .strip_prefix('s')
+        .filter(|d| !d.is_empty() && d.len() <= 18 && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| StoreError::InvalidPageToken(format!("`{}`", crate::domain::ids::shorten(token.as_str()))))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
@@ -216,6 +289,7 @@ impl Store for SqliteStore {
         activation: &Activation,
         event: &AuditEvent,
         idempotency: Option<&IdempotencyRecord>,
+        max_open: usize,
     ) -> Result<Version, StoreError> {
         let a = activation.clone();
         let event = event.clone();
@@ -254,11 +328,22 @@ impl Store for SqliteStore {
                 if let Some(id) = existing {
                     return Err(StoreError::OpenActivationExists(ActivationId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?));
                 }
+                // Counted inside the write transaction: exact, whoever else is inserting.
+                let held: i64 = tx
+                    .query_row(
+                        "SELECT count(*) FROM activations INDEXED BY activations_open WHERE principal_id = ?1 AND open = 1",
+                        params![request.principal_id.to_string()],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql)?;
+                if usize::try_from(held).unwrap_or(usize::MAX) >= max_open {
+                    return Err(StoreError::TooManyOpen { limit: max_open });
+                }
             }
             let inserted = tx
                 .execute(
-                    "INSERT INTO activations (id, principal_id, role_definition_id, scope_key, status, open, due_at, requested_at, version, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9) ON CONFLICT(id) DO NOTHING",
+                    "INSERT INTO activations (id, principal_id, role_definition_id, scope_key, status, open, due_at, requested_at, version, body, awaiting_rule)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10) ON CONFLICT(id) DO NOTHING",
                     params![
                         a.id().to_string(),
                         request.principal_id.to_string(),
@@ -268,7 +353,8 @@ impl Store for SqliteStore {
                         i64::from(open),
                         a.due_at().map(due_millis),
                         millis(request.requested_at),
-                        encode(&a)?
+                        encode(&a)?,
+                        awaiting_rule(&a)
                     ],
                 )
                 .map_err(sql)?;
@@ -309,7 +395,7 @@ impl Store for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
             let changed = tx
                 .execute(
-                    "UPDATE activations SET status = ?1, open = ?2, due_at = ?3, version = version + 1, body = ?4
+                    "UPDATE activations SET status = ?1, open = ?2, due_at = ?3, version = version + 1, body = ?4, awaiting_rule = ?7
                      WHERE id = ?5 AND version = ?6",
                     params![
                         a.status().as_str(),
@@ -317,7 +403,8 @@ impl Store for SqliteStore {
                         a.due_at().map(due_millis),
                         encode(&a)?,
                         a.id().to_string(),
-                        expected
+                        expected,
+                        awaiting_rule(&a)
                     ],
                 )
                 .map_err(sql)?;
@@ -359,7 +446,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list(&self, query: &ActivationQuery) -> Result<Vec<Activation>, StoreError> {
+    async fn list(&self, query: &ActivationQuery) -> Result<Page<Activation>, StoreError> {
         let query = query.clone();
         self.with(move |conn| {
             let mut sql_text = String::from("SELECT body FROM activations WHERE 1 = 1");
@@ -373,11 +460,28 @@ impl Store for SqliteStore {
                 sql_text.push_str(&format!(" AND status IN ({marks})"));
                 args.extend(query.statuses.iter().map(|s| rusqlite::types::Value::from(s.as_str().to_owned())));
             }
+            after_newest_first(&mut sql_text, &mut args, query.after.as_ref())?;
             sql_text.push_str(" ORDER BY requested_at DESC, id LIMIT ?");
-            args.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
-            let mut stmt = conn.prepare_cached(&sql_text).map_err(sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0)).map_err(sql)?;
-            rows.map(|r| decode(&r.map_err(sql)?)).collect()
+            args.push(limit_arg(query.limit.saturating_add(1)).into());
+            newest_first_page(conn, &sql_text, args, query.limit)
+        })
+        .await
+    }
+
+    async fn awaiting_decision(&self, query: &AwaitingQuery) -> Result<Page<Activation>, StoreError> {
+        let query = query.clone();
+        self.with(move |conn| {
+            if query.rules.is_empty() {
+                return Ok(Page { items: Vec::new(), next: None });
+            }
+            let marks = vec!["?"; query.rules.len()].join(", ");
+            let mut sql_text = format!("SELECT body FROM activations WHERE awaiting_rule IN ({marks})");
+            let mut args: Vec<rusqlite::types::Value> =
+                query.rules.iter().map(|r| rusqlite::types::Value::from(r.to_string())).collect();
+            after_newest_first(&mut sql_text, &mut args, query.after.as_ref())?;
+            sql_text.push_str(" ORDER BY requested_at DESC, id LIMIT ?");
+            args.push(limit_arg(query.limit.saturating_add(1)).into());
+            newest_first_page(conn, &sql_text, args, query.limit)
         })
         .await
     }
@@ -412,28 +516,42 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>, StoreError> {
         let query = query.clone();
         self.with(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT body FROM audit_events
-                     WHERE (?1 IS NULL OR activation_id = ?1) AND (?2 IS NULL OR principal_id = ?2) AND (?3 IS NULL OR at >= ?3)
-                     ORDER BY seq LIMIT ?4",
-                )
-                .map_err(sql)?;
+            let mut sql_text = String::from("SELECT seq, body FROM audit_events WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(a) = query.activation_id {
+                sql_text.push_str(" AND activation_id = ?");
+                args.push(a.to_string().into());
+            }
+            if let Some(p) = query.principal_id {
+                sql_text.push_str(" AND principal_id = ?");
+                args.push(p.to_string().into());
+            }
+            if let Some(since) = query.since {
+                sql_text.push_str(" AND at >= ?");
+                args.push(millis(since).into());
+            }
+            if let Some(token) = &query.after {
+                sql_text.push_str(" AND seq > ?");
+                args.push(parse_seq(token)?.into());
+            }
+            sql_text.push_str(" ORDER BY seq LIMIT ?");
+            args.push(limit_arg(query.limit.saturating_add(1)).into());
+            let mut stmt = conn.prepare_cached(&sql_text).map_err(sql)?;
             let rows = stmt
-                .query_map(
-                    params![
-                        query.activation_id.map(|a| a.to_string()),
-                        query.principal_id.map(|p| p.to_string()),
-                        query.since.map(millis),
-                        i64::try_from(query.limit).unwrap_or(i64::MAX)
-                    ],
-                    |r| r.get::<_, String>(0),
-                )
+                .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
                 .map_err(sql)?;
-            rows.map(|r| decode(&r.map_err(sql)?)).collect()
+            let mut found = Vec::new();
+            for row in rows {
+                let (seq, body) = row.map_err(sql)?;
+                found.push((seq, decode::<AuditEvent>(&body)?));
+            }
+            let more = found.len() > query.limit;
+            found.truncate(query.limit);
+            let next = found.last().filter(|_| more).map(|(seq, _)| PageToken::new(format!("s{seq}")));
+            Ok(Page { items: found.into_iter().map(|(_, e)| e).collect(), next })
         })
         .await
     }
@@ -580,5 +698,87 @@ mod tests {
             .collect();
         assert!(plan.iter().any(|p| p.contains("activations_due")), "{plan:?}");
         assert!(!plan.iter().any(|p| p.starts_with("SCAN activations") && !p.contains("INDEX")), "{plan:?}");
+    }
+
+    #[test]
+    fn migration_3_marks_what_awaits_a_decision() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            // A database as Elevate left it before migration 3.
+            let mut conn = open_connection(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v < 3) {
+                tx.execute_batch(script).unwrap();
+                tx.execute("INSERT INTO schema_migrations VALUES (?1, 'x')", params![version]).unwrap();
+            }
+            for (id, status, state) in [
+                ("a", "PendingApproval", r#"{"status":"PendingApproval"}"#),
+                ("b", "Active", r#"{"status":"Active","extension":{"additional":"PT1H"}}"#),
+                ("c", "Active", r#"{"status":"Active","extension":null}"#),
+                ("d", "Expired", r#"{"status":"Expired"}"#),
+            ] {
+                let body = format!(r#"{{"request":{{"ruleId":"rule-{id}"}},"state":{state}}}"#);
+                tx.execute(
+                    "INSERT INTO activations (id, principal_id, role_definition_id, scope_key, status, open, requested_at, version, body)
+                     VALUES (?1, 'p', 'r', ?1, ?2, 1, 0, 1, ?3)",
+                    params![id, status, body],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let conn = store.conn.lock().unwrap();
+        let marked: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT id, awaiting_rule FROM activations ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let expected = [("a", Some("rule-a")), ("b", Some("rule-b")), ("c", None), ("d", None)];
+        assert_eq!(marked, expected.map(|(id, rule)| (id.to_owned(), rule.map(str::to_owned))).to_vec());
+    }
+
+    /// The plan of each list query: an index in the list's order, no scan, no sort.
+    #[test]
+    fn list_queries_read_an_index_in_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let conn = store.conn.lock().unwrap();
+        let keyset = "AND requested_at <= 5 AND (requested_at < 5 OR id > 'x') ORDER BY requested_at DESC, id LIMIT 11";
+        for (query, index) in [
+            (format!("SELECT body FROM activations WHERE 1 = 1 {keyset}"), "activations_newest"),
+            (
+                format!("SELECT body FROM activations WHERE 1 = 1 AND principal_id = 'p' {keyset}"),
+                "activations_principal_newest",
+            ),
+            (
+                format!(
+                    "SELECT body FROM activations WHERE 1 = 1 AND principal_id = 'p' AND status IN ('Active') {keyset}"
+                ),
+                "activations_principal_status_newest",
+            ),
+            (
+                format!("SELECT body FROM activations WHERE 1 = 1 AND status IN ('Active') {keyset}"),
+                "activations_status_newest",
+            ),
+            (format!("SELECT body FROM activations WHERE awaiting_rule IN ('r') {keyset}"), "activations_awaiting"),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(plan.iter().any(|p| p.contains(index)), "{query}: {plan:?}");
+            assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{query}: {plan:?}");
+        }
     }
 }

@@ -2,32 +2,62 @@
 //!
 //! One table holds everything, in these entities:
 //!
-//! | PartitionKey    | RowKey                     | What                                              |
-//! |-----------------|----------------------------|---------------------------------------------------|
-//! | activation id   | `activation`               | the activation (JSON body, status, due key, seq)  |
-//! | activation id   | `event_000001`, …          | its audit events, numbered                        |
-//! | `due`           | `<due ms, 15 digits>_<id>` | the due index the sweeper reads                   |
-//! | `open`          | SHA-256(principal/role/scope) | the one open activation per principal, role, scope |
-//! | `idempotency`   | SHA-256(caller, key)       | which activation an `Idempotency-Key` produced    |
-//! | activation id   | `outbox_<notice id>`       | a notice waiting for delivery                     |
-//! | `outbox`        | notice id                  | the index of waiting notices                      |
+//! | PartitionKey          | RowKey                             | What                                              |
+//! |-----------------------|------------------------------------|---------------------------------------------------|
+//! | activation id         | `activation`                       | the activation (JSON body, status, due key, seq)  |
+//! | activation id         | `event_000001`, …                  | its audit events, numbered                        |
+//! | `due`                 | `<due ms, 15 digits>_<id>`         | the due index the sweeper reads                   |
+//! | `open`                | SHA-256(principal/role/scope)      | the one open activation per principal, role, scope |
+//! | `open_<principal>`    | activation id                      | the principal's open activations (the cap)        |
+//! | `list`                | `<newest-first key>`               | every activation, newest first (admins, auditors) |
+//! | `list_<principal>`    | `<newest-first key>`               | the principal's activations, newest first         |
+//! | `awaiting_<rule id>`  | `<newest-first key>_<episode>`     | what awaits a decision by the rule's approvers    |
+//! | `idempotency`         | SHA-256(caller, key)               | which activation an `Idempotency-Key` produced    |
+//! | activation id         | `outbox_<notice id>`               | a notice waiting for delivery                     |
+//! | `outbox`              | notice id                          | the index of waiting notices                      |
+//! | `meta`                | `indexes`                          | marks that the list indexes cover every activation |
+//!
+//! The newest-first key is the inverted `requested_at` milliseconds and the id
+//! (`newest_first_key`), so a partition read in key order lists newest first; an `awaiting`
+//! entry adds its episode (`0` for the request, the extension's request time for an extension).
 //!
 //! An activation and its events share a partition, so a state change and its audit event commit
 //! in one entity group transaction, conditional on the activation's ETag: a 412 is a conflict
 //! the service resolves by re-reading, never a lost update. The event's RowKey is the next
 //! number, so two writers can never both append the same transition.
 //!
-//! The due index cannot join that transaction (another partition), so it is kept a **superset**
-//! of what is due: the entry for a new due time is written *before* the transaction, the old
-//! one deleted *after* it. A crash in between leaves an extra entry, never a missing one. The
-//! sweeper checks each entry against the activation and skips (then removes) stale ones. The
-//! notice a change implies is the transaction's third entity; its index entry, like the due
-//! one, is written first. The `open` and `idempotency` entries follow the same rule: taken before the transaction,
-//! released after; a stale `open` entry (its activation finished or never written) is taken over
-//! with its ETag.
+//! The indexes cannot join that transaction (other partitions), so each is kept a **superset**
+//! of what it indexes: an entry is written *before* the transaction, an old one deleted *after*
+//! it. A crash in between leaves an extra entry, never a missing one. Readers check each entry
+//! against the activation and skip stale ones; once older than `STALE_AFTER` they remove them
+//! (younger ones may belong to a write in flight). This holds for the due index the sweeper
+//! reads, for the list indexes (`list`, `list_<principal>`: written once, at insert) and for the
+//! `awaiting` index (written when a decision becomes due, removed when it is made). The notice a
+//! change implies is the transaction's third entity; its index entry, like the due one, is
+//! written first. The `open` and `idempotency` entries follow the same rule: taken before the
+//! transaction, released after; a stale `open` entry (its activation finished or never written)
+//! is taken over with its ETag.
 //!
-//! The store's `Version` carries the ETag, the event count and the due key, so an update needs
-//! no extra read.
+//! The cap on a principal's open activations is a reservation in `open_<principal>`, made
+//! before the transaction: write ours, then read the partition. At most the cap entries: done.
+//! More: each other entry is checked against its activation (stale ones, finished or never
+//! written and older than `STALE_AFTER`, are removed and not counted) and when the live ones
+//! still exceed the cap ours is withdrawn and the request refused. Two racing requests each see
+//! the other's entry, so the cap is never exceeded (near the cap both may be refused). An
+//! activation's entry is removed when it finishes.
+//!
+//! Lists read only their index: a page reads at most `limit + 1` entries of each partition it
+//! merges (one; for the approvals inbox, one per rule the caller approves) and point-reads the
+//! `limit` it returns. A filter on status is applied after the point reads, so a page may come
+//! back short (still with its continuation). The audit trail of one activation is one
+//! partition, read in order; the trail across activations (by principal, or since a time) is a
+//! filtered scan of every event: fine for occasional audits, not indexed.
+//!
+//! Tables written before the list indexes existed are indexed once, on first use: the `meta`
+//! entry records that it was done.
+//!
+//! The store's `Version` carries the ETag, the event count, the due key and the awaiting key, so
+//! an update needs no extra read.
 
 use std::sync::Arc;
 
@@ -37,13 +67,17 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use tokio::sync::OnceCell;
+
 use super::table_client::{BatchFailure, BatchOp, Properties, Stored, TableClient, TableError, literal};
-use crate::domain::activation::Activation;
+use super::{newest_first_key, parse_newest_first};
+use crate::domain::activation::{Activation, State};
 use crate::domain::audit::AuditEvent;
-use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::domain::ids::{ActivationId, PrincipalId, RuleId};
 use crate::domain::notification::OutboxItem;
 use crate::service::ports::{
-    ActivationQuery, AuditQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Store, StoreError, Version, Versioned,
+    ActivationQuery, AuditQuery, AwaitingQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Page, PageToken, Store,
+    StoreError, Version, Versioned,
 };
 
 const ACTIVATION_ROW: &str = "activation";
@@ -51,6 +85,9 @@ const DUE: &str = "due";
 const OPEN: &str = "open";
 const IDEMPOTENCY: &str = "idempotency";
 const OUTBOX: &str = "outbox";
+const LIST_ALL: &str = "list";
+const META: &str = "meta";
+const INDEXES_ROW: &str = "indexes";
 /// Index entries this much older than their due time, whose activation is gone or no longer
 /// due then, are removed. Younger ones may belong to a write in flight and are only skipped.
 const STALE_AFTER: TimeDelta = TimeDelta::minutes(10);
@@ -59,6 +96,8 @@ const READ_CONCURRENCY: usize = 16;
 
 pub struct TableStore {
     table: Arc<TableClient>,
+    /// Set once this process knows the list indexes cover every activation.
+    indexed: OnceCell<()>,
 }
 
 fn store_error(e: TableError) -> StoreError {
@@ -106,6 +145,106 @@ fn open_row(a: &Activation) -> String {
     digest(&[&r.principal_id.to_string(), &r.role_definition_id.to_string(), &r.scope.key()])
 }
 
+/// The principal's open activations: the cap's reservations.
+fn held_partition(principal: PrincipalId) -> String {
+    format!("open_{principal}")
+}
+
+fn list_partition(principal: PrincipalId) -> String {
+    format!("list_{principal}")
+}
+
+fn awaiting_partition(rule: &RuleId) -> String {
+    format!("awaiting_{rule}")
+}
+
+fn list_row(a: &Activation) -> String {
+    newest_first_key(a.request().requested_at, a.id())
+}
+
+/// The activation's entry in the `awaiting` index while it awaits a decision: its list key and
+/// the episode (`0` for the request, the extension's request time for an extension), so the
+/// entry of a decided episode is never mistaken for the next one's.
+fn awaiting_row(a: &Activation) -> Option<String> {
+    if !a.awaits_decision() {
+        return None;
+    }
+    let episode = if let State::Active { extension: Some(e), .. } = a.state() {
+        e.requested_at.timestamp_millis().max(1)
+    } else {
+        0
+    };
+    Some(format!("{}_{episode:015}", list_row(a)))
+}
+
+/// Reads an `awaiting` RowKey used as a page token back.
+fn check_awaiting_token(token: &PageToken) -> Result<(), StoreError> {
+    let refuse = || StoreError::InvalidPageToken(format!("`{}`", crate::domain::ids::shorten(token.as_str())));
+    let (key, episode) = token.as_str().rsplit_once('_').ok_or_else(refuse)?;
+    if episode.len() != 15 || !episode.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refuse());
+    }
+    parse_newest_first(&PageToken::new(key.to_owned())).map(|_| ())
+}
+
+fn index_entity(partition: &str, row: &str, id: ActivationId, at: DateTime<Utc>) -> Properties {
+    entity(partition, row, json!({ "ActivationId": id.to_string(), "At": timestamp(at) }))
+}
+
+/// An index entry as a list page reads it.
+struct IndexEntry {
+    partition: String,
+    row: String,
+    id: ActivationId,
+    /// When it was written: removed as stale only once older than `STALE_AFTER`.
+    at: Option<DateTime<Utc>>,
+}
+
+fn read_index_entry(p: &Properties) -> Result<IndexEntry, StoreError> {
+    Ok(IndexEntry {
+        partition: text(p, "PartitionKey")?.to_owned(),
+        row: text(p, "RowKey")?.to_owned(),
+        id: parse_id(p, "ActivationId")?,
+        at: p.get("At").and_then(Value::as_str).and_then(|t| t.parse::<DateTime<Utc>>().ok()),
+    })
+}
+
+/// Whether an index entry still describes the activation, by the partition it lies in.
+fn entry_matches(entry: &IndexEntry, a: &Activation) -> bool {
+    let partition = entry.partition.as_str();
+    if partition == LIST_ALL {
+        entry.row == list_row(a)
+    } else if partition.starts_with("list_") {
+        entry.row == list_row(a) && partition == list_partition(a.request().principal_id)
+    } else {
+        awaiting_row(a).as_deref() == Some(entry.row.as_str()) && partition == awaiting_partition(&a.request().rule_id)
+    }
+}
+
+fn bad_token(token: &PageToken) -> StoreError {
+    StoreError::InvalidPageToken(format!("`{}`", crate::domain::ids::shorten(token.as_str())))
+}
+
+/// An audit event's place in the trail across activations: its time, partition and row.
+type AuditPosition = (String, String, String);
+
+fn audit_position(token: &PageToken) -> Result<AuditPosition, StoreError> {
+    let mut parts = token.as_str().splitn(3, '|');
+    let (Some(at), Some(partition), Some(row)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad_token(token));
+    };
+    let canonical = at.parse::<DateTime<Utc>>().ok().map(timestamp);
+    let id = ActivationId::parse(partition).ok().map(|id| id.to_string());
+    if canonical.as_deref() != Some(at) || id.as_deref() != Some(partition) || !is_event_row(row) {
+        return Err(bad_token(token));
+    }
+    Ok((at.to_owned(), partition.to_owned(), row.to_owned()))
+}
+
+fn is_event_row(row: &str) -> bool {
+    row.strip_prefix("event_").is_some_and(|n| (6..=20).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn idempotency_row(caller: PrincipalId, key: &IdempotencyKey) -> String {
     digest(&[&caller.to_string(), key.as_str()])
 }
@@ -136,22 +275,33 @@ fn entity(partition: &str, row: &str, fields: Value) -> Properties {
 struct Tag {
     seq: u64,
     due: Option<String>,
+    /// The activation's `awaiting` RowKey, while it awaits a decision.
+    awaiting: Option<String>,
     etag: String,
 }
 
 impl Tag {
     fn version(&self) -> Version {
-        Version(format!("{}|{}|{}", self.seq, self.due.as_deref().unwrap_or("-"), self.etag))
+        Version(format!(
+            "{}|{}|{}|{}",
+            self.seq,
+            self.due.as_deref().unwrap_or("-"),
+            self.awaiting.as_deref().unwrap_or("-"),
+            self.etag
+        ))
     }
 
     fn parse(version: &Version) -> Result<Tag, StoreError> {
-        let mut parts = version.0.splitn(3, '|');
-        let (Some(seq), Some(due), Some(etag)) = (parts.next(), parts.next(), parts.next()) else {
+        let mut parts = version.0.splitn(4, '|');
+        let (Some(seq), Some(due), Some(awaiting), Some(etag)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(StoreError::Conflict);
         };
         Ok(Tag {
             seq: seq.parse().map_err(|_| StoreError::Conflict)?,
             due: (due != "-").then(|| due.to_owned()),
+            awaiting: (awaiting != "-").then(|| awaiting.to_owned()),
             etag: etag.to_owned(),
         })
     }
@@ -225,7 +375,8 @@ fn read_activation(stored: Stored) -> Result<Versioned<Activation>, StoreError> 
     let seq =
         text(p, "Seq")?.parse().map_err(|_| StoreError::Corrupt("an activation's `Seq` is not a number".into()))?;
     let due = text(p, "DueAt")?;
-    let tag = Tag { seq, due: (!due.is_empty()).then(|| due.to_owned()), etag: stored.etag };
+    let awaiting = awaiting_row(&value);
+    let tag = Tag { seq, due: (!due.is_empty()).then(|| due.to_owned()), awaiting, etag: stored.etag };
     Ok(Versioned { value, version: tag.version() })
 }
 
@@ -235,7 +386,7 @@ fn read_event(p: &Properties) -> Result<AuditEvent, StoreError> {
 
 impl TableStore {
     pub fn new(table: TableClient) -> Self {
-        Self { table: Arc::new(table) }
+        Self { table: Arc::new(table), indexed: OnceCell::new() }
     }
 
     async fn get_activation(&self, id: ActivationId) -> Result<Option<Versioned<Activation>>, StoreError> {
@@ -421,6 +572,213 @@ impl TableStore {
         Ok(found)
     }
 
+    /// Writes (or rewrites) an index entry.
+    async fn put_index(
+        &self,
+        partition: &str,
+        row: &str,
+        id: ActivationId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.table.replace(&index_entity(partition, row, id, at), None).await.map(|_| ()).map_err(store_error)
+    }
+
+    /// Best effort: a leftover entry is skipped by readers and removed once stale.
+    async fn drop_index(&self, partition: &str, row: &str, id: ActivationId) {
+        match self.table.delete(partition, row, "*").await {
+            Ok(()) | Err(TableError::NotFound) => {}
+            Err(e) => {
+                tracing::warn!(activation = %id, partition, error = %e, "could not remove an index entry; readers skip it and remove it later")
+            }
+        }
+    }
+
+    /// The list entries of a new activation, and its `awaiting` entry if it awaits a decision.
+    async fn index_new(&self, a: &Activation, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let row = list_row(a);
+        let principal = list_partition(a.request().principal_id);
+        let awaiting = async {
+            match awaiting_row(a) {
+                Some(row) => self.put_index(&awaiting_partition(&a.request().rule_id), &row, a.id(), at).await,
+                None => Ok(()),
+            }
+        };
+        futures_util::try_join!(
+            self.put_index(LIST_ALL, &row, a.id(), at),
+            self.put_index(&principal, &row, a.id(), at),
+            awaiting
+        )?;
+        Ok(())
+    }
+
+    /// Indexes, once per table, the activations written before the list indexes existed.
+    /// INVARIANT: every list and the cap rely on it; every entry point that reads an index or
+    /// inserts calls it first.
+    async fn ensure_indexes(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.indexed
+            .get_or_try_init(|| async {
+                if self.table.get(META, INDEXES_ROW).await.map_err(store_error)?.is_some() {
+                    return Ok(());
+                }
+                let filter = format!("RowKey eq {}", literal(ACTIVATION_ROW));
+                let rows = self.table.query(&filter, 1000, usize::MAX).await.map_err(store_error)?;
+                let written = futures_util::stream::iter(rows.into_iter().map(|p| async move {
+                    let a: Activation = serde_json::from_str(text(&p, "Body")?)
+                        .map_err(|e| StoreError::Corrupt(format!("undecodable activation: {e}")))?;
+                    self.index_new(&a, now).await?;
+                    if !a.status().is_terminal() {
+                        let held = held_partition(a.request().principal_id);
+                        self.put_index(&held, &a.id().to_string(), a.id(), a.request().requested_at).await?;
+                    }
+                    Ok::<_, StoreError>(())
+                }))
+                .buffer_unordered(READ_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await;
+                let count = written.len();
+                written.into_iter().collect::<Result<Vec<()>, _>>()?;
+                let marker = entity(META, INDEXES_ROW, json!({ "Version": "1", "At": timestamp(now) }));
+                self.table.replace(&marker, None).await.map_err(store_error)?;
+                tracing::info!(activations = count, "indexed the activations written before the list indexes");
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Reserves one of the principal's `max_open` open activations for `a` (see the module
+    /// doc). Returns the reservation's ETag.
+    async fn reserve_held(&self, a: &Activation, max_open: usize) -> Result<String, StoreError> {
+        let partition = held_partition(a.request().principal_id);
+        let row = a.id().to_string();
+        let now = a.request().requested_at;
+        let etag = match self.table.insert(&index_entity(&partition, &row, a.id(), now)).await {
+            Ok(etag) => etag,
+            // A retry of this very insert.
+            Err(TableError::Conflict(_)) => {
+                self.table.get(&partition, &row).await.map_err(store_error)?.map(|s| s.etag).ok_or_else(|| {
+                    StoreError::Unavailable("an open-activation reservation kept changing; retry".into())
+                })?
+            }
+            Err(e) => return Err(store_error(e)),
+        };
+        let filter = format!("PartitionKey eq {}", literal(&partition));
+        let enough = max_open.saturating_add(1);
+        let first = self.table.query(&filter, enough.min(1000), enough).await.map_err(store_error)?;
+        if first.len() <= max_open {
+            return Ok(etag);
+        }
+        let entries = self.table.query(&filter, 1000, usize::MAX).await.map_err(store_error)?;
+        // Over the cap on the face of it: count only the live reservations.
+        let stale_before = now - STALE_AFTER;
+        let checks = futures_util::stream::iter(entries.into_iter().map(|p| async move {
+            let entry = read_index_entry(&p)?;
+            if entry.id == a.id() {
+                return Ok::<_, StoreError>((entry, true));
+            }
+            let live = match self.get_activation(entry.id).await? {
+                Some(held) => !held.value.status().is_terminal(),
+                // Being written, or never will be: only age tells.
+                None => entry.at.is_none_or(|at| at >= stale_before),
+            };
+            Ok((entry, live))
+        }))
+        .buffered(READ_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        let mut live = 0usize;
+        for check in checks {
+            let (entry, is_live) = check?;
+            if is_live {
+                live += 1;
+            } else {
+                tracing::debug!(activation = %entry.id, "removing a stale open-activation reservation");
+                self.drop_index(&entry.partition, &entry.row, entry.id).await;
+            }
+        }
+        if live > max_open {
+            self.undo(&partition, &row, &etag).await;
+            return Err(StoreError::TooManyOpen { limit: max_open });
+        }
+        Ok(etag)
+    }
+
+    /// Removes an index entry that matched nothing, if it is still the one read and older than
+    /// `stale_before` (read again: a writer may have just rewritten it).
+    async fn remove_stale_entry(&self, entry: &IndexEntry, stale_before: DateTime<Utc>) {
+        let result = async {
+            let Some(stored) = self.table.get(&entry.partition, &entry.row).await? else { return Ok(()) };
+            let at = stored.properties.get("At").and_then(Value::as_str).and_then(|t| t.parse::<DateTime<Utc>>().ok());
+            if at.is_none_or(|at| at < stale_before) {
+                match self.table.delete(&entry.partition, &entry.row, &stored.etag).await {
+                    Ok(()) | Err(TableError::NotFound | TableError::PreconditionFailed) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(activation = %entry.id, partition = %entry.partition, error = %e, "could not remove a stale index entry");
+        }
+    }
+
+    /// A newest-first page from the index `partitions`, merged: at most `limit + 1` entries of
+    /// each after `after`, the first `limit` of them point-read and checked; what matches
+    /// nothing is skipped (and removed once stale), what `keep` refuses is left out.
+    async fn index_page(
+        &self,
+        partitions: &[String],
+        after: Option<&str>,
+        limit: usize,
+        now: DateTime<Utc>,
+        keep: impl Fn(&Activation) -> bool,
+    ) -> Result<Page<Activation>, StoreError> {
+        let want = limit.saturating_add(1);
+        let reads = futures_util::stream::iter(partitions.iter().cloned().map(|partition| async move {
+            let mut filter = format!("PartitionKey eq {}", literal(&partition));
+            if let Some(after) = after {
+                filter.push_str(&format!(" and RowKey gt {}", literal(after)));
+            }
+            self.table.query(&filter, want, want).await.map_err(store_error)
+        }))
+        .buffered(READ_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        let mut entries = Vec::new();
+        for read in reads {
+            for p in &read? {
+                entries.push(read_index_entry(p)?);
+            }
+        }
+        entries.sort_by(|x, y| x.row.cmp(&y.row).then_with(|| x.partition.cmp(&y.partition)));
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = entries.last().filter(|_| more).map(|e| PageToken::new(e.row.clone()));
+        let loaded = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
+            let current = self.get_activation(entry.id).await?;
+            Ok::<_, StoreError>((entry, current))
+        }))
+        .buffered(READ_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        let stale_before = now - STALE_AFTER;
+        let mut items = Vec::new();
+        for result in loaded {
+            let (entry, current) = result?;
+            match current {
+                // Still what the index says; the filter may leave it out.
+                Some(c) if entry_matches(&entry, &c.value) => items.extend(keep(&c.value).then_some(c.value)),
+                _ if entry.at.is_none_or(|at| at < stale_before) => {
+                    tracing::debug!(activation = %entry.id, partition = %entry.partition, "removing a stale index entry");
+                    self.remove_stale_entry(&entry, stale_before).await;
+                }
+                _ => {}
+            }
+        }
+        Ok(Page { items, next })
+    }
+
     async fn undo(&self, partition: &str, row: &str, etag: &str) {
         if let Err(e) = self.table.delete(partition, row, etag).await
             && !matches!(e, TableError::NotFound | TableError::PreconditionFailed)
@@ -437,6 +795,7 @@ impl Store for TableStore {
         activation: &Activation,
         event: &AuditEvent,
         idempotency: Option<&IdempotencyRecord>,
+        max_open: usize,
     ) -> Result<Version, StoreError> {
         let id = activation.id();
         let partition = id.to_string();
@@ -444,30 +803,40 @@ impl Store for TableStore {
         for e in &entities {
             super::table_client::check_size(e).map_err(store_error)?;
         }
+        let now = activation.request().requested_at;
+        self.ensure_indexes(now).await?;
         let notice = OutboxItem::for_event(event);
-        let mut taken: Vec<(&str, String, String)> = Vec::new();
+        let mut taken: Vec<(String, String, String)> = Vec::new();
         if let Some(r) = idempotency {
             let etag = self.take_idempotency(r).await?;
-            taken.push((IDEMPOTENCY, idempotency_row(r.caller, &r.key), etag));
+            taken.push((IDEMPOTENCY.into(), idempotency_row(r.caller, &r.key), etag));
         }
         let open = !activation.status().is_terminal();
         if open {
-            match self.take_open(activation).await {
-                Ok(etag) => taken.push((OPEN, open_row(activation), etag)),
-                Err(e) => {
-                    for (p, r, tag) in &taken {
-                        self.undo(p, r, tag).await;
-                    }
-                    return Err(e);
+            let reserved = async {
+                let etag = self.take_open(activation).await?;
+                taken.push((OPEN.into(), open_row(activation), etag));
+                let etag = self.reserve_held(activation, max_open).await?;
+                taken.push((held_partition(activation.request().principal_id), id.to_string(), etag));
+                Ok::<_, StoreError>(())
+            };
+            if let Err(e) = reserved.await {
+                for (p, r, tag) in &taken {
+                    self.undo(p, r, tag).await;
                 }
+                return Err(e);
             }
         }
         let due = activation.due_at().map(due_key);
         let indexed = async {
-            if let Some(due) = &due {
-                self.put_due(due, id).await?;
-            }
-            self.index_notice(notice.as_ref()).await
+            let due_entry = async {
+                match &due {
+                    Some(due) => self.put_due(due, id).await,
+                    None => Ok(()),
+                }
+            };
+            futures_util::try_join!(self.index_new(activation, event.at), due_entry, self.index_notice(notice.as_ref()))
+                .map(|_| ())
         };
         if let Err(e) = indexed.await {
             for (p, r, tag) in &taken {
@@ -483,7 +852,7 @@ impl Store for TableStore {
         match self.table.batch(&partition, &ops).await {
             Ok(etags) => {
                 let etag = etags.into_iter().next().unwrap_or_default();
-                Ok(Tag { seq: 1, due, etag }.version())
+                Ok(Tag { seq: 1, due, awaiting: awaiting_row(activation), etag }.version())
             }
             Err(BatchFailure { error: TableError::Conflict(_), .. }) => {
                 if self.event_landed(id, 1, event.id).await? {
@@ -530,6 +899,12 @@ impl Store for TableStore {
         {
             self.put_due(new, id).await?;
         }
+        let awaiting = awaiting_row(activation);
+        if let Some(new) = &awaiting
+            && tag.awaiting.as_ref() != Some(new)
+        {
+            self.put_index(&awaiting_partition(&activation.request().rule_id), new, id, event.at).await?;
+        }
         let notice = OutboxItem::for_event(event);
         self.index_notice(notice.as_ref()).await?;
         let [a, e] = entities;
@@ -560,10 +935,16 @@ impl Store for TableStore {
         {
             self.drop_due(old, id).await;
         }
+        if let Some(old) = &tag.awaiting
+            && awaiting.as_ref() != Some(old)
+        {
+            self.drop_index(&awaiting_partition(&activation.request().rule_id), old, id).await;
+        }
         if activation.status().is_terminal() {
             self.release_open(&open_row(activation), id).await;
+            self.drop_index(&held_partition(activation.request().principal_id), &id.to_string(), id).await;
         }
-        Ok(Tag { seq, due, etag }.version())
+        Ok(Tag { seq, due, awaiting, etag }.version())
     }
 
     async fn idempotency(
@@ -584,33 +965,33 @@ impl Store for TableStore {
         }))
     }
 
-    /// Reads across partitions with a server-side filter: cost grows with history. Only the
-    /// API's listings use it; the sweeper reads the due index.
-    async fn list(&self, query: &ActivationQuery) -> Result<Vec<Activation>, StoreError> {
-        let mut filter = format!("RowKey eq {}", literal(ACTIVATION_ROW));
-        if let Some(p) = query.principal_id {
-            filter.push_str(&format!(" and PrincipalId eq {}", literal(&p.to_string())));
+    async fn list(&self, query: &ActivationQuery) -> Result<Page<Activation>, StoreError> {
+        if let Some(token) = &query.after {
+            parse_newest_first(token)?;
         }
-        if !query.statuses.is_empty() {
-            let any: Vec<String> =
-                query.statuses.iter().map(|s| format!("Status eq {}", literal(s.as_str()))).collect();
-            filter.push_str(&format!(" and ({})", any.join(" or ")));
+        self.ensure_indexes(query.now).await?;
+        let partition = query.principal_id.map_or_else(|| LIST_ALL.to_owned(), list_partition);
+        let statuses = &query.statuses;
+        let after = query.after.as_ref().map(PageToken::as_str);
+        self.index_page(&[partition], after, query.limit, query.now, |a| {
+            statuses.is_empty() || statuses.contains(&a.status())
+        })
+        .await
+    }
+
+    async fn awaiting_decision(&self, query: &AwaitingQuery) -> Result<Page<Activation>, StoreError> {
+        if let Some(token) = &query.after {
+            check_awaiting_token(token)?;
         }
-        let rows = self.table.query(&filter, 1000, usize::MAX).await.map_err(store_error)?;
-        let mut found = Vec::with_capacity(rows.len());
-        for p in &rows {
-            let a: Activation = serde_json::from_str(text(p, "Body")?)
-                .map_err(|e| StoreError::Corrupt(format!("undecodable activation: {e}")))?;
-            found.push(a);
+        if query.rules.is_empty() {
+            return Ok(Page { items: Vec::new(), next: None });
         }
-        found.sort_by(|x, y| {
-            y.request()
-                .requested_at
-                .cmp(&x.request().requested_at)
-                .then_with(|| x.id().to_string().cmp(&y.id().to_string()))
-        });
-        found.truncate(query.limit);
-        Ok(found)
+        self.ensure_indexes(query.now).await?;
+        let mut partitions: Vec<String> = query.rules.iter().map(awaiting_partition).collect();
+        partitions.sort();
+        partitions.dedup();
+        let after = query.after.as_ref().map(PageToken::as_str);
+        self.index_page(&partitions, after, query.limit, query.now, |_| true).await
     }
 
     async fn due(
@@ -637,36 +1018,63 @@ impl Store for TableStore {
         Ok(self.scan_due(lower, upper, None, limit).await?.into_iter().map(|v| v.value).collect())
     }
 
-    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut filter = match query.activation_id {
-            Some(id) => format!(
-                "PartitionKey eq {} and RowKey ge {} and RowKey lt {}",
-                literal(&id.to_string()),
-                literal("event_"),
-                literal("event`")
-            ),
-            None => format!("Kind eq {}", literal("event")),
-        };
+    async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>, StoreError> {
+        let want = query.limit.saturating_add(1);
+        let mut extra = String::new();
         if let Some(p) = query.principal_id {
-            filter.push_str(&format!(" and PrincipalId eq {}", literal(&p.to_string())));
+            extra.push_str(&format!(" and PrincipalId eq {}", literal(&p.to_string())));
         }
         if let Some(since) = query.since {
-            filter.push_str(&format!(" and At ge {}", literal(&timestamp(since))));
+            extra.push_str(&format!(" and At ge {}", literal(&timestamp(since))));
         }
-        let single = query.activation_id.is_some();
-        let max = if single { query.limit } else { usize::MAX };
-        let rows = self.table.query(&filter, 1000, max).await.map_err(store_error)?;
+        if let Some(id) = query.activation_id {
+            // One partition, in order: reads what it returns.
+            let lower = match &query.after {
+                Some(token) if is_event_row(token.as_str()) => token.as_str().to_owned(),
+                Some(token) => return Err(bad_token(token)),
+                None => "event_".to_owned(),
+            };
+            let filter = format!(
+                "PartitionKey eq {} and RowKey gt {} and RowKey lt {}{extra}",
+                literal(&id.to_string()),
+                literal(&lower),
+                literal("event`")
+            );
+            let rows = self.table.query(&filter, want, want).await.map_err(store_error)?;
+            let mut found = Vec::with_capacity(rows.len());
+            for p in &rows {
+                found.push((text(p, "RowKey")?.to_owned(), read_event(p)?));
+            }
+            let more = found.len() > query.limit;
+            found.truncate(query.limit);
+            let next = found.last().filter(|_| more).map(|(row, _)| PageToken::new(row.clone()));
+            return Ok(Page { items: found.into_iter().map(|(_, e)| e).collect(), next });
+        }
+        // Across activations: a filtered scan of every event (not indexed), resumed after the
+        // last (time, partition, row) returned.
+        let after = query.after.as_ref().map(audit_position).transpose()?;
+        let mut filter = format!("Kind eq {}{extra}", literal("event"));
+        if let Some((at, _, _)) = &after {
+            filter.push_str(&format!(" and At ge {}", literal(at)));
+        }
+        let rows = self.table.query(&filter, 1000, usize::MAX).await.map_err(store_error)?;
         let mut keyed = Vec::with_capacity(rows.len());
         for p in &rows {
-            let at = text(p, "At")?.to_owned();
-            let order = (at, text(p, "PartitionKey")?.to_owned(), text(p, "RowKey")?.to_owned());
-            keyed.push((order, read_event(p)?));
+            let order = (text(p, "At")?.to_owned(), text(p, "PartitionKey")?.to_owned(), text(p, "RowKey")?.to_owned());
+            if after.as_ref().is_some_and(|a| &order <= a) {
+                continue;
+            }
+            keyed.push((order, p));
         }
-        if !single {
-            keyed.sort_by(|x, y| x.0.cmp(&y.0));
-        }
+        keyed.sort_by(|x, y| x.0.cmp(&y.0));
+        let more = keyed.len() > query.limit;
         keyed.truncate(query.limit);
-        Ok(keyed.into_iter().map(|(_, e)| e).collect())
+        let next = keyed
+            .last()
+            .filter(|_| more)
+            .map(|((at, partition, row), _)| PageToken::new(format!("{at}|{partition}|{row}")));
+        let items = keyed.into_iter().map(|(_, p)| read_event(p)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next })
     }
 
     async fn enqueue(&self, item: &OutboxItem) -> Result<bool, StoreError> {
@@ -793,16 +1201,27 @@ mod tests {
 
     #[test]
     fn versions_round_trip_and_refuse_garbage() {
-        let tag = Tag { seq: 3, due: Some("001764072000000".into()), etag: "W/\"datetime'x|y'\"".into() };
+        let awaiting = format!(
+            "{}_{:015}",
+            newest_first_key("2026-11-25T12:00:00Z".parse().unwrap(), ActivationId::new_random()),
+            0
+        );
+        let tag = Tag {
+            seq: 3,
+            due: Some("001764072000000".into()),
+            awaiting: Some(awaiting.clone()),
+            etag: "W/\"datetime'x|y'\"".into(),
+        };
         let back = Tag::parse(&tag.version()).unwrap();
         assert_eq!(
-            (back.seq, back.due.as_deref(), back.etag.as_str()),
-            (3, Some("001764072000000"), tag.etag.as_str())
+            (back.seq, back.due.as_deref(), back.awaiting.as_deref(), back.etag.as_str()),
+            (3, Some("001764072000000"), Some(awaiting.as_str()), tag.etag.as_str())
         );
-        let none = Tag::parse(&Tag { seq: 1, due: None, etag: "e".into() }.version()).unwrap();
-        assert_eq!(none.due, None);
+        let none = Tag::parse(&Tag { seq: 1, due: None, awaiting: None, etag: "e".into() }.version()).unwrap();
+        assert_eq!((none.due, none.awaiting), (None, None));
         assert!(matches!(Tag::parse(&Version("7".into())), Err(StoreError::Conflict)));
-        assert!(matches!(Tag::parse(&Version("x|-|e".into())), Err(StoreError::Conflict)));
+        assert!(matches!(Tag::parse(&Version("x|-|-|e".into())), Err(StoreError::Conflict)));
+        assert!(matches!(Tag::parse(&Version("1|-|e".into())), Err(StoreError::Conflict)), "a version of old");
     }
 
     #[test]
