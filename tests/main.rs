@@ -9,6 +9,7 @@ mod arm;
 mod bad_input;
 mod browser;
 mod eligibility;
+mod fake_graph_selftest;
 mod hardening;
 mod host;
 mod identity;

@@ -5,6 +5,7 @@ pub mod arm;
 pub mod azurite;
 pub mod fake_azure;
 pub mod fake_entra;
+pub mod fake_graph;
 pub mod fake_http;
 pub mod fake_webhook;
 pub mod process;
