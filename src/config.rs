@@ -81,9 +81,11 @@ fn connection_string(value: &str, table: String, local_file: PathBuf) -> Result<
         pairs.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
     }
     if pairs.get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-        let endpoint = pairs
-            .get("developmentstorageproxyuri")
-            .map_or_else(|| "http://127.0.0.1:10002".to_owned(), |u| u.trim_end_matches('/').to_owned());
+        // Azurite's well-known key is public: the emulator is for this machine only.
+        let endpoint = match pairs.get("developmentstorageproxyuri") {
+            Some(uri) => check_url("ELEVATE_STORE", uri)?,
+            None => "http://127.0.0.1:10002".to_owned(),
+        };
         return Ok(TablesSetting {
             endpoint: format!("{endpoint}/{DEV_STORAGE_ACCOUNT}"),
             table,
@@ -117,7 +119,16 @@ fn connection_string(value: &str, table: String, local_file: PathBuf) -> Result<
                 return Err(bad("ELEVATE_STORE", "without `TableEndpoint`, the protocol must be https"));
             }
             let suffix = pairs.get("endpointsuffix").map_or("core.windows.net", String::as_str);
-            format!("https://{account}.table.{suffix}")
+            // A DNS name and nothing else: no port, user, path or anything the URL parser would
+            // read as another host (`x@evil.example`).
+            let plain = !suffix.is_empty()
+                && suffix
+                    .split('.')
+                    .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if !plain {
+                return Err(bad("ELEVATE_STORE", "`EndpointSuffix` must be a DNS name such as `core.windows.net`"));
+            }
+            check_url("ELEVATE_STORE", &format!("https://{account}.table.{suffix}"))?
         }
     };
     Ok(TablesSetting { endpoint, table, auth: TablesAuth::SharedKey { account, key: StorageKey(key) }, local_file })
@@ -341,7 +352,14 @@ impl Settings {
                     let table = get("ELEVATE_STORE_TABLE").unwrap_or_else(|| DEFAULT_TABLE.to_owned());
                     crate::adapters::store::table_client::check_table_name(&table)
                         .map_err(|m| bad("ELEVATE_STORE_TABLE", m))?;
-                    StoreSetting::Tables(connection_string(&s, table, local_file())?)
+                    let setting = connection_string(&s, table, local_file())?;
+                    if on_app_service && setting.endpoint.ends_with(&format!("/{DEV_STORAGE_ACCOUNT}")) {
+                        return Err(bad(
+                            "ELEVATE_STORE",
+                            "the development storage emulator (its key is public) is refused on App Service (WEBSITE_SITE_NAME is set)",
+                        ));
+                    }
+                    StoreSetting::Tables(setting)
                 }
                 _ => {
                     return Err(bad(
@@ -410,13 +428,14 @@ impl Settings {
         // INVARIANT: dev identity only while everything is local. Anyone who can read the dev key
         // can mint any identity (an Elevate.Admin, an approver): with real access behind it that is
         // standing Owner for whoever reads a file. The listening address is checked by `check_listen`.
-        if let (AuthSetting::Dev { .. }, ProviderSetting::Arm { endpoint, .. }) = (&auth, &provider)
-            && !crate::endpoint::parse(endpoint).is_ok_and(|url| crate::endpoint::is_loopback(&url))
+        if let (AuthSetting::Dev { .. }, ProviderSetting::Arm { endpoint, credential }) = (&auth, &provider)
+            && (!crate::endpoint::parse(endpoint).is_ok_and(|url| crate::endpoint::is_loopback(&url))
+                || *credential == CredentialKind::DeveloperTools)
         {
             return Err(bad(
                 "ELEVATE_AUTH_MODE",
                 format!(
-                    "`dev` identity is refused with real access (ELEVATE_PROVIDER=arm at `{endpoint}`): anyone who reads the dev key could mint an Owner; use `entra` or `easyauth`, or the `local` provider"
+                    "`dev` identity is refused with real access (ELEVATE_PROVIDER=arm at `{endpoint}`, or with your own Azure sign-in, which a loopback proxy could carry to Azure): anyone who reads the dev key could mint an Owner; use `entra` or `easyauth`, or the `local` provider"
                 ),
             ));
         }
@@ -766,16 +785,14 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.variable, "ELEVATE_AUTH_MODE");
-        // A fake ARM on loopback (the tests) and the local simulation stay usable.
-        let s = read(
-            RunMode::Standalone,
-            &[
-                ("ELEVATE_AUTH_MODE", "dev"),
-                ("ELEVATE_PROVIDER", "arm"),
-                ("ELEVATE_ARM_ENDPOINT", "http://127.0.0.1:9"),
-            ],
-        )
-        .unwrap();
+        // Not even on loopback with your own Azure sign-in: a local proxy could carry it to Azure.
+        let loopback =
+            [("ELEVATE_AUTH_MODE", "dev"), ("ELEVATE_PROVIDER", "arm"), ("ELEVATE_ARM_ENDPOINT", "http://127.0.0.1:9")];
+        assert_eq!(read(RunMode::Standalone, &loopback).unwrap_err().variable, "ELEVATE_AUTH_MODE");
+        // A fake ARM on loopback with the tests' fake managed identity, and the local simulation,
+        // stay usable.
+        let fake_identity = [("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token"), ("IDENTITY_HEADER", "h")];
+        let s = read(RunMode::Standalone, &[&loopback[..], &fake_identity[..]].concat()).unwrap();
         assert!(s.check_listen("127.0.0.1".parse().unwrap()).is_ok());
         // Loopback only: not every interface, not a LAN address, not IPv6 any.
         let local = read(RunMode::Standalone, &[]).unwrap();
@@ -794,6 +811,40 @@ mod tests {
         )
         .unwrap();
         assert!(entra.check_listen("0.0.0.0".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn connection_strings_meet_the_endpoint_rule_too() {
+        // The review's finding: the emulator's proxy address and the endpoint suffix escaped the
+        // https/loopback rule, and a suffix could smuggle another host after an `@`.
+        for value in [
+            "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://0.0.0.0:18099",
+            "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://evil.example\\@127.0.0.1:1",
+            "AccountName=acct;AccountKey=c2VjcmV0LWtleQ==;EndpointSuffix=x@0.0.0.0:18099",
+            "AccountName=acct;AccountKey=c2VjcmV0LWtleQ==;EndpointSuffix=core.windows.net:444",
+            "AccountName=acct;AccountKey=c2VjcmV0LWtleQ==;EndpointSuffix=core.windows.net/x",
+        ] {
+            let err = read(RunMode::Standalone, &[("ELEVATE_STORE", value)]).unwrap_err();
+            assert_eq!(err.variable, "ELEVATE_STORE", "{value}");
+            assert!(!err.to_string().contains("c2VjcmV0"), "the key leaked: {err}");
+        }
+        let ok = read(
+            RunMode::Standalone,
+            &[("ELEVATE_STORE", "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://127.0.0.1:10102")],
+        )
+        .unwrap();
+        let StoreSetting::Tables(t) = ok.store else { panic!("tables") };
+        assert_eq!(t.endpoint, "http://127.0.0.1:10102/devstoreaccount1");
+        let err = read(
+            RunMode::Standalone,
+            &[
+                ("WEBSITE_SITE_NAME", "prod"),
+                ("ELEVATE_STORE", "UseDevelopmentStorage=true"),
+                ("ELEVATE_AUTH_MODE", "entra"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "ELEVATE_STORE");
     }
 
     #[test]

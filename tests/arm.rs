@@ -197,7 +197,7 @@ async fn a_principal_still_replicating_is_retried_for_minutes_then_fails() {
     let app = spawn_arm_app(&fake).await;
     let a = app.activate(&app.token(ALICE), reader_sub1()).await;
     assert_eq!(a["status"], "Provisioning", "{a}");
-    app.advance(1);
+    app.advance(3);
     assert_eq!(app.sweep().await["provisioned"], 1);
     assert_eq!(app.activation(&id_of(&a)).await["status"], "Active");
 
@@ -206,8 +206,8 @@ async fn a_principal_still_replicating_is_retried_for_minutes_then_fails() {
     fake.replicating(ALICE, usize::MAX);
     let app = spawn_arm_app(&fake).await;
     let a = app.activate(&app.token(ALICE), reader_sub1()).await;
-    for _ in 0..4 {
-        app.advance(1);
+    for minutes in [3, 1] {
+        app.advance(minutes);
         app.sweep().await;
         assert_eq!(app.activation(&id_of(&a)).await["status"], "Provisioning");
     }
@@ -478,7 +478,7 @@ async fn a_crash_between_the_grant_and_its_record_is_recovered_and_expires() {
     let a = listed["value"][0].clone();
     assert_eq!(a["status"], "Provisioning", "{listed}");
     assert!(a["expiresAt"].is_string());
-    // A tick right away leaves it to the request that started it (one minute's grace).
+    // A tick right away leaves it to the request that started it (three minutes' grace).
     let tick: Value = client
         .post(format!("{}/expiry-sweeper", second.base))
         .json(&timer_payload(false, true))
@@ -495,7 +495,7 @@ async fn a_crash_between_the_grant_and_its_record_is_recovered_and_expires() {
     // the sweep after the expiry removes it (a clock moved on, over the same store).
     #[expect(clippy::disallowed_methods, reason = "the killed process stamped its records with the wall clock")]
     let now = Utc::now();
-    let later = spawn_arm_app_on(&fake, Some(dir.path().join("elevate.db")), now + chrono::TimeDelta::minutes(2)).await;
+    let later = spawn_arm_app_on(&fake, Some(dir.path().join("elevate.db")), now + chrono::TimeDelta::minutes(4)).await;
     let report = later.sweep().await;
     assert_eq!(report["provisioned"], 1, "{report}");
     let recovered = later.activation(&id_of(&a)).await;

@@ -381,7 +381,7 @@ async fn a_grant_arm_cannot_confirm_is_revoked_by_name() {
     assert_eq!(a["status"], "Provisioning", "{a}");
     assert_eq!(fake.assignments().len(), 1);
     fake.set_sticky_deletes(false);
-    app.advance(2);
+    app.advance(3);
     let report = app.sweep().await;
     assert_eq!(report["provisioned"], 1, "{report}");
     assert_eq!(app.activation(&id_of(&a)).await["status"], "Active");
@@ -417,4 +417,136 @@ async fn a_notice_queued_during_a_delivery_pass_goes_out_without_a_sweep() {
         "the second change's notice went out without a sweep: {subjects:?} (first {})",
         id_of(&first)
     );
+}
+
+/// Grants wait at a gate the test opens; everything else goes straight to the local simulation.
+struct GatedGrants {
+    inner: elevate::adapters::access::local::LocalAccessProvider,
+    gate: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+#[async_trait::async_trait]
+impl elevate::service::ports::AccessProvider for GatedGrants {
+    async fn grant(
+        &self,
+        spec: &elevate::service::ports::AssignmentSpec,
+    ) -> Result<elevate::service::ports::Assignment, elevate::service::ports::AccessError> {
+        let gate = self.gate.lock().await.take();
+        if let Some(gate) = gate {
+            let _ = gate.await;
+        }
+        self.inner.grant(spec).await
+    }
+    async fn revoke(&self, grant: &elevate::service::ports::Grant) -> Result<(), elevate::service::ports::AccessError> {
+        self.inner.revoke(grant).await
+    }
+    async fn inspect(
+        &self,
+        grant: &elevate::service::ports::Grant,
+    ) -> Result<Option<elevate::service::ports::Assignment>, elevate::service::ports::AccessError> {
+        self.inner.inspect(grant).await
+    }
+    async fn list_managed(
+        &self,
+        scope: &elevate::domain::scope::Scope,
+    ) -> Result<Vec<elevate::service::ports::Assignment>, elevate::service::ports::AccessError> {
+        self.inner.list_managed(scope).await
+    }
+    fn kind(&self) -> &'static str {
+        "gated"
+    }
+}
+
+/// The review's race (item 10 follow-up): a grant that lands after the activation was finished
+/// by someone else must not leave access behind. Here the request's grant is slow; meanwhile the
+/// activation runs out of time and the sweeper closes it; then the grant lands.
+#[tokio::test]
+async fn a_grant_that_lands_after_the_activation_finished_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = elevate::adapters::access::local::LocalAccessProvider::open(&dir.path().join("sim.db")).unwrap();
+    let (open_gate, gate) = tokio::sync::oneshot::channel();
+    let gated = std::sync::Arc::new(GatedGrants { inner: local, gate: tokio::sync::Mutex::new(Some(gate)) });
+    let app = spawn_app_on(&test_policy(), Some(gated.clone()), None, start()).await;
+    let request = {
+        let (client, url, token) = (app.client.clone(), format!("{}/api/activations", app.base), app.token(ALICE));
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"roleDefinitionId": "Reader", "scope": SUB1, "duration": "PT5M"}))
+                .send()
+                .await
+        })
+    };
+    // The grant is in flight; time runs out, and the sweeper closes the activation.
+    let listed = loop {
+        let (_, listed) = app.get(&app.admin(), "/api/activations?mine=false").await;
+        if listed["value"].as_array().is_some_and(|v| !v.is_empty()) {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let id = id_of(&listed["value"][0]);
+    app.advance(6);
+    assert_eq!(app.sweep().await["expired"], 1);
+    assert_eq!(app.activation(&id).await["status"], "Expired");
+    // Now the grant lands, after the end: it is taken back at once.
+    open_gate.send(()).unwrap();
+    let answered = request.await.unwrap().unwrap();
+    assert_eq!(answered.status(), StatusCode::CREATED);
+    assert!(gated.inner.all().await.unwrap().is_empty(), "nothing outlives the finished activation");
+}
+
+/// Review follow-up: a provenance header that is present but not text counts as another site.
+#[tokio::test]
+async fn unreadable_provenance_headers_count_as_another_site() {
+    let app = spawn_app().await;
+    let before = app.snapshot();
+    for (name, value) in [("origin", &b"http://evil.example\xff"[..]), ("sec-fetch-site", &b"cross-site\xff"[..])] {
+        let request = [
+            b"POST /api/activations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n".to_vec(),
+            format!("Cookie: {}\r\n{name}: ", session(&app, ALICE)).into_bytes(),
+            value.to_vec(),
+            b"\r\n\r\n{}".to_vec(),
+        ]
+        .concat();
+        let (status, body) = raw_http(&app.base, request).await;
+        assert_eq!(status, 403, "{name}: {body}");
+        assert!(body.contains("CrossOriginRequest"), "{body}");
+    }
+    assert_eq!(app.snapshot(), before);
+}
+
+/// Review follow-up: a CSRF token is good for twelve hours, not for ever; a page left open longer
+/// must be reloaded.
+#[tokio::test]
+async fn a_csrf_token_expires() {
+    let app = spawn_app().await;
+    let alice = session(&app, ALICE);
+    let token = csrf_from(
+        app.client.get(format!("{}/api/eligibilities", app.base)).header("cookie", &alice).send().await.unwrap(),
+    )
+    .await;
+    assert!(token.split_once('.').is_some_and(|(at, mac)| at.parse::<i64>().is_ok() && mac.len() == 64), "{token}");
+    app.advance(12 * 60 + 1);
+    let alice = session(&app, ALICE);
+    let before = app.snapshot();
+    let res = bare(&app, "/api/activations", &alice)
+        .header("x-csrf-token", &token)
+        .json(&reader_sub1())
+        .send()
+        .await
+        .unwrap();
+    refused(res, StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
+    assert_eq!(app.snapshot(), before);
+    // A token dated ahead of the clock is refused too.
+    let (issued, mac) = token.split_once('.').unwrap();
+    let future = format!("{}.{mac}", issued.parse::<i64>().unwrap() + 24 * 3600);
+    let res = bare(&app, "/api/activations", &alice)
+        .header("x-csrf-token", future)
+        .json(&reader_sub1())
+        .send()
+        .await
+        .unwrap();
+    refused(res, StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
 }

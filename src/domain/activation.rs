@@ -336,8 +336,10 @@ impl Activation {
     }
 
     /// How long an interrupted Provisioning is left to the request that started it before the
-    /// sweeper takes it over.
-    pub const PROVISIONING_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+    /// sweeper takes it over: longer than one grant may take (the provider client's retry budget,
+    /// 60 s, plus a last 30 s attempt), so the sweeper does not race a grant still in flight. If
+    /// it does anyway, whoever finds the activation finished revokes what it granted.
+    pub const PROVISIONING_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(3);
 
     /// The next moment the sweeper must look at this activation, or `None` once terminal.
     /// INVARIANT: stores index on this; every non-terminal state has one.

@@ -6,8 +6,9 @@
 //!    site started it, is refused (`check_origin`), whoever the caller is.
 //! 2. A state change authenticated by a browser session — anything but a bearer token in the
 //!    `Authorization` header, which no other site can make a browser send — needs a token
-//!    (form field `csrf` or header `X-CSRF-Token`) bound to the signed-in principal and to what
-//!    is being changed (`subject`), whatever the body's `Content-Type` (`caller_for_change`).
+//!    (form field `csrf` or header `X-CSRF-Token`) bound to the signed-in principal, to what is
+//!    being changed (`subject`) and to when it was issued (good for `LIFETIME`), whatever the
+//!    body's `Content-Type` (`caller_for_change`).
 //! 3. Bodies are taken only in the media types a route declares (`require_media_type`): a
 //!    `text/plain` or multipart body that happens to parse as JSON is a 415, never a change.
 //!
@@ -23,6 +24,12 @@ use crate::service::ports::Caller;
 
 use super::error::ApiError;
 use super::{HttpContext, Request, caller};
+
+/// How long a token is good for: a page left open longer must be reloaded, and a token copied out
+/// of a screenshot or a proxy log is worthless after this.
+pub const LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(12);
+/// How far ahead of our clock an issue time may lie (another instance's clock).
+const SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// The header a script sends the token in.
 pub const HEADER: &str = "x-csrf-token";
@@ -53,27 +60,36 @@ impl Subject<'_> {
     }
 }
 
-fn mac(ctx: &HttpContext, who: &PrincipalId, subject: Subject<'_>) -> Option<Hmac<Sha256>> {
+fn mac(ctx: &HttpContext, who: &PrincipalId, subject: Subject<'_>, issued: i64) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(&ctx.csrf_key).ok()?;
-    mac.update(format!("form|{who}|{}", subject.label()).as_bytes());
+    mac.update(format!("form|{who}|{}|{issued}", subject.label()).as_bytes());
     Some(mac)
 }
 
-/// The token for `who` acting on `subject` (64 hex characters).
+/// The token for `who` acting on `subject`, issued now: `{unix seconds}.{64 hex characters}`.
 pub fn token(ctx: &HttpContext, who: &PrincipalId, subject: Subject<'_>) -> String {
-    mac(ctx, who, subject)
+    let issued = ctx.clock.now().timestamp();
+    let hex: String = mac(ctx, who, subject, issued)
         .map(|m| m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    format!("{issued}.{hex}")
 }
 
-/// Constant-time check of a presented token.
+/// Constant-time check of a presented token, and of its age.
 pub fn valid(ctx: &HttpContext, who: &PrincipalId, subject: Subject<'_>, presented: Option<&str>) -> bool {
-    let Some(presented) = presented.filter(|t| t.len() == 64) else {
+    let Some((issued, hex)) = presented.and_then(|t| t.split_once('.')).filter(|(_, h)| h.len() == 64) else {
         return false;
     };
+    let Some(issued) = issued.parse::<i64>().ok().filter(|_| issued.len() <= 12) else {
+        return false;
+    };
+    let now = ctx.clock.now().timestamp();
+    if issued > now + SKEW.num_seconds() || now - issued > LIFETIME.num_seconds() {
+        return false;
+    }
     let bytes: Option<Vec<u8>> =
-        (0..32).map(|i| presented.get(i * 2..i * 2 + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
-    match (bytes, mac(ctx, who, subject)) {
+        (0..32).map(|i| hex.get(i * 2..i * 2 + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+    match (bytes, mac(ctx, who, subject, issued)) {
         (Some(bytes), Some(mac)) => mac.verify_slice(&bytes).is_ok(),
         _ => false,
     }
@@ -121,6 +137,12 @@ pub fn is_safe(method: &Method) -> bool {
 /// `Sec-Fetch-Site` (scripts, the Functions host, Logic Apps) pass: they carry no browser session
 /// unless they send one themselves.
 pub fn check_origin(ctx: &HttpContext, req: &Request) -> Result<(), ApiError> {
+    // A provenance header that is present but not readable text is not "absent": refused.
+    for name in ["origin", "sec-fetch-site"] {
+        if req.headers.get(name).is_some_and(|v| v.to_str().is_err()) {
+            return Err(ApiError::cross_origin("an unreadable header"));
+        }
+    }
     if let Some(site) = req.header("sec-fetch-site")
         && (site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site"))
     {

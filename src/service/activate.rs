@@ -10,7 +10,9 @@ use crate::domain::ids::{ActivationId, Justification, PrincipalId, RoleDefinitio
 use crate::domain::policy::{ActivationDraft, Refusal, Subject, Violation};
 use crate::domain::scope::Scope;
 
-use super::ports::{AccessError, AssignmentSpec, Caller, IdempotencyKey, IdempotencyRecord, StoreError, Versioned};
+use super::ports::{
+    AccessError, AssignmentSpec, Caller, Grant, IdempotencyKey, IdempotencyRecord, StoreError, Versioned,
+};
 use super::{Elevate, ServiceError};
 
 /// How long a grant keeps being retried while the directory does not know the principal yet
@@ -243,29 +245,15 @@ impl Elevate {
             crate::domain::activation::State::Provisioning { since, .. } => *since,
             _ => now,
         };
-        match self.access.grant(&spec).await {
-            Ok(assignment) => {
-                let updated = self
-                    .apply(id, &Actor::System, now, |a| {
-                        if a.status() != Status::Provisioning {
-                            return Err(ServiceError::Contention);
-                        }
-                        Ok((
-                            a.provisioned(assignment.id.clone(), now)?,
-                            None,
-                            Some(format!("role assignment {}", assignment.id)),
-                        ))
-                    })
-                    .await;
-                match updated {
-                    Ok(v) => {
-                        tracing::info!(activation = %id, expires_at = ?v.value.expires_at(), "access granted");
-                        Ok(v.value)
-                    }
-                    // Someone (the sweeper) finished it first.
-                    Err(ServiceError::Contention) => Ok(self.load(id).await?.value),
-                    Err(e) => Err(e),
-                }
+        let failure = match self.access.grant(&spec).await {
+            Ok(assignment) => return self.record_grant(id, &spec, assignment, now).await,
+            Err(e) if e.is_transient() && !matches!(e, AccessError::PrincipalNotFound(_)) => {
+                tracing::warn!(activation = %id, error = %e, "grant failed transiently; the sweeper will retry");
+                return Err(ServiceError::Access(e));
+            }
+            Err(AccessError::PrincipalNotFound(message)) if now - provisioning_since < PRINCIPAL_REPLICATION_WAIT => {
+                tracing::warn!(activation = %id, "the directory does not know the principal yet; the sweeper will retry");
+                return Err(ServiceError::Access(AccessError::PrincipalNotFound(message)));
             }
             Err(AccessError::AlreadyAssigned { existing_id }) => {
                 tracing::warn!(activation = %id, existing = %existing_id, "principal already holds the role outside Elevate; not touching it");
@@ -275,66 +263,106 @@ impl Elevate {
                         "the principal already holds this role at this scope through assignment {existing_id}, which Elevate did not create"
                     ),
                 };
+                // ARM refused the PUT as a duplicate of an assignment under another name, so none
+                // exists under ours (ARM allows one per principal, role and scope): nothing to
+                // clean up, and nothing of the standing assignment is ever touched.
                 self.apply(id, &Actor::System, now, |a| {
                     Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
                 })
                 .await?;
-                Err(ServiceError::RoleAlreadyAssigned { activation: id, existing_id })
+                return Err(ServiceError::RoleAlreadyAssigned { activation: id, existing_id });
             }
-            Err(AccessError::PrincipalNotFound(message)) if now - provisioning_since >= PRINCIPAL_REPLICATION_WAIT => {
+            Err(AccessError::PrincipalNotFound(message)) => {
                 tracing::error!(activation = %id, "the directory still does not know the principal; giving up");
-                let failure = Failure {
+                Failure {
                     code: "PrincipalNotFound".into(),
                     message: format!(
                         "the directory did not know principal {} for {} minutes: {message}",
                         spec.principal_id,
                         PRINCIPAL_REPLICATION_WAIT.num_minutes()
                     ),
-                };
-                let failed = self
-                    .apply(id, &Actor::System, now, |a| {
-                        Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
-                    })
-                    .await?;
-                Ok(failed.value)
+                }
             }
             Err(AccessError::Unconfirmed(message)) => {
-                // Something may exist under our name: take it back, by name, before calling the
-                // activation failed. If that fails too it stays Provisioning, and so due: the next
-                // sweep reads the assignment and revokes or recognises it.
                 tracing::error!(activation = %id, error = %message, "grant could not be confirmed; revoking by name");
-                if let Err(e) = self.revoke_and_verify(&current.value).await {
-                    tracing::error!(activation = %id, error = %e, "could not yet revoke an unconfirmed grant; it stays due");
-                    // Still Provisioning, so due: answered as a grant the sweeper finishes.
-                    return Err(ServiceError::Access(AccessError::Transient(format!(
-                        "an unconfirmed grant could not be revoked yet: {e}"
-                    ))));
-                }
-                let failure = Failure {
+                Failure {
                     code: "GrantUnconfirmed".into(),
                     message: format!("the grant could not be confirmed and was revoked: {message}"),
-                };
-                let failed = self
-                    .apply(id, &Actor::System, now, |a| {
-                        Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
-                    })
-                    .await?;
-                Ok(failed.value)
-            }
-            Err(e) if e.is_transient() => {
-                tracing::warn!(activation = %id, error = %e, "grant failed transiently; the sweeper will retry");
-                Err(ServiceError::Access(e))
+                }
             }
             Err(e) => {
                 tracing::error!(activation = %id, error = %e, "grant refused");
-                let failure = Failure { code: "ProvisioningFailed".into(), message: e.to_string() };
-                let failed = self
-                    .apply(id, &Actor::System, now, |a| {
-                        Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
-                    })
-                    .await?;
-                Ok(failed.value)
+                Failure { code: "ProvisioningFailed".into(), message: e.to_string() }
             }
+        };
+        self.fail_provisioning(&current.value, &spec, failure, now).await
+    }
+
+    /// Records a grant the provider made. If the activation was finished meanwhile (another
+    /// worker gave up on it, or it was closed), what was just granted is taken back by name: a
+    /// finished activation never leaves access behind.
+    async fn record_grant(
+        &self,
+        id: ActivationId,
+        spec: &AssignmentSpec,
+        assignment: super::ports::Assignment,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, ServiceError> {
+        let updated = self
+            .apply(id, &Actor::System, now, |a| {
+                if a.status() != Status::Provisioning {
+                    return Err(ServiceError::Contention);
+                }
+                Ok((
+                    a.provisioned(assignment.id.clone(), now)?,
+                    None,
+                    Some(format!("role assignment {}", assignment.id)),
+                ))
+            })
+            .await;
+        match updated {
+            Ok(v) => {
+                tracing::info!(activation = %id, expires_at = ?v.value.expires_at(), "access granted");
+                Ok(v.value)
+            }
+            // Someone else moved it first: it is ours to keep only while it is still open.
+            Err(ServiceError::Contention) => {
+                let now_stored = self.load(id).await?.value;
+                if now_stored.status().is_terminal() {
+                    tracing::error!(activation = %id, status = %now_stored.status(), "granted after the activation was finished; revoking by name");
+                    let grant = Grant { spec: spec.clone(), recorded: Some(assignment.id.clone()) };
+                    self.revoke_grant(&grant).await.map_err(ServiceError::RevocationFailed)?;
+                }
+                Ok(now_stored)
+            }
+            Err(e) => Err(e),
         }
+    }
+
+    /// Ends a Provisioning activation as Failed — but only once nothing can be left under
+    /// Elevate's name: a grant that failed may still have landed (an answer lost or unreadable,
+    /// a retried write). If that revocation fails, the activation stays Provisioning, and so due,
+    /// and the caller hears of a transient failure.
+    async fn fail_provisioning(
+        &self,
+        current: &Activation,
+        spec: &AssignmentSpec,
+        failure: Failure,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, ServiceError> {
+        let id = current.id();
+        let own = Grant { spec: spec.clone(), recorded: None };
+        if let Err(e) = self.revoke_grant(&own).await {
+            tracing::error!(activation = %id, error = %e, "could not yet make sure nothing was left behind; it stays due");
+            return Err(ServiceError::Access(AccessError::Transient(format!(
+                "a failed grant could not be cleaned up yet: {e}"
+            ))));
+        }
+        let failed = self
+            .apply(id, &Actor::System, now, |a| {
+                Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
+            })
+            .await?;
+        Ok(failed.value)
     }
 }

@@ -102,8 +102,13 @@ impl Elevate {
     pub(super) async fn revoke_and_verify(&self, activation: &Activation) -> Result<(), AccessError> {
         let grant = super::ports::Grant::of(activation)
             .ok_or_else(|| AccessError::Permanent(format!("activation {} has no grant to revoke", activation.id())))?;
-        self.access.revoke(&grant).await?;
-        match self.access.inspect(&grant).await? {
+        self.revoke_grant(&grant).await
+    }
+
+    /// Deletes a grant of Elevate's own and confirms with a read that it is gone.
+    pub(super) async fn revoke_grant(&self, grant: &super::ports::Grant) -> Result<(), AccessError> {
+        self.access.revoke(grant).await?;
+        match self.access.inspect(grant).await? {
             None => Ok(()),
             Some(still) => Err(AccessError::Transient(format!("assignment {} still present after delete", still.id))),
         }

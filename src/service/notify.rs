@@ -92,20 +92,28 @@ impl Notifier {
     /// another while one runs makes it go round again.
     pub async fn deliver(&self, budget: std::time::Duration) -> DeliveryReport {
         let deadline = tokio::time::Instant::now() + budget;
-        let Ok(_guard) = self.running.try_lock() else {
-            self.again.store(true, Ordering::SeqCst);
-            return DeliveryReport::default();
-        };
         let mut report = DeliveryReport::default();
         // A sink that failed once in this call is not called again until the next: a dead or
         // hanging endpoint costs one timeout per call, not one per notice.
         let mut failing: Vec<&'static str> = Vec::new();
         loop {
-            self.again.store(false, Ordering::SeqCst);
-            let pass = self.pass(self.clock.now(), deadline, &mut failing).await;
-            report.delivered += pass.delivered;
-            report.retrying += pass.retrying;
-            report.skipped += pass.skipped;
+            let Ok(guard) = self.running.try_lock() else {
+                self.again.store(true, Ordering::SeqCst);
+                return report;
+            };
+            loop {
+                self.again.store(false, Ordering::SeqCst);
+                let pass = self.pass(self.clock.now(), deadline, &mut failing).await;
+                report.delivered += pass.delivered;
+                report.retrying += pass.retrying;
+                report.skipped += pass.skipped;
+                if !self.again.load(Ordering::SeqCst) || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+            }
+            drop(guard);
+            // A call that came after the last look but before the lock was released found it
+            // held and left its notices to us: look once more, or they would wait for a sweep.
             if !self.again.load(Ordering::SeqCst) || tokio::time::Instant::now() >= deadline {
                 return report;
             }
