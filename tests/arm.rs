@@ -106,7 +106,7 @@ async fn a_retried_grant_converges_on_one_assignment() {
     fake.set_reput_conflict(true);
     assert_eq!(arm.grant(&want).await.unwrap(), first);
     assert_eq!(fake.assignments().len(), 1);
-    let grant = Grant { spec: want.clone(), recorded: Some(first.id.clone()) };
+    let grant = Grant { spec: want.clone(), recorded: Some(first.id.clone()), issued: true };
     assert_eq!(arm.inspect(&grant).await.unwrap(), Some(first));
     // Deleting twice is fine: 200, then 204.
     arm.revoke(&grant).await.unwrap();
@@ -163,7 +163,7 @@ async fn a_429_holds_every_worker_back() {
     fake.push_fault(Fault::Throttle { retry_after_secs: 3 });
     let first = {
         let (arm, scope) = (std::sync::Arc::clone(&arm), scope.clone());
-        tokio::spawn(async move { arm.inspect(&Grant { spec: spec_at(&scope), recorded: None }).await })
+        tokio::spawn(async move { arm.inspect(&Grant { spec: spec_at(&scope), recorded: None, issued: true }).await })
     };
     // Wait for the 429 to be in force (bounded: a miss fails rather than hangs).
     let watching = std::time::Instant::now();
@@ -174,7 +174,9 @@ async fn a_429_holds_every_worker_back() {
     let others: Vec<_> = (0..3)
         .map(|_| {
             let (arm, scope) = (std::sync::Arc::clone(&arm), scope.clone());
-            tokio::spawn(async move { arm.inspect(&Grant { spec: spec_at(&scope), recorded: None }).await })
+            tokio::spawn(
+                async move { arm.inspect(&Grant { spec: spec_at(&scope), recorded: None, issued: true }).await },
+            )
         })
         .collect();
     assert_eq!(first.await.unwrap().unwrap(), None);
@@ -548,4 +550,24 @@ async fn a_sweep_out_of_time_leaves_the_rest_due_for_the_next_tick() {
     }
     assert_eq!(left, 0);
     assert!(fake.assignments().is_empty());
+}
+
+#[tokio::test]
+async fn the_managed_identity_issues_a_token_per_resource() {
+    let fake = FakeAzure::start().await;
+    let ask = |resource: &'static str| {
+        let url = format!("{}?api-version=2019-08-01&resource={resource}", fake.identity_endpoint());
+        async move {
+            let res = http_client().get(url).header("x-identity-header", MI_HEADER).send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, arm) = ask("https://management.azure.com").await;
+    assert_eq!((status, arm["access_token"].as_str()), (StatusCode::OK, Some(fake.token.as_str())));
+    let (status, _) = ask("https://graph.microsoft.com").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no Graph wired yet");
+    fake.wire_graph("graph-token");
+    let (status, graph) = ask("https://graph.microsoft.com").await;
+    assert_eq!((status, graph["access_token"].as_str()), (StatusCode::OK, Some("graph-token")));
+    assert_eq!(graph["resource"], "https://graph.microsoft.com");
 }

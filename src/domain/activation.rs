@@ -153,6 +153,12 @@ pub enum State {
     Provisioning {
         since: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        /// When the provider was first asked to grant, where that must be known beforehand:
+        /// Graph's ids are made by the server, so only this record says whether an interrupted
+        /// grant may exist (and may be looked for by principal, role and scope). `None`: never
+        /// asked, so nothing to find and nothing to revoke.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        granting: Option<DateTime<Utc>>,
     },
     Active {
         activated_at: DateTime<Utc>,
@@ -236,6 +242,8 @@ pub enum Action {
     ExtensionApprovalRecorded,
     ExtensionDenied,
     ExtensionTimedOut,
+    /// The provider is being asked for the grant (recorded first where that matters: Graph).
+    GrantRequested,
 }
 
 /// The result of a transition: the new activation and what happened.
@@ -260,7 +268,9 @@ impl Activation {
             }
             (None, Some(start_at)) if start_at > now => State::Scheduled { start_at },
             // The policy checked just now that this ends within eligibility.
-            (None, _) => State::Provisioning { since: now, expires_at: now + request.duration.as_delta() },
+            (None, _) => {
+                State::Provisioning { since: now, expires_at: now + request.duration.as_delta(), granting: None }
+            }
         };
         Transition {
             activation: Activation { id, request, approvals: Vec::new(), state, expiry_limit: None },
@@ -347,7 +357,7 @@ impl Activation {
         match &self.state {
             State::PendingApproval { timeout_at, .. } => Some(*timeout_at),
             State::Scheduled { start_at } => Some(*start_at),
-            State::Provisioning { since, expires_at } => Some((*since + Self::PROVISIONING_GRACE).min(*expires_at)),
+            State::Provisioning { since, expires_at, .. } => Some((*since + Self::PROVISIONING_GRACE).min(*expires_at)),
             State::Active { expires_at, extension, .. } => {
                 Some(extension.as_ref().map_or(*expires_at, |e| e.timeout_at.min(*expires_at)))
             }
@@ -418,7 +428,7 @@ impl Activation {
                         (State::Scheduled { start_at: begin }, None)
                     } else {
                         let note = self.limit_expiry(window.limit);
-                        (State::Provisioning { since: now, expires_at: window.expires_at }, note)
+                        (State::Provisioning { since: now, expires_at: window.expires_at, granting: None }, note)
                     };
                     let mut transition = self.to(before, next, Action::Approved);
                     transition.note = note;
@@ -574,7 +584,7 @@ impl Activation {
             State::Scheduled { start_at } if now >= start_at => {
                 let window = permit.window();
                 let note = self.limit_expiry(window.limit);
-                let state = State::Provisioning { since: now, expires_at: window.expires_at };
+                let state = State::Provisioning { since: now, expires_at: window.expires_at, granting: None };
                 let mut transition = self.to(before, state, Action::Started);
                 transition.note = note;
                 Ok(transition)
@@ -614,6 +624,42 @@ impl Activation {
             | State::Expired { .. }
             | State::Deactivated { .. }
             | State::Failed { .. } => Err(self.wrong("refused its start")),
+        }
+    }
+
+    /// Records, before the provider is asked, that a grant is being requested: from here on an
+    /// interrupted grant may exist and is looked for (and revoked) by principal, role and scope.
+    pub fn granting(self, now: DateTime<Utc>) -> Result<Transition, TransitionError> {
+        let before = self.status();
+        match self.state {
+            State::Provisioning { since, expires_at, granting: None } => {
+                let state = State::Provisioning { since, expires_at, granting: Some(now) };
+                Ok(self.to(before, state, Action::GrantRequested))
+            }
+            State::Provisioning { granting: Some(_), .. }
+            | State::PendingApproval { .. }
+            | State::Scheduled { .. }
+            | State::Active { .. }
+            | State::Denied { .. }
+            | State::Canceled { .. }
+            | State::TimedOut { .. }
+            | State::Expired { .. }
+            | State::Deactivated { .. }
+            | State::Failed { .. } => Err(self.wrong("asked for its grant again")),
+        }
+    }
+
+    /// Whether the provider may have been asked for this activation's grant.
+    pub fn grant_requested(&self) -> bool {
+        match &self.state {
+            State::Provisioning { granting, .. } => granting.is_some(),
+            State::Active { .. } | State::Expired { .. } | State::Deactivated { .. } => true,
+            State::PendingApproval { .. }
+            | State::Scheduled { .. }
+            | State::Denied { .. }
+            | State::Canceled { .. }
+            | State::TimedOut { .. }
+            | State::Failed { .. } => false,
         }
     }
 

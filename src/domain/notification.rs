@@ -84,7 +84,11 @@ pub fn kind_of(event: &AuditEvent) -> Option<Kind> {
         Action::ProvisioningFailed | Action::StartRefused => Some(Kind::Failed),
         Action::Expired => Some(Kind::Expired),
         Action::Deactivated => Some(Kind::Deactivated),
-        Action::ApprovalRecorded | Action::ExtensionApprovalRecorded | Action::Canceled | Action::Started => None,
+        Action::ApprovalRecorded
+        | Action::ExtensionApprovalRecorded
+        | Action::Canceled
+        | Action::Started
+        | Action::GrantRequested => None,
     }
 }
 

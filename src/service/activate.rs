@@ -8,7 +8,7 @@ use crate::domain::audit::{Actor, AuditEvent};
 use crate::domain::duration::IsoDuration;
 use crate::domain::ids::{ActivationId, Justification, PrincipalId, RoleDefinitionId, RuleId, Ticket};
 use crate::domain::policy::{ActivationDraft, Refusal, Subject, Violation};
-use crate::domain::scope::Scope;
+use crate::domain::scope::{Scope, ScopeKind};
 
 use super::ports::{
     AccessError, AssignmentSpec, Caller, Grant, IdempotencyKey, IdempotencyRecord, StoreError, Versioned,
@@ -241,6 +241,14 @@ impl Elevate {
             // Too late to grant: the sweeper will close it.
             return Ok(current.value);
         }
+        // Graph names nothing: before asking, record that a grant is being asked for, so that an
+        // interrupted one is looked for (by principal, role and scope) and one never asked for is
+        // not (what would be found then is someone else's standing access).
+        let current = if spec.scope.kind() != ScopeKind::Azure && !current.value.grant_requested() {
+            self.apply(id, &Actor::System, now, |a| Ok((a.granting(now)?, None, None))).await?
+        } else {
+            current
+        };
         let provisioning_since = match current.value.state() {
             crate::domain::activation::State::Provisioning { since, .. } => *since,
             _ => now,
@@ -330,7 +338,7 @@ impl Elevate {
                 let now_stored = self.load(id).await?.value;
                 if now_stored.status().is_terminal() {
                     tracing::error!(activation = %id, status = %now_stored.status(), "granted after the activation was finished; revoking by name");
-                    let grant = Grant { spec: spec.clone(), recorded: Some(assignment.id.clone()) };
+                    let grant = Grant { spec: spec.clone(), recorded: Some(assignment.id.clone()), issued: true };
                     self.revoke_grant(&grant).await.map_err(ServiceError::RevocationFailed)?;
                 }
                 Ok(now_stored)
@@ -351,7 +359,7 @@ impl Elevate {
         now: DateTime<Utc>,
     ) -> Result<Activation, ServiceError> {
         let id = current.id();
-        let own = Grant { spec: spec.clone(), recorded: None };
+        let own = Grant { spec: spec.clone(), recorded: None, issued: true };
         if let Err(e) = self.revoke_grant(&own).await {
             tracing::error!(activation = %id, error = %e, "could not yet make sure nothing was left behind; it stays due");
             return Err(ServiceError::Access(AccessError::Transient(format!(

@@ -355,6 +355,10 @@ pub struct Grant {
     /// The provider's id, once recorded (an `Active` activation's `roleAssignmentId`). Graph's
     /// ids are made by the server, so an interrupted grant has none yet.
     pub recorded: Option<String>,
+    /// Whether the provider may have been asked to create it. With nothing recorded and nothing
+    /// asked, a provider without deterministic names has nothing to look for (and must not look:
+    /// what it would find by principal, role and scope is someone else's).
+    pub issued: bool,
 }
 
 impl Grant {
@@ -364,7 +368,12 @@ impl Grant {
             crate::domain::activation::State::Active { role_assignment_id, .. } => Some(role_assignment_id.clone()),
             _ => None,
         };
-        AssignmentSpec::for_activation(activation).map(|spec| Grant { spec, recorded })
+        // ARM grants go by a deterministic name and are not recorded before the call: one may
+        // always exist, and looking for it by that name is always safe.
+        let issued = recorded.is_some()
+            || activation.grant_requested()
+            || activation.request().scope.kind() == crate::domain::scope::ScopeKind::Azure;
+        AssignmentSpec::for_activation(activation).map(|spec| Grant { spec, recorded, issued })
     }
 
     /// An assignment the provider listed, as a grant to revoke (the orphan sweep).
@@ -379,6 +388,7 @@ impl Grant {
                 description: assignment.description.clone().unwrap_or_default(),
             },
             recorded: Some(assignment.id.clone()),
+            issued: true,
         }
     }
 }

@@ -104,6 +104,8 @@ pub struct FakeAzure {
     state: Mutex<State>,
     pub token: String,
     pub addr: Mutex<Option<SocketAddr>>,
+    /// The token the managed-identity endpoint hands out for Microsoft Graph, once wired.
+    graph_token: Mutex<Option<String>>,
 }
 
 fn arm_error(status: u16, code: &str, message: &str) -> FakeReply {
@@ -136,6 +138,7 @@ impl FakeAzure {
             state: Mutex::new(State { page_size: 100, ..State::default() }),
             token: format!("fake-arm-token-{}", Uuid::new_v4()),
             addr: Mutex::new(None),
+            graph_token: Mutex::new(None),
         });
         let for_handler = Arc::clone(&fake);
         let handler: Handler = Arc::new(move |req| {
@@ -157,6 +160,10 @@ impl FakeAzure {
 
     // ---- test controls ----
 
+    /// The managed identity also gets tokens for this (fake) Graph.
+    pub fn wire_graph(&self, graph_token: &str) {
+        *self.graph_token.lock().unwrap() = Some(graph_token.to_owned());
+    }
     pub fn push_fault(&self, fault: Fault) {
         self.state.lock().unwrap().faults.push_back(fault);
     }
@@ -261,20 +268,35 @@ impl FakeAzure {
         if req.query("api-version") != Some("2019-08-01") {
             return FakeReply::json(400, &json!({"statusCode": 400, "message": "Unsupported api-version."}));
         }
-        if req.query("resource") != Some("https://management.azure.com") {
-            return FakeReply::json(
-                400,
-                &json!({"statusCode": 400, "message": "This fake issues tokens for ARM only."}),
-            );
-        }
+        // One identity, one endpoint, a token per resource (azure-spec §4.2): ARM's, or Graph's
+        // when a fake Graph has given its own (graph-spec §8).
+        let resource = req.query("resource").unwrap_or_default().to_owned();
+        let token = match resource.as_str() {
+            "https://management.azure.com" => self.token.clone(),
+            "https://graph.microsoft.com" => match self.graph_token.lock().unwrap().clone() {
+                Some(token) => token,
+                None => {
+                    return FakeReply::json(
+                        400,
+                        &json!({"statusCode": 400, "message": "No fake Graph is wired to this identity."}),
+                    );
+                }
+            },
+            _ => {
+                return FakeReply::json(
+                    400,
+                    &json!({"statusCode": 400, "message": "This fake issues tokens for ARM and Graph only."}),
+                );
+            }
+        };
         #[expect(clippy::disallowed_methods, reason = "a token expiry is wall-clock time, as the real endpoint's")]
         let expires_on = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
         FakeReply::json(
             200,
             &json!({
-                "access_token": self.token,
+                "access_token": token,
                 "expires_on": expires_on.to_string(),
-                "resource": "https://management.azure.com",
+                "resource": resource,
                 "token_type": "Bearer",
                 "client_id": "5e29463d-71da-4fe0-8e69-999b57db23b0",
             }),
