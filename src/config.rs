@@ -139,7 +139,9 @@ pub enum ProviderSetting {
     /// Simulated role assignments kept in this SQLite file.
     Local,
     /// Azure RBAC through Azure Resource Manager.
-    Arm { endpoint: String, credential: CredentialKind },
+    /// Azure RBAC through Azure Resource Manager, and directory roles and groups through
+    /// Microsoft Graph (at `graph_endpoint`, under `/v1.0`), with the same credential.
+    Arm { endpoint: String, graph_endpoint: String, credential: CredentialKind },
 }
 
 /// A secret: its `Debug` prints no value.
@@ -370,20 +372,22 @@ impl Settings {
             },
         };
 
-        let arm = || -> Result<ProviderSetting, ConfigError> {
-            let endpoint = match get("ELEVATE_ARM_ENDPOINT") {
-                Some(e) => check_url("ELEVATE_ARM_ENDPOINT", &e)?,
-                None => "https://management.azure.com".to_owned(),
+        let base_url = |variable: &'static str, default: &str| -> Result<String, ConfigError> {
+            let url = match get(variable) {
+                Some(e) => check_url(variable, &e)?,
+                None => default.to_owned(),
             };
-            let after_host = endpoint.split_once("://").map_or("", |(_, rest)| rest);
+            let after_host = url.split_once("://").map_or("", |(_, rest)| rest);
             if after_host.contains(['/', '?', '#']) {
-                return Err(bad(
-                    "ELEVATE_ARM_ENDPOINT",
-                    "must be a base URL without a path, e.g. `https://management.azure.com`",
-                ));
+                return Err(bad(variable, format!("must be a base URL without a path, e.g. `{default}`")));
             }
+            Ok(url)
+        };
+        let arm = || -> Result<ProviderSetting, ConfigError> {
+            let endpoint = base_url("ELEVATE_ARM_ENDPOINT", "https://management.azure.com")?;
+            let graph_endpoint = base_url("ELEVATE_GRAPH_ENDPOINT", "https://graph.microsoft.com")?;
             let credential = CredentialKind::detect(&var).map_err(|e| bad("IDENTITY_ENDPOINT", e.to_string()))?;
-            Ok(ProviderSetting::Arm { endpoint, credential })
+            Ok(ProviderSetting::Arm { endpoint, graph_endpoint, credential })
         };
         let provider = match get("ELEVATE_PROVIDER").as_deref() {
             None if on_app_service => arm()?,
@@ -428,14 +432,14 @@ impl Settings {
         // INVARIANT: dev identity only while everything is local. Anyone who can read the dev key
         // can mint any identity (an Elevate.Admin, an approver): with real access behind it that is
         // standing Owner for whoever reads a file. The listening address is checked by `check_listen`.
-        if let (AuthSetting::Dev { .. }, ProviderSetting::Arm { endpoint, credential }) = (&auth, &provider)
-            && (!crate::endpoint::parse(endpoint).is_ok_and(|url| crate::endpoint::is_loopback(&url))
-                || *credential == CredentialKind::DeveloperTools)
+        let on_loopback = |url: &str| crate::endpoint::parse(url).is_ok_and(|u| crate::endpoint::is_loopback(&u));
+        if let (AuthSetting::Dev { .. }, ProviderSetting::Arm { endpoint, graph_endpoint, credential }) = (&auth, &provider)
+            && (!on_loopback(endpoint) || !on_loopback(graph_endpoint) || *credential == CredentialKind::DeveloperTools)
         {
             return Err(bad(
                 "ELEVATE_AUTH_MODE",
                 format!(
-                    "`dev` identity is refused with real access (ELEVATE_PROVIDER=arm at `{endpoint}`, or with your own Azure sign-in, which a loopback proxy could carry to Azure): anyone who reads the dev key could mint an Owner; use `entra` or `easyauth`, or the `local` provider"
+                    "`dev` identity is refused with real access (ELEVATE_PROVIDER=arm at `{endpoint}` and Graph at `{graph_endpoint}` must both be on loopback, and not with your own Azure sign-in, which a loopback proxy could carry to Azure): anyone who reads the dev key could mint an Owner or a Global Administrator; use `entra` or `easyauth`, or the `local` provider"
                 ),
             ));
         }
@@ -713,6 +717,7 @@ mod tests {
             s.provider,
             ProviderSetting::Arm {
                 endpoint: "https://management.azure.com".into(),
+                graph_endpoint: "https://graph.microsoft.com".into(),
                 credential: CredentialKind::DeveloperTools
             }
         );
@@ -792,7 +797,11 @@ mod tests {
         // A fake ARM on loopback with the tests' fake managed identity, and the local simulation,
         // stay usable.
         let fake_identity = [("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token"), ("IDENTITY_HEADER", "h")];
-        let s = read(RunMode::Standalone, &[&loopback[..], &fake_identity[..]].concat()).unwrap();
+        // Graph too: a dev token must not reach a Global Administrator either.
+        let err = read(RunMode::Standalone, &[&loopback[..], &fake_identity[..]].concat()).unwrap_err();
+        assert!(err.message.contains("graph.microsoft.com"), "{err}");
+        let fake_graph = [("ELEVATE_GRAPH_ENDPOINT", "http://127.0.0.1:10")];
+        let s = read(RunMode::Standalone, &[&loopback[..], &fake_identity[..], &fake_graph[..]].concat()).unwrap();
         assert!(s.check_listen("127.0.0.1".parse().unwrap()).is_ok());
         // Loopback only: not every interface, not a LAN address, not IPv6 any.
         let local = read(RunMode::Standalone, &[]).unwrap();

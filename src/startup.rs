@@ -169,7 +169,7 @@ pub fn build_with(
         (None, ProviderSetting::Local, None) => {
             return Err(StartupError::Access(AccessError::Permanent("no local store".into())));
         }
-        (None, ProviderSetting::Arm { endpoint, credential }, _) => {
+        (None, ProviderSetting::Arm { endpoint, credential, graph_endpoint: _ }, _) => {
             let token_source =
                 credential.credential().map_err(|e| StartupError::Access(AccessError::Permanent(e.to_string())))?;
             tracing::info!(endpoint = %endpoint, credential = credential.name(), "role assignments through Azure Resource Manager");

@@ -397,6 +397,8 @@ async fn start_on_arm(fake: &FakeAzure, dir: &std::path::Path) -> Process {
             ("ELEVATE_AUTH_MODE", "dev".into()),
             ("ELEVATE_PROVIDER", "arm".into()),
             ("ELEVATE_ARM_ENDPOINT", fake.url()),
+            // No Graph here; dev identity needs it on loopback too.
+            ("ELEVATE_GRAPH_ENDPOINT", "http://127.0.0.1:9".into()),
             ("IDENTITY_ENDPOINT", fake.identity_endpoint()),
             ("IDENTITY_HEADER", MI_HEADER.into()),
             ("ELEVATE_STORE", format!("sqlite:{}", dir.join("elevate.db").display())),

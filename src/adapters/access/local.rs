@@ -1,5 +1,6 @@
-//! The `local` provider: a simulation of Azure RBAC role assignments, kept in SQLite, for demos
-//! and the quick start. It grants nothing in Azure and says so loudly.
+//! The `local` provider: a simulation of Azure RBAC role assignments, Entra directory role
+//! assignments and group memberships, kept in SQLite, for demos and the quick start. It grants
+//! nothing in Azure or Entra and says so loudly.
 //!
 //! It keeps ARM's semantics where Elevate depends on them: names are unique; one assignment per
 //! (scope, principal, role), a second under another name answers `AlreadyAssigned` with the
@@ -13,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use crate::domain::ids::{PrincipalId, RoleDefinitionId};
-use crate::domain::scope::Scope;
+use crate::domain::scope::{Scope, ScopeKind};
 use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant};
 
 use crate::adapters::store::sqlite::open_connection;
@@ -26,9 +27,13 @@ fn err(e: impl std::fmt::Display) -> AccessError {
     AccessError::Transient(format!("simulated RBAC store: {e}"))
 }
 
-/// The ARM id of an assignment with this name at this scope.
+/// The id of a simulated assignment: ARM's shape for Azure RBAC, an evidently simulated one for
+/// directory roles and groups (whose real ids Graph makes).
 fn arm_id(scope: &Scope, name: Uuid) -> String {
-    format!("{}/providers/Microsoft.Authorization/roleAssignments/{name}", scope.as_str())
+    match scope.kind() {
+        ScopeKind::Azure => format!("{}/providers/Microsoft.Authorization/roleAssignments/{name}", scope.as_str()),
+        ScopeKind::Directory | ScopeKind::Group => format!("simulated:{}:{name}", scope.as_str()),
+    }
 }
 
 type Row = (String, String, String, String, Option<String>);
