@@ -97,6 +97,7 @@ fn caller(i: usize) -> Caller {
         app_only: false,
         roles: Vec::new(),
         groups: vec![PrincipalId::parse("aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa").unwrap()],
+        groups_overage: false,
         mfa: true,
         auth_contexts: Vec::new(),
     }

@@ -92,6 +92,7 @@ async fn sweep_once(due: usize, history: usize, latency: Duration, concurrency: 
         app_only: false,
         roles: Vec::new(),
         groups: Vec::new(),
+        groups_overage: false,
         mfa: true,
         auth_contexts: Vec::new(),
     };

@@ -208,6 +208,20 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     /// Open requests and activations one principal may hold at once.
     pub max_open_requests: usize,
+    /// Where group membership is checked when a rule names a group.
+    pub group_checks: GroupChecks,
+}
+
+/// `ELEVATE_GROUP_CHECKS`: whose word counts for group membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupChecks {
+    /// The sign-in's `groups` claim, as of the sign-in; a token with group overage matches no
+    /// group. The only choice without Microsoft Graph (the `local` provider).
+    Token,
+    /// Microsoft Graph as well (transitive): when an approver decides, when a scheduled start
+    /// arrives and for an extension the requester must still be in the group their rule named,
+    /// and a token with group overage is resolved through Graph instead of denied.
+    Graph,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -433,7 +447,8 @@ impl Settings {
         // can mint any identity (an Elevate.Admin, an approver): with real access behind it that is
         // standing Owner for whoever reads a file. The listening address is checked by `check_listen`.
         let on_loopback = |url: &str| crate::endpoint::parse(url).is_ok_and(|u| crate::endpoint::is_loopback(&u));
-        if let (AuthSetting::Dev { .. }, ProviderSetting::Arm { endpoint, graph_endpoint, credential }) = (&auth, &provider)
+        if let (AuthSetting::Dev { .. }, ProviderSetting::Arm { endpoint, graph_endpoint, credential }) =
+            (&auth, &provider)
             && (!on_loopback(endpoint) || !on_loopback(graph_endpoint) || *credential == CredentialKind::DeveloperTools)
         {
             return Err(bad(
@@ -492,6 +507,19 @@ impl Settings {
             })?;
 
         let max_open_requests = max_open_requests(&get)?;
+        let group_checks = match (get("ELEVATE_GROUP_CHECKS").as_deref(), &provider) {
+            (None, ProviderSetting::Arm { .. }) | (Some("graph"), ProviderSetting::Arm { .. }) => GroupChecks::Graph,
+            (None | Some("token"), _) => GroupChecks::Token,
+            (Some("graph"), ProviderSetting::Local) => {
+                return Err(bad(
+                    "ELEVATE_GROUP_CHECKS",
+                    "`graph` needs Microsoft Graph, which comes with ELEVATE_PROVIDER=arm",
+                ));
+            }
+            (Some(other), _) => {
+                return Err(bad("ELEVATE_GROUP_CHECKS", format!("`{other}` is not `graph` or `token`")));
+            }
+        };
 
         Ok(Settings {
             mode,
@@ -507,6 +535,7 @@ impl Settings {
             orphan_sweep_interval,
             notifications,
             max_open_requests,
+            group_checks,
         })
     }
 }
@@ -854,6 +883,23 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.variable, "ELEVATE_STORE");
+    }
+
+    #[test]
+    fn group_checks_follow_the_provider_unless_told() {
+        assert_eq!(read(RunMode::Standalone, &[]).unwrap().group_checks, GroupChecks::Token);
+        let entra = [
+            ("ELEVATE_AUTH_MODE", "entra"),
+            ("ELEVATE_TENANT_ID", "5b51c641-0711-41d2-ac58-d90390d94a00"),
+            ("ELEVATE_AUDIENCE", "api://x"),
+            ("ELEVATE_PROVIDER", "arm"),
+        ];
+        assert_eq!(read(RunMode::Standalone, &entra).unwrap().group_checks, GroupChecks::Graph);
+        let token = [&entra[..], &[("ELEVATE_GROUP_CHECKS", "token")]].concat();
+        assert_eq!(read(RunMode::Standalone, &token).unwrap().group_checks, GroupChecks::Token);
+        for bad in [&[("ELEVATE_GROUP_CHECKS", "graph")][..], &[("ELEVATE_GROUP_CHECKS", "ldap")][..]] {
+            assert_eq!(read(RunMode::Standalone, bad).unwrap_err().variable, "ELEVATE_GROUP_CHECKS");
+        }
     }
 
     #[test]

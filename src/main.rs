@@ -48,6 +48,9 @@ struct TokenArgs {
     /// Mint an app-only token for this client id (a broker) instead of a user token.
     #[arg(long)]
     app: Option<String>,
+    /// Stand for a user in over 200 groups: Entra's overage pointer instead of `groups`.
+    #[arg(long)]
+    groups_overage: bool,
     /// Lifetime as an ISO 8601 duration.
     #[arg(long, default_value = "PT1H")]
     ttl: String,
@@ -148,7 +151,7 @@ fn serve(functions_host: bool, bind: IpAddr, log_format: Option<Format>) -> Resu
 }
 
 fn token(args: TokenArgs) -> Result<(), String> {
-    let TokenArgs { user, mfa, roles, groups, auth_contexts, name, app, ttl } = args;
+    let TokenArgs { user, mfa, roles, groups, auth_contexts, name, app, groups_overage, ttl } = args;
     let user = PrincipalId::parse(&user).map_err(|e| format!("--user {e}"))?;
     for g in &groups {
         PrincipalId::parse(g).map_err(|e| format!("--group {e}"))?;
@@ -179,6 +182,7 @@ fn token(args: TokenArgs) -> Result<(), String> {
         mfa,
         auth_contexts,
         app_id: app,
+        groups_overage,
         lifetime: ttl.as_delta(),
     };
     let token = issuer.mint(&request, SystemClock.now()).map_err(|e| e.to_string())?;

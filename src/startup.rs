@@ -13,6 +13,7 @@ use crate::adapters::access::arm::ArmAccessProvider;
 use crate::adapters::access::local::LocalAccessProvider;
 use crate::adapters::azure::RetryPolicy;
 use crate::adapters::azure::{AzureClient, SharedKey, Signer};
+use crate::adapters::directory::GraphDirectory;
 use crate::adapters::identity::dev::{DevIssuer, DevIssuerError};
 use crate::adapters::identity::easyauth::EasyAuthAuthenticator;
 use crate::adapters::identity::entra::{EntraAuthenticator, EntraSettings};
@@ -24,12 +25,14 @@ use crate::adapters::store::sqlite::SqliteStore;
 use crate::adapters::store::table_client::TableClient;
 use crate::adapters::store::tables::TableStore;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{AuthSetting, ProviderSetting, RunMode, Settings, StoreSetting, TablesAuth, TablesSetting};
+use crate::config::{
+    AuthSetting, GroupChecks, ProviderSetting, RunMode, Settings, StoreSetting, TablesAuth, TablesSetting,
+};
 use crate::domain::policy::{Policy, PolicyError};
 use crate::http::HttpContext;
 use crate::service::notify::Notifier;
 use crate::service::ports::NotificationSink;
-use crate::service::ports::{AccessError, AccessProvider, Authenticator, Store, StoreError};
+use crate::service::ports::{AccessError, AccessProvider, Authenticator, Directory, Store, StoreError};
 use crate::service::{Elevate, SweepSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -133,16 +136,20 @@ fn link_signing_key(key: &[u8; 32]) -> [u8; 32] {
 pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 
 pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Built, StartupError> {
-    build_with(settings, clock, None)
+    build_with(settings, clock, Ports::default())
 }
 
-/// Builds the application; `access`, when given, replaces the provider the settings name (tests
-/// pass an ARM provider with their own credential).
-pub fn build_with(
-    settings: &Settings,
-    clock: Arc<dyn Clock>,
-    access: Option<Arc<dyn AccessProvider>>,
-) -> Result<Built, StartupError> {
+/// Ports that replace what the settings name (tests pass providers on fakes, with their own
+/// credential).
+#[derive(Default)]
+pub struct Ports {
+    pub access: Option<Arc<dyn AccessProvider>>,
+    pub directory: Option<Arc<dyn Directory>>,
+}
+
+/// Builds the application, with `ports` where given.
+pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> Result<Built, StartupError> {
+    let Ports { access, directory: given_directory } = ports;
     let policy = Arc::new(load_policy(&settings.policy_file)?);
     tracing::info!(file = %settings.policy_file.display(), rules = policy.rules().len(), "policy loaded");
     let (store, local_access): (Arc<dyn Store>, Option<Arc<LocalAccessProvider>>) = match &settings.store {
@@ -175,6 +182,16 @@ pub fn build_with(
             tracing::info!(endpoint = %endpoint, credential = credential.name(), "role assignments through Azure Resource Manager");
             Arc::new(ArmAccessProvider::new(endpoint, token_source, RetryPolicy::default())?)
         }
+    };
+    let directory: Option<Arc<dyn Directory>> = match (given_directory, settings.group_checks, &settings.provider) {
+        (Some(given), _, _) => Some(given),
+        (None, GroupChecks::Graph, ProviderSetting::Arm { graph_endpoint, credential, .. }) => {
+            let token_source =
+                credential.credential().map_err(|e| StartupError::Access(AccessError::Permanent(e.to_string())))?;
+            tracing::info!(endpoint = %graph_endpoint, "group membership checked with Microsoft Graph");
+            Some(Arc::new(GraphDirectory::new(graph_endpoint, token_source, RetryPolicy::default())?))
+        }
+        (None, GroupChecks::Graph | GroupChecks::Token, _) => None,
     };
     let mut entra: Option<Arc<EntraAuthenticator>> = None;
     let (auth, dev_issuer): (Arc<dyn Authenticator>, Option<Arc<DevIssuer>>) = match &settings.auth {
@@ -220,6 +237,9 @@ pub fn build_with(
     let mut service = Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep)
         .with_link_signer(Arc::new(HmacLinkSigner::new(link_signing_key(&csrf_key))))
         .with_max_open_requests(settings.max_open_requests);
+    if let Some(directory) = directory {
+        service = service.with_directory(directory);
+    }
     if let Some(notifier) = notifier {
         service = service.with_notifier(notifier);
     }

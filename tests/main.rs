@@ -8,6 +8,7 @@ mod api;
 mod arm;
 mod bad_input;
 mod browser;
+mod directory;
 mod eligibility;
 mod fake_graph_selftest;
 mod hardening;

@@ -116,6 +116,7 @@ impl Rig {
             app_only: false,
             roles: vec![],
             groups: vec![],
+            groups_overage: false,
             mfa: true,
             auth_contexts: vec![],
         }

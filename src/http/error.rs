@@ -206,6 +206,7 @@ impl From<ServiceError> for ApiError {
                     ApiError::new(S::FORBIDDEN, "RuleDoesNotApply", message).with_target("ruleId")
                 }
                 Deny::EligibilityExpired { .. } => ApiError::new(S::FORBIDDEN, "EligibilityExpired", message),
+                Deny::LeftGroup { .. } => ApiError::new(S::FORBIDDEN, "NotEligible", message),
             },
             ServiceError::Refused(Refusal::Violation(v)) => match &v {
                 Violation::MfaRequired(_) => ApiError::unauthorized("MfaRequired", message, mfa_challenge()),

@@ -46,7 +46,7 @@ pub async fn health(ctx: &HttpContext) -> Result<Response, ApiError> {
 #[tracing::instrument(skip_all)]
 pub async fn eligibilities(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
     let who = caller(ctx, req).await?;
-    let rules = ctx.service.eligibilities(&who, ctx.clock.now());
+    let rules = ctx.service.eligibilities(&who, ctx.clock.now()).await?;
     let mut response = json(StatusCode::OK, &List { value: rules.into_iter().map(EligibilityView::from).collect() })?;
     csrf::offer(ctx, req, &who, csrf::Subject::NewActivation, &mut response);
     Ok(response)
@@ -152,7 +152,7 @@ pub async fn approval_page(ctx: &HttpContext, req: &Request, raw_id: &str) -> Re
         Err(e) if html => return Ok(pages::refusal(&ApiError::from(e))),
         Err(e) => return Err(e.into()),
     };
-    let can_decide = ctx.service.can_decide(&who, &details.activation, now);
+    let can_decide = ctx.service.can_decide(&who, &details.activation, now).await;
     if html {
         return Ok(pages::approval(ctx, &who, &details.activation, can_decide.err(), now));
     }

@@ -108,7 +108,10 @@ impl Elevate {
         detail: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Requested, ServiceError> {
-        let (principal, subject, actor) = self.requester(caller, input.principal_id)?;
+        let (principal, mut subject, actor) = self.requester(caller, input.principal_id)?;
+        if !matches!(actor, Actor::Broker { .. }) {
+            subject = self.subject(caller).await?;
+        }
         let digest = input.digest(&principal);
         if let Some(key) = &idempotency_key
             && let Some(replay) = self.replay(caller, key, &digest).await?

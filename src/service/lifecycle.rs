@@ -74,7 +74,10 @@ impl Elevate {
     ) -> Result<Activation, ServiceError> {
         let current = self.load(id).await?;
         self.ensure_requester(caller, &current.value)?;
-        let subject = caller.subject();
+        let subject = self.subject(caller).await?;
+        if let Some(deny) = self.left_group(&current.value).await? {
+            return Err(ServiceError::Refused(deny.into()));
+        }
         let updated = self
             .apply(id, &Elevate::actor(caller), now, |a| {
                 let State::Active { activated_at, expires_at, .. } = a.state().clone() else {

@@ -51,6 +51,8 @@ pub struct Elevate {
     notifier: Option<Arc<notify::Notifier>>,
     /// Signs confirmation links; without one, brokered requests that need the user are refused.
     link_signer: Option<Arc<dyn LinkSigner>>,
+    /// Asked what a sign-in cannot say (group membership now, names); `None`: the token's word.
+    directory: Option<Arc<dyn ports::Directory>>,
     /// Open requests and activations one principal may hold at once.
     max_open: usize,
 }
@@ -73,8 +75,49 @@ impl Elevate {
             last_orphan_check: std::sync::Mutex::new(None),
             notifier: None,
             link_signer: None,
+            directory: None,
             max_open: DEFAULT_MAX_OPEN_REQUESTS,
         }
+    }
+
+    /// Checks group membership with the directory when it matters (see `subject`, `left_group`).
+    pub fn with_directory(mut self, directory: Arc<dyn ports::Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// The policy's view of a caller: the groups their sign-in carried — or, when it could not
+    /// carry them all (Entra's group overage), those of the policy's groups the directory says
+    /// they belong to. Without a directory an overage matches no group: deny by default.
+    async fn subject(&self, caller: &Caller) -> Result<crate::domain::policy::Subject, ServiceError> {
+        let mut subject = caller.subject();
+        if caller.groups_overage
+            && let Some(directory) = &self.directory
+        {
+            let named = self.policy.named_groups();
+            if !named.is_empty() {
+                subject.groups =
+                    directory.member_of(caller.principal_id, &named).await.map_err(ServiceError::Access)?;
+            }
+        }
+        Ok(subject)
+    }
+
+    /// Whether the requester has left the group through which their rule made them eligible: a
+    /// token says what was true at sign-in, the directory what is true now. `None` when they
+    /// are still in it, when eligibility came through a user entry, or without a directory.
+    async fn left_group(&self, activation: &Activation) -> Result<Option<crate::domain::policy::Deny>, ServiceError> {
+        let request = activation.request();
+        let (Some(directory), crate::domain::ids::PrincipalRef::Group(group)) = (&self.directory, request.eligible_via)
+        else {
+            return Ok(None);
+        };
+        let found = directory.member_of(request.principal_id, &[group]).await.map_err(ServiceError::Access)?;
+        Ok((!found.contains(&group)).then(|| crate::domain::policy::Deny::LeftGroup {
+            rule: request.rule_id.clone(),
+            principal: request.principal_id,
+            group,
+        }))
     }
 
     /// Lets brokered requests that need the user's own proof wait in signed links.

@@ -423,6 +423,9 @@ pub struct Caller {
     pub app_only: bool,
     pub roles: Vec<String>,
     pub groups: Vec<PrincipalId>,
+    /// The token could not carry the caller's groups (over 200: Entra's "overage" claim), so
+    /// `groups` is not the whole truth: ask the directory, or match no group (deny by default).
+    pub groups_overage: bool,
     pub mfa: bool,
     pub auth_contexts: Vec<AuthContextId>,
 }
@@ -532,4 +535,14 @@ pub trait DevIssuerKeys: Send + Sync {
     fn issuer(&self) -> &'static str;
     /// Its public signing keys, as a JWKS document.
     fn key_set(&self) -> serde_json::Value;
+}
+
+/// The directory (Microsoft Graph), for what a sign-in cannot say: whether a principal is still in
+/// a group now, and what a principal is called. Display names are for people, never decisions.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// Which of `groups` the principal belongs to now, transitively.
+    async fn member_of(&self, principal: PrincipalId, groups: &[PrincipalId]) -> Result<Vec<PrincipalId>, AccessError>;
+    /// The principal's display name, if the directory knows the principal.
+    async fn display_name(&self, principal: PrincipalId) -> Result<Option<DisplayName>, AccessError>;
 }

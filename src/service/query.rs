@@ -102,8 +102,11 @@ impl Elevate {
     }
 
     /// Rules the caller may activate under now.
-    pub fn eligibilities<'a>(&'a self, caller: &'a Caller, now: DateTime<Utc>) -> Vec<&'a Rule> {
-        self.policy.eligible_rules(&caller.principal_id, &caller.groups, now).collect()
+    pub async fn eligibilities(&self, caller: &Caller, now: DateTime<Utc>) -> Result<Vec<&Rule>, ServiceError> {
+        let subject = self.subject(caller).await?;
+        let mine =
+            |r: &&Rule| !r.is_expired(now) && r.matching_principal(&subject.principal_id, &subject.groups).is_some();
+        Ok(self.policy.rules().iter().filter(mine).collect())
     }
 
     /// A page of the audit trail, oldest first.

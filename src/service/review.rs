@@ -30,7 +30,18 @@ impl Elevate {
         if !self.may_view(caller, &current.value) {
             return Err(ServiceError::NotFound(id));
         }
-        let subject = caller.subject();
+        let subject = self.subject(caller).await?;
+        // Approving needs the requester still in the group that made them eligible (denying never
+        // does): their token is as old as their request, the directory says what is true now.
+        let left = match input.decision {
+            Decision::Approve if current.value.awaits_decision() => self.left_group(&current.value).await?,
+            Decision::Approve | Decision::Deny => None,
+        };
+        if let Some(deny) = left {
+            return Err(ServiceError::ApproverDenied(
+                crate::domain::approver::ApproverDenied::RequesterNoLongerEligible(deny),
+            ));
+        }
         let updated = self
             .apply(id, &Elevate::actor(caller), now, |a| {
                 let approver = authorize_approver(&self.policy, &a, &subject, now)?;
@@ -58,13 +69,13 @@ impl Elevate {
         page: PageRequest,
         now: DateTime<Utc>,
     ) -> Result<Page<Activation>, ServiceError> {
+        let subject = self.subject(caller).await?;
         let rules: Vec<RuleId> =
-            self.policy.approver_rules(&caller.principal_id, &caller.groups).map(|r| r.id.clone()).collect();
+            self.policy.approver_rules(&subject.principal_id, &subject.groups).map(|r| r.id.clone()).collect();
         if rules.is_empty() {
             return Ok(Page { items: Vec::new(), next: None });
         }
         let query = AwaitingQuery { rules, limit: page.limit(), after: page.after, now };
-        let subject = caller.subject();
         let found = self.store.awaiting_decision(&query).await?;
         Ok(Page {
             items: found
@@ -77,8 +88,14 @@ impl Elevate {
     }
 
     /// Whether the caller may decide on this activation now (for the approval page).
-    pub fn can_decide(&self, caller: &Caller, activation: &Activation, now: DateTime<Utc>) -> Result<(), ServiceError> {
-        authorize_approver(&self.policy, activation, &caller.subject(), now).map(|_| ()).map_err(ServiceError::from)
+    pub async fn can_decide(
+        &self,
+        caller: &Caller,
+        activation: &Activation,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let subject = self.subject(caller).await?;
+        authorize_approver(&self.policy, activation, &subject, now).map(|_| ()).map_err(ServiceError::from)
     }
 
     /// The approval page's own view of the decision history, newest last.

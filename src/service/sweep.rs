@@ -196,9 +196,16 @@ impl Elevate {
                 Ok(Outcome::TimedOut)
             }
             State::Scheduled { start_at } if start_at <= now => {
-                // The policy is asked again: it may have changed since the request was allowed.
+                // The policy is asked again: it may have changed since the request was allowed;
+                // and the directory, whether the requester is still in the group that made them
+                // eligible (a directory failure leaves it due: nothing starts unchecked).
+                let left = self.left_group(&item.value).await?;
+                let permit = |a: &Activation| match &left {
+                    Some(deny) => Err(crate::domain::policy::StartRefusal::NoLongerEligible(deny.clone())),
+                    None => self.policy.authorize_start(a.request(), now),
+                };
                 let started = self
-                    .apply_fresh(id, &item, now, |a| match self.policy.authorize_start(a.request(), now) {
+                    .apply_fresh(id, &item, now, |a| match permit(&a) {
                         Ok(permit) => Ok((a.start(permit, now)?, None, None)),
                         Err(refusal) => {
                             tracing::warn!(activation = %id, code = refusal.code(), reason = %refusal, "scheduled start refused; nothing granted");

@@ -889,6 +889,13 @@ impl FakeGraph {
         }
         s.dir.members.entry(group).or_default().insert(member);
     }
+    /// Someone leaves a group (directly), as an administrator would make them.
+    pub fn remove_member(&self, group: &str, member: &str) {
+        let (group, member) = (seed_guid(group), seed_guid(member));
+        if let Some(members) = self.state().dir.members.get_mut(&group) {
+            members.remove(&member);
+        }
+    }
     /// A standing owner (a user or a service principal).
     pub fn add_owner(&self, group: &str, owner: &str) {
         let (group, owner) = (seed_guid(group), seed_guid(owner));

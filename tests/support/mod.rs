@@ -161,7 +161,7 @@ pub async fn spawn_app_on(
 
 /// An app that sends notifications as `notifications` says.
 pub async fn spawn_with_notifications(policy: &str, notifications: elevate::config::NotificationSettings) -> TestApp {
-    spawn_full(policy, None, None, start(), None, None, Some(notifications)).await
+    spawn_full(policy, None, None, start(), None, None, Some(notifications), None).await
 }
 
 /// An app with notifications and its own access provider.
@@ -170,7 +170,7 @@ pub async fn spawn_with_access_and_notifications(
     access: Arc<dyn elevate::service::ports::AccessProvider>,
     notifications: elevate::config::NotificationSettings,
 ) -> TestApp {
-    spawn_full(policy, Some(access), None, start(), None, None, Some(notifications)).await
+    spawn_full(policy, Some(access), None, start(), None, None, Some(notifications), None).await
 }
 
 /// Another app on this app's store (its SQLite file, or its Table Storage table) and simulated
@@ -181,13 +181,13 @@ pub async fn restart_with(
     policy: &str,
     notifications: Option<elevate::config::NotificationSettings>,
 ) -> TestApp {
-    spawn_full(policy, None, Some(app.db.clone()), app.clock.now(), None, app.tables.clone(), notifications).await
+    spawn_full(policy, None, Some(app.db.clone()), app.clock.now(), None, app.tables.clone(), notifications, None).await
 }
 
 /// An app on the given Table Storage table (several apps may share one), the local provider's
 /// simulation in `tables.local_file`.
 pub async fn spawn_on_tables(policy: &str, tables: elevate::config::TablesSetting, at: DateTime<Utc>) -> TestApp {
-    spawn_full(policy, None, Some(tables.local_file.clone()), at, None, Some(tables), None).await
+    spawn_full(policy, None, Some(tables.local_file.clone()), at, None, Some(tables), None, None).await
 }
 
 async fn spawn(
@@ -197,9 +197,20 @@ async fn spawn(
     at: DateTime<Utc>,
     auth: Option<AuthSetting>,
 ) -> TestApp {
-    spawn_full(policy, access, db, at, auth, None, None).await
+    spawn_full(policy, access, db, at, auth, None, None, None).await
 }
 
+/// An app with its own access provider and directory (Graph fakes), its clock at `at`.
+pub async fn spawn_with_ports(
+    policy: &str,
+    access: Arc<dyn elevate::service::ports::AccessProvider>,
+    directory: Option<Arc<dyn elevate::service::ports::Directory>>,
+    at: DateTime<Utc>,
+) -> TestApp {
+    spawn_full(policy, Some(access), None, at, None, None, None, directory).await
+}
+
+#[expect(clippy::too_many_arguments, reason = "test harness: every knob a test may turn")]
 async fn spawn_full(
     policy: &str,
     access: Option<Arc<dyn elevate::service::ports::AccessProvider>>,
@@ -208,6 +219,7 @@ async fn spawn_full(
     auth: Option<AuthSetting>,
     tables: Option<elevate::config::TablesSetting>,
     notifications: Option<elevate::config::NotificationSettings>,
+    directory: Option<Arc<dyn elevate::service::ports::Directory>>,
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let policy_file = dir.path().join("policy.yaml");
@@ -237,9 +249,11 @@ async fn spawn_full(
         orphan_sweep_interval: elevate::domain::duration::IsoDuration::parse("PT1H").unwrap(),
         notifications: notifications.unwrap_or_default(),
         max_open_requests: elevate::service::DEFAULT_MAX_OPEN_REQUESTS,
+        group_checks: elevate::config::GroupChecks::Token,
     };
     let clock = Arc::new(ManualClock::new(at));
-    let built = elevate::startup::build_with(&settings, Arc::clone(&clock) as Arc<dyn Clock>, access).unwrap();
+    let ports = elevate::startup::Ports { access, directory };
+    let built = elevate::startup::build_with(&settings, Arc::clone(&clock) as Arc<dyn Clock>, ports).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(elevate::startup::serve(listener, Arc::clone(&built.context), async {
         let _ = stopped.await;

@@ -53,6 +53,8 @@ pub struct DevTokenRequest {
     pub auth_contexts: Vec<String>,
     /// Mint an app-only token for this client id (a broker), instead of a user token.
     pub app_id: Option<String>,
+    /// Stand for a user in over 200 groups: no `groups` claim, Entra's overage pointer instead.
+    pub groups_overage: bool,
     pub lifetime: TimeDelta,
 }
 
@@ -119,7 +121,13 @@ impl DevIssuer {
                 map.insert("appid".into(), json!("elevate-dev-cli"));
                 map.insert("scp".into(), json!("access_as_user"));
                 map.insert("amr".into(), json!(if request.mfa { vec!["pwd", "mfa"] } else { vec!["pwd"] }));
-                if !request.groups.is_empty() {
+                if request.groups_overage {
+                    map.insert("_claim_names".into(), json!({"groups": "src1"}));
+                    map.insert(
+                        "_claim_sources".into(),
+                        json!({"src1": {"endpoint": format!("https://graph.microsoft.com/v1.0/users/{}/getMemberObjects", request.object_id)}}),
+                    );
+                } else if !request.groups.is_empty() {
                     map.insert("groups".into(), json!(request.groups));
                 }
                 if !request.auth_contexts.is_empty() {

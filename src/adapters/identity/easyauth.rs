@@ -40,6 +40,9 @@ const OID: [&str; 2] = ["oid", "http://schemas.microsoft.com/identity/claims/obj
 const TID: [&str; 2] = ["tid", "http://schemas.microsoft.com/identity/claims/tenantid"];
 const ROLES: [&str; 2] = ["roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"];
 const GROUPS: [&str; 1] = ["groups"];
+/// Entra's group overage (over 200 groups): the groups claim is replaced by a pointer
+/// (`_claim_names`) or, in v1 and implicit-flow tokens, `hasgroups`.
+const OVERAGE: [&str; 2] = ["_claim_names", "hasgroups"];
 const AMR: [&str; 2] = ["amr", "http://schemas.microsoft.com/claims/authnmethodsreferences"];
 const ACRS: [&str; 1] = ["acrs"];
 const NAME: [&str; 1] = ["name"];
@@ -122,6 +125,8 @@ pub fn parse_principal(header: &str, tenant: TenantId, audiences: &[String]) -> 
         app_only: principal.one(&IDTYP) == Some("app") || scp.is_none() && principal.one(&USER_NAMES).is_none(),
         roles: values(&ROLES),
         groups: values(&GROUPS).iter().filter_map(|g| PrincipalId::parse(g).ok()).collect(),
+        groups_overage: principal.one(&OVERAGE[1..]).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || principal.one(&OVERAGE[..1]).is_some_and(|v| v.contains("\"groups\"")),
         mfa: values(&AMR).iter().any(|m| m == "mfa"),
         auth_contexts: values(&ACRS).iter().filter_map(|a| AuthContextId::parse(a).ok()).collect(),
     };

@@ -83,6 +83,12 @@ struct Claims {
     roles: Vec<String>,
     #[serde(default)]
     groups: Vec<String>,
+    /// Group overage (over 200 groups): v2 tokens name a claim source for `groups` here...
+    #[serde(default, rename = "_claim_names")]
+    claim_names: Option<serde_json::Map<String, serde_json::Value>>,
+    /// ... and v1 (implicit flow) tokens say `hasgroups`.
+    #[serde(default)]
+    hasgroups: Option<bool>,
     #[serde(default)]
     amr: Vec<String>,
     #[serde(default)]
@@ -210,6 +216,8 @@ impl JwtValidator {
             roles: c.roles,
             // Values that are not object ids cannot match a policy entry; drop them.
             groups: c.groups.iter().filter_map(|g| PrincipalId::parse(g).ok()).collect(),
+            groups_overage: c.hasgroups == Some(true)
+                || c.claim_names.as_ref().is_some_and(|n| n.contains_key("groups")),
             mfa: fresh && c.amr.iter().any(|m| m == "mfa"),
             auth_contexts: if fresh {
                 c.acrs.iter().filter_map(|a| AuthContextId::parse(a).ok()).collect()

@@ -15,6 +15,10 @@ pub enum Deny {
     RuleDoesNotApply { rule: RuleId, principal: PrincipalId, role: RoleDefinitionId, scope: String },
     #[error("eligibility under rule `{rule}` ended at {at}")]
     EligibilityExpired { rule: RuleId, at: DateTime<Utc> },
+    #[error(
+        "principal `{principal}` is no longer a member of group `{group}`, through which rule `{rule}` made them eligible"
+    )]
+    LeftGroup { rule: RuleId, principal: PrincipalId, group: PrincipalId },
 }
 
 /// A request that is eligible but does not meet the rule's terms.

@@ -86,6 +86,25 @@ pub fn role_fits_scope(role: RoleDefinitionId, scope: &Scope) -> bool {
     }
 }
 
+impl Policy {
+    /// Every group the policy names, as eligible principals or as approvers, once each.
+    pub fn named_groups(&self) -> Vec<PrincipalId> {
+        let mut groups: Vec<PrincipalId> = Vec::new();
+        let refs = self
+            .rules
+            .iter()
+            .flat_map(|r| r.principals.iter().chain(r.approval.iter().flat_map(|a| a.approvers.iter())));
+        for r in refs {
+            if let PrincipalRef::Group(g) = r
+                && !groups.contains(g)
+            {
+                groups.push(*g);
+            }
+        }
+        groups
+    }
+}
+
 impl Rule {
     /// Which of the rule's principals the subject is, if any (a direct user entry first).
     pub fn matching_principal(&self, principal: &PrincipalId, groups: &[PrincipalId]) -> Option<PrincipalRef> {
