@@ -231,3 +231,24 @@ async fn display_names_come_from_graph_and_are_cached() {
     assert_eq!(directory.display_name(nobody).await.unwrap(), None);
     assert!(graph.violations().is_empty(), "{:?}", graph.violations());
 }
+
+#[tokio::test]
+async fn the_approval_page_names_people_from_graph() {
+    let Rig { app, .. } = rig().await;
+    let a = app.activate(&alice_in_ops(&app), prod()).await;
+    let (status, _) = app.decide(&app.token(BOB), &id_of(&a), "Deny").await;
+    assert_eq!(status, StatusCode::OK);
+    let page = app
+        .client
+        .get(format!("{}/api/approvals/{}", app.base, id_of(&a)))
+        .bearer_auth(app.token(BOB))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Alice Smith"), "the requester's name, from Graph: {page}");
+    assert!(page.contains("Bob Jones"), "the approver's name, from Graph");
+}

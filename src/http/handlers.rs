@@ -2,7 +2,7 @@
 
 use warp::http::{HeaderValue, StatusCode, header};
 
-use crate::domain::ids::ActivationId;
+use crate::domain::ids::{ActivationId, PrincipalId};
 use crate::service::ports::IdempotencyKey;
 use crate::service::{Answer, ServiceError};
 
@@ -154,7 +154,10 @@ pub async fn approval_page(ctx: &HttpContext, req: &Request, raw_id: &str) -> Re
     };
     let can_decide = ctx.service.can_decide(&who, &details.activation, now).await;
     if html {
-        return Ok(pages::approval(ctx, &who, &details.activation, can_decide.err(), now));
+        let mut people: Vec<PrincipalId> = vec![details.activation.request().principal_id];
+        people.extend(details.activation.approvals().iter().map(|d| d.approver_id));
+        let names = ctx.service.display_names(&people).await;
+        return Ok(pages::approval(ctx, &who, &details.activation, can_decide.err(), &names, now));
     }
     let mut view = serde_json::to_value(ActivationView::of(&details.activation, Some(details.history)))
         .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e))?;

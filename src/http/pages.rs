@@ -10,6 +10,8 @@ use warp::http::{HeaderValue, StatusCode, header};
 
 use crate::domain::activation::{Activation, Decision, State};
 use crate::domain::approver::ApproverDenied;
+use crate::domain::ids::{DisplayName, PrincipalId};
+use crate::domain::scope::ScopeKind;
 use crate::service::ServiceError;
 use crate::service::ports::Caller;
 
@@ -71,6 +73,7 @@ pub fn approval(
     who: &Caller,
     a: &Activation,
     cannot: Option<ServiceError>,
+    names: &std::collections::HashMap<PrincipalId, DisplayName>,
     now: DateTime<Utc>,
 ) -> Response {
     let r = a.request();
@@ -78,22 +81,25 @@ pub fn approval(
         Some(name) => format!("{} <small>({})</small>", esc(name), r.role_definition_id),
         None => r.role_definition_id.to_string(),
     };
-    let portal = format!("https://portal.azure.com/#@/resource{}", r.scope.as_str());
-    let requester = match &r.principal_name {
+    let scope = match r.scope.kind() {
+        ScopeKind::Azure => format!(
+            "<a href=\"{}\" rel=\"noreferrer\">{}</a> <small>(opens the Azure portal)</small>",
+            esc(&format!("https://portal.azure.com/#@/resource{}", r.scope.as_str())),
+            esc(r.scope.as_str())
+        ),
+        ScopeKind::Directory => {
+            format!("<code>{}</code> <small>(an Entra directory role)</small>", esc(r.scope.as_str()))
+        }
+        ScopeKind::Group => format!("<code>{}</code> <small>(a group)</small>", esc(r.scope.as_str())),
+    };
+    let requester = match r.principal_name.as_ref().or_else(|| names.get(&r.principal_id)) {
         Some(name) => format!("{} <small>(object id <code>{}</code>)</small>", esc(name.as_str()), r.principal_id),
         None => format!("<code>{}</code> <small>(object id; no name was given)</small>", r.principal_id),
     };
     let mut facts = vec![
         ("Requester", requester),
         ("Role", role),
-        (
-            "Scope",
-            format!(
-                "<a href=\"{}\" rel=\"noreferrer\">{}</a> <small>(opens the Azure portal)</small>",
-                esc(&portal),
-                esc(r.scope.as_str())
-            ),
-        ),
+        ("Scope", scope),
         ("Duration", esc(&r.duration.to_string())),
         ("Justification", r.justification.as_ref().map_or("<em>none</em>".into(), |j| esc(j.as_str()))),
         (
@@ -131,9 +137,12 @@ pub fn approval(
         .approvals()
         .iter()
         .map(|d| {
+            let approver = match names.get(&d.approver_id) {
+                Some(name) => format!("{} <small>(<code>{}</code>)</small>", esc(name.as_str()), d.approver_id),
+                None => format!("<code>{}</code>", d.approver_id),
+            };
             format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                d.approver_id,
+                "<tr><td>{approver}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 match d.decision {
                     Decision::Approve => "Approved",
                     Decision::Deny => "Denied",

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::activation::{Activation, Status};
 use crate::domain::audit::AuditEvent;
-use crate::domain::ids::{ActivationId, PrincipalId};
+use crate::domain::ids::{ActivationId, DisplayName, PrincipalId};
 use crate::domain::policy::Rule;
 
 use super::ports::{ActivationQuery, AuditQuery, Caller, Page, PageToken};
@@ -99,6 +99,26 @@ impl Elevate {
             now,
         };
         Ok(self.store.list(&query).await?)
+    }
+
+    /// Display names for people reading a page, from the directory when there is one. Best
+    /// effort and display only: a name that cannot be read is left out, never an error.
+    pub async fn display_names(&self, ids: &[PrincipalId]) -> std::collections::HashMap<PrincipalId, DisplayName> {
+        let mut names = std::collections::HashMap::new();
+        let Some(directory) = &self.directory else { return names };
+        for id in ids {
+            if names.contains_key(id) {
+                continue;
+            }
+            match directory.display_name(*id).await {
+                Ok(Some(name)) => {
+                    names.insert(*id, name);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(principal = %id, error = %e, "no display name"),
+            }
+        }
+        names
     }
 
     /// Rules the caller may activate under now.
