@@ -10,6 +10,7 @@ mod bad_input;
 mod browser;
 mod eligibility;
 mod fake_graph_selftest;
+mod graph;
 mod hardening;
 mod host;
 mod identity;

@@ -1,4 +1,5 @@
 //! Access providers behind the `AccessProvider` port.
 
 pub mod arm;
+pub mod graph;
 pub mod local;
