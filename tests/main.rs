@@ -11,6 +11,7 @@ mod browser;
 mod directory;
 mod eligibility;
 mod fake_graph_selftest;
+mod graph;
 mod hardening;
 mod host;
 mod identity;

@@ -62,6 +62,40 @@ impl Reply {
     }
 }
 
+/// How a request that must not be repeated blindly ended.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The server answered (any status but 429).
+    Answered(Reply),
+    /// No answer came (a timeout, a dropped connection): the request may have been applied.
+    Unanswered(String),
+}
+
+/// Why one attempt got no answer, and whether it may have reached the server.
+struct NoAnswer {
+    message: String,
+    maybe_sent: bool,
+}
+
+impl NoAnswer {
+    fn not_sent(message: String) -> Self {
+        Self { message, maybe_sent: false }
+    }
+    fn maybe_sent(message: String) -> Self {
+        Self { message, maybe_sent: true }
+    }
+}
+
+/// A JSON body as the pipeline sends it.
+fn encode(body: Option<&serde_json::Value>, what: &str) -> Result<Option<(String, Vec<u8>)>, AzureError> {
+    body.map(|value| {
+        serde_json::to_vec(value)
+            .map(|bytes| ("application/json".to_owned(), bytes))
+            .map_err(|e| AzureError::Setup(format!("{what}: cannot encode the request: {e}")))
+    })
+    .transpose()
+}
+
 /// How requests prove who sends them.
 pub enum Signer {
     /// An Entra access token for `scope` from azure_identity.
@@ -127,15 +161,64 @@ impl AzureClient {
         body: Option<&serde_json::Value>,
         what: &str,
     ) -> Result<Reply, AzureError> {
-        let body = match body {
-            Some(value) => Some((
-                "application/json".to_owned(),
-                serde_json::to_vec(value)
-                    .map_err(|e| AzureError::Setup(format!("{what}: cannot encode the request: {e}")))?,
-            )),
-            None => None,
-        };
+        let body = encode(body, what)?;
         self.send_request(&Outgoing { method, url, headers: Vec::new(), body, accept: "application/json" }, what).await
+    }
+
+    /// [`AzureClient::send`] for a request that must not be repeated blindly (a Graph `POST` that
+    /// creates: a repeat of one that had landed is a duplicate). Only what the server certainly did
+    /// not apply is retried here: a 429 (after `Retry-After`, holding every worker back), and an
+    /// attempt that never left for want of a token. Every other answer, 5xx included, is returned
+    /// as it is, and an attempt that got no answer is [`Delivery::Unanswered`]: it may have been
+    /// applied, and only the caller can find out (by reading) before it tries again.
+    pub async fn send_unrepeatable(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Delivery, AzureError> {
+        let body = encode(body, what)?;
+        let outgoing = Outgoing { method, url, headers: Vec::new(), body, accept: "application/json" };
+        let started = tokio::time::Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let left = self.retry.max_total.saturating_sub(started.elapsed());
+            if !self.throttle.wait_at_most(left).await {
+                return Err(AzureError::Transient(format!(
+                    "{what}: throttled by Azure for longer than this call may wait"
+                )));
+            }
+            let problem = match self.send_once(&outgoing).await {
+                Ok(reply) if reply.status == 429 => self.throttled(&reply, attempt, what),
+                Ok(reply) => return Ok(Delivery::Answered(reply)),
+                Err(e) if e.maybe_sent => {
+                    tracing::warn!(operation = what, attempt, error = %e.message, "no answer; the request may have been applied");
+                    return Ok(Delivery::Unanswered(format!("{what}: {}", e.message)));
+                }
+                Err(e) => {
+                    let wait = self.retry.backoff(attempt);
+                    tracing::warn!(operation = what, attempt, error = %e.message, "request not sent; retrying");
+                    if self.retry.allows(attempt, started.elapsed() + wait) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    e.message
+                }
+            };
+            if !self.retry.allows(attempt, started.elapsed()) {
+                return Err(AzureError::Transient(format!("{what}: {problem}")));
+            }
+        }
+    }
+
+    /// Holds every worker back for a 429's `Retry-After` (or backoff); what to report if it persists.
+    fn throttled(&self, reply: &Reply, attempt: u32, what: &str) -> String {
+        let wait =
+            reply.header("retry-after").and_then(parse_retry_after).unwrap_or_else(|| self.retry.backoff(attempt));
+        self.throttle.hold(wait);
+        tracing::warn!(operation = what, wait_ms = wait.as_millis() as u64, "throttled (429): every worker waits");
+        format!("throttled (429) after {attempt} attempts")
     }
 
     /// [`AzureClient::send`] for any request.
@@ -151,19 +234,7 @@ impl AzureClient {
                 )));
             }
             let problem = match self.send_once(outgoing).await {
-                Ok(reply) if reply.status == 429 => {
-                    let wait = reply
-                        .header("retry-after")
-                        .and_then(parse_retry_after)
-                        .unwrap_or_else(|| self.retry.backoff(attempt));
-                    self.throttle.hold(wait);
-                    tracing::warn!(
-                        operation = what,
-                        wait_ms = wait.as_millis() as u64,
-                        "throttled (429): every worker waits"
-                    );
-                    format!("throttled (429) after {attempt} attempts")
-                }
+                Ok(reply) if reply.status == 429 => self.throttled(&reply, attempt, what),
                 Ok(reply) if matches!(reply.status, 500 | 502 | 503 | 504) => {
                     let wait = reply
                         .header("retry-after")
@@ -179,11 +250,11 @@ impl AzureClient {
                 Ok(reply) => return Ok(reply),
                 Err(e) => {
                     let wait = self.retry.backoff(attempt);
-                    tracing::warn!(operation = what, attempt, error = %e, "request failed; retrying");
+                    tracing::warn!(operation = what, attempt, error = %e.message, "request failed; retrying");
                     if self.retry.allows(attempt, started.elapsed() + wait) {
                         tokio::time::sleep(wait).await;
                     }
-                    e
+                    e.message
                 }
             };
             if !self.retry.allows(attempt, started.elapsed()) {
@@ -197,7 +268,7 @@ impl AzureClient {
         self.throttle.is_holding()
     }
 
-    async fn send_once(&self, outgoing: &Outgoing<'_>) -> Result<Reply, String> {
+    async fn send_once(&self, outgoing: &Outgoing<'_>) -> Result<Reply, NoAnswer> {
         let mut request = Request::new(outgoing.url.clone(), outgoing.method);
         request.insert_header("accept", outgoing.accept);
         for (name, value) in &outgoing.headers {
@@ -212,7 +283,7 @@ impl AzureClient {
                 let token = credential
                     .get_token(&[scope.as_str()], None)
                     .await
-                    .map_err(|e| format!("no access token for `{scope}`: {e}"))?;
+                    .map_err(|e| NoAnswer::not_sent(format!("no access token for `{scope}`: {e}")))?;
                 // Set here rather than by azure_core's bearer policy, which refuses the plain-http
                 // loopback endpoints of emulators and tests (azure-spec §4.2); https is enforced by
                 // configuration.
@@ -231,8 +302,8 @@ impl AzureClient {
             self.pipeline.send(&Context::new(), &mut request, Some(options)),
         )
         .await
-        .map_err(|_| format!("no answer within {} s", self.retry.request_timeout.as_secs()))?
-        .map_err(|e| format!("request failed: {e}"))?;
+        .map_err(|_| NoAnswer::maybe_sent(format!("no answer within {} s", self.retry.request_timeout.as_secs())))?
+        .map_err(|e| NoAnswer::maybe_sent(format!("request failed: {e}")))?;
         let (status, headers, body) = sent.deconstruct();
         let headers = headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_str().to_owned())).collect();
         Ok(Reply { status: u16::from(status), headers, body: body.as_ref().to_vec() })

@@ -50,12 +50,23 @@ impl RetryPolicy {
     }
 }
 
-/// `Retry-After` as delta-seconds (what ARM and Storage send). An HTTP-date is not honoured
-/// (it would need the wall clock); the caller's backoff applies instead.
+/// `Retry-After` as delta-seconds (what ARM and Storage send), decimals included (Graph has
+/// sent `2.128`, graph-spec §0 item 13). An HTTP-date is not honoured (it would need the wall
+/// clock); the caller's backoff applies instead.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: u64 = value.trim().parse().ok()?;
+    let value = value.trim();
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     // A hostile or broken server must not park us for hours.
-    Some(Duration::from_secs(seconds.min(300)))
+    const CAP: u64 = 300;
+    let seconds: u64 = whole.parse().unwrap_or(u64::MAX);
+    if seconds >= CAP {
+        return Some(Duration::from_secs(CAP));
+    }
+    let millis: u64 = format!("{:0<3}", fraction).get(..3).and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some(Duration::from_secs(seconds) + Duration::from_millis(millis))
 }
 
 /// Shared by every worker of one client: after a 429, nobody sends until the server's
@@ -105,6 +116,14 @@ mod tests {
         assert_eq!(parse_retry_after("86400"), Some(Duration::from_secs(300)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("2.128"), Some(Duration::from_millis(2_128)));
+        assert_eq!(parse_retry_after("1.5"), Some(Duration::from_millis(1_500)));
+        assert_eq!(parse_retry_after("0.0004"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("99999999999999999999999"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_retry_after(".5"), None);
+        assert_eq!(parse_retry_after("1."), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after("1.5s"), None);
+        assert_eq!(parse_retry_after("+1"), None);
     }
 
     #[test]
