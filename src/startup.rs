@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 
 use crate::adapters::access::arm::ArmAccessProvider;
+use crate::adapters::access::graph::GraphAccessProvider;
 use crate::adapters::access::local::LocalAccessProvider;
+use crate::adapters::access::routed::RoutedAccess;
 use crate::adapters::azure::RetryPolicy;
 use crate::adapters::azure::{AzureClient, SharedKey, Signer};
 use crate::adapters::directory::GraphDirectory;
@@ -176,11 +178,18 @@ pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> R
         (None, ProviderSetting::Local, None) => {
             return Err(StartupError::Access(AccessError::Permanent("no local store".into())));
         }
-        (None, ProviderSetting::Arm { endpoint, credential, graph_endpoint: _ }, _) => {
+        (None, ProviderSetting::Arm { endpoint, credential, graph_endpoint }, _) => {
             let token_source =
                 credential.credential().map_err(|e| StartupError::Access(AccessError::Permanent(e.to_string())))?;
             tracing::info!(endpoint = %endpoint, credential = credential.name(), "role assignments through Azure Resource Manager");
-            Arc::new(ArmAccessProvider::new(endpoint, token_source, RetryPolicy::default())?)
+            let arm = Arc::new(ArmAccessProvider::new(endpoint, Arc::clone(&token_source), RetryPolicy::default())?);
+            // Directory roles and groups through Microsoft Graph, with the same identity; only
+            // called for rules of those kinds.
+            let graph = Arc::new(GraphAccessProvider::new(graph_endpoint, token_source, RetryPolicy::default())?);
+            if policy.rules().iter().any(|r| r.scope.kind() != crate::domain::scope::ScopeKind::Azure) {
+                tracing::info!(endpoint = %graph_endpoint, "directory roles and groups through Microsoft Graph");
+            }
+            Arc::new(RoutedAccess::new(arm, Some(graph)))
         }
     };
     let directory: Option<Arc<dyn Directory>> = match (given_directory, settings.group_checks, &settings.provider) {

@@ -415,7 +415,7 @@ async fn the_binary_grants_and_revokes_with_its_managed_identity() {
     let elevate = start_on_arm(&fake, dir.path()).await;
     let client = http_client();
     let health: Value = client.get(format!("{}/api/health", elevate.base)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(health["provider"], "arm", "{health}");
+    assert_eq!(health["provider"], "arm+graph", "{health}");
     assert_eq!(health["simulated"], false, "{health}");
 
     let token = process::token(dir.path(), ALICE, &[]);

@@ -247,7 +247,11 @@ impl Elevate {
         // Graph names nothing: before asking, record that a grant is being asked for, so that an
         // interrupted one is looked for (by principal, role and scope) and one never asked for is
         // not (what would be found then is someone else's standing access).
-        let current = if spec.scope.kind() != ScopeKind::Azure && !current.value.grant_requested() {
+        let graph = spec.scope.kind() != ScopeKind::Azure;
+        // Whether an earlier attempt may already have created it (its answer lost, and a read
+        // since then not yet showing it): then what a pre-check finds is ours, not standing.
+        let asked_before = graph && current.value.grant_requested();
+        let current = if graph && !current.value.grant_requested() {
             self.apply(id, &Actor::System, now, |a| Ok((a.granting(now)?, None, None))).await?
         } else {
             current
@@ -265,6 +269,19 @@ impl Elevate {
             Err(AccessError::PrincipalNotFound(message)) if now - provisioning_since < PRINCIPAL_REPLICATION_WAIT => {
                 tracing::warn!(activation = %id, "the directory does not know the principal yet; the sweeper will retry");
                 return Err(ServiceError::Access(AccessError::PrincipalNotFound(message)));
+            }
+            Err(AccessError::AlreadyAssigned { existing_id }) if asked_before => {
+                // Graph found the assignment an earlier attempt of ours made: adopt it.
+                let ours = Grant { spec: spec.clone(), recorded: None, issued: true };
+                return match self.access.inspect(&ours).await.map_err(ServiceError::Access)? {
+                    Some(assignment) => {
+                        tracing::warn!(activation = %id, assignment = %assignment.id, "an earlier grant of ours landed after all; recording it");
+                        self.record_grant(id, &spec, assignment, now).await
+                    }
+                    None => Err(ServiceError::Access(AccessError::Transient(format!(
+                        "{existing_id} exists but cannot be read back yet; retrying"
+                    )))),
+                };
             }
             Err(AccessError::AlreadyAssigned { existing_id }) => {
                 tracing::warn!(activation = %id, existing = %existing_id, "principal already holds the role outside Elevate; not touching it");
