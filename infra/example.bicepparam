@@ -30,3 +30,8 @@ param teamsWebhookUrl = readEnvironmentVariable('ELEVATE_TEAMS_WEBHOOK_URL', '')
 param eventWebhookUrl = readEnvironmentVariable('ELEVATE_EVENT_WEBHOOK_URL', '')
 param eventWebhookSecret = readEnvironmentVariable('ELEVATE_EVENT_WEBHOOK_SECRET', '')
 param allowedClientAppIds = []
+
+// Directory roles and groups: 'none' grants Microsoft Graph nothing. 'groupMembers',
+// 'groupMembersAndOwners' or 'directoryRoles' grant Elevate's identity the Graph permissions for
+// them (docs/deploy.md, "Directory roles and groups"; directoryRoles makes it tier 0, SECURITY.md).
+param graphAccess = 'none'

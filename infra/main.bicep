@@ -4,8 +4,10 @@
 // the deployment package container and Elevate's table; Log Analytics and Application Insights
 // with local auth off; the Flex Consumption plan and the Function App (runtime `custom`, system-
 // assigned identity); Easy Auth (every request authenticated, 401 otherwise); Elevate's app
-// settings; data-plane roles for the app's identity; and, at each managed subscription,
-// Role Based Access Control Administrator constrained to the allow-listed roles.
+// settings; data-plane roles for the app's identity; at each managed subscription, Role Based
+// Access Control Administrator constrained to the allow-listed roles; and, only when graphAccess
+// is not 'none', Microsoft Graph application permissions for directory roles and groups
+// (graph/graph-access.bicep).
 
 targetScope = 'resourceGroup'
 
@@ -62,6 +64,13 @@ param assignableRoleIds array
 param managedSubscriptionIds array = [
   subscription().subscriptionId
 ]
+
+@description('Microsoft Graph application permissions for Elevate\'s identity, to grant Entra directory roles and groups (docs/deploy.md, "Directory roles and groups"). none: Azure RBAC only, nothing Graph-related is created. groupMembers: group membership. groupMembersAndOwners: also ownership. directoryRoles: also directory roles and role-assignable groups, which makes Elevate\'s identity tier 0 (SECURITY.md). Needs a deployer with Privileged Role Administrator or Global Administrator; new permissions can take hours to reach the identity\'s token.')
+@allowed(['none', 'groupMembers', 'groupMembersAndOwners', 'directoryRoles'])
+param graphAccess string = 'none'
+
+@description('Microsoft Graph base URL (ELEVATE_GRAPH_ENDPOINT), without a path. National clouds differ, e.g. https://graph.microsoft.us (US Government L4), https://dod-graph.microsoft.us (L5), https://microsoftgraph.chinacloudapi.cn (China).')
+param graphEndpoint string = 'https://graph.microsoft.com'
 
 @description('Flex Consumption scale-out limit.')
 @minValue(40)
@@ -238,6 +247,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
     ELEVATE_STORE: 'tables:${storage.properties.primaryEndpoints.table}${tableName}'
     ELEVATE_PROVIDER: 'arm'
+    ELEVATE_GRAPH_ENDPOINT: graphEndpoint
     ELEVATE_AUTH_MODE: 'easyauth'
     ELEVATE_TENANT_ID: tenantId
     ELEVATE_AUDIENCE: 'api://${apiClientId}'
@@ -320,6 +330,21 @@ module brokerRbac 'modules/broker-rbac-subscription.bicep' = [
     }
   }
 ]
+
+// Microsoft Graph application permissions for directory roles and groups, behind graphAccess: with
+// 'none' (the default) this module is not deployed and nothing Graph-related is created or read.
+// The principal is the Function App's own system-assigned identity, as for every role above.
+// The deployer needs Privileged Role Administrator or Global Administrator in Entra ID to grant
+// Microsoft Graph's app roles, and new permissions can take hours to reach the identity's token
+// (graph-spec §0 item 18). The module uses the Microsoft Graph Bicep extension (infra/bicepconfig.json),
+// which deploys in the public cloud only; elsewhere keep 'none' and grant by hand (docs/deploy.md).
+module graphAccessGrants 'graph/graph-access.bicep' = if (graphAccess != 'none') {
+  name: 'elevate-graph-access-${uniqueString(app.id)}'
+  params: {
+    principalId: app.identity.principalId
+    graphAccess: graphAccess
+  }
+}
 
 @description('Base URL of Elevate; the API is under /api.')
 output functionUrl string = 'https://${app.properties.defaultHostName}'

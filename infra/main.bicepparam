@@ -19,3 +19,8 @@ param linkKey = readEnvironmentVariable('ELEVATE_LINK_KEY')
 param teamsWebhookUrl = readEnvironmentVariable('ELEVATE_TEAMS_WEBHOOK_URL', '')
 param eventWebhookUrl = readEnvironmentVariable('ELEVATE_EVENT_WEBHOOK_URL', '')
 param eventWebhookSecret = readEnvironmentVariable('ELEVATE_EVENT_WEBHOOK_SECRET', '')
+// Directory roles and groups through Microsoft Graph (docs/deploy.md, "Directory roles and groups"):
+// none (default), groupMembers, groupMembersAndOwners or directoryRoles. Anything but none needs a
+// deployer with Privileged Role Administrator or Global Administrator.
+param graphAccess = readEnvironmentVariable('ELEVATE_GRAPH_ACCESS', 'none')
+param graphEndpoint = readEnvironmentVariable('ELEVATE_GRAPH_ENDPOINT', 'https://graph.microsoft.com')

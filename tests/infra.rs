@@ -1,5 +1,8 @@
-//! Infrastructure as code, offline: the ABAC condition that infra/modules/abac.bicep renders is
-//! the one Elevate computes from the policy, and the templates wire Elevate as the code expects.
+//! Infrastructure as code, offline: the ABAC condition that the RBAC delegation templates render is
+//! the one Elevate computes from the policy, the templates wire Elevate as the code expects, and
+//! Microsoft Graph permissions are granted only behind `graphAccess`, level by level as graph-spec
+//! §8 lists them, to the Function App's own identity. No Bicep CLI exists offline: these tests
+//! read the Bicep text.
 
 use std::path::PathBuf;
 
@@ -111,4 +114,213 @@ fn the_templates_configure_elevate_as_it_reads_its_settings() {
     }
     let host = read("host.json");
     assert!(host.contains("\"defaultExecutablePath\": \"elevate\""), "the package's binary name");
+}
+
+// ---- Microsoft Graph permissions (directory roles and groups), behind `graphAccess` ----
+
+/// The Graph application permissions (graph-spec §8) and their app-role ids, as the spec gives them.
+const USER_READ_ALL: (&str, &str) = ("User.Read.All", "df021288-bdef-4463-88db-98f22de89214");
+const GROUP_MEMBER_READ_WRITE_ALL: (&str, &str) = ("GroupMember.ReadWrite.All", "dbaae8cf-10b5-4b86-a4a1-f871c94c6695");
+const GROUP_READ_WRITE_ALL: (&str, &str) = ("Group.ReadWrite.All", "62a82d76-70ea-41e2-9197-370581804d09");
+const ROLE_MANAGEMENT_READ_WRITE_DIRECTORY: (&str, &str) =
+    ("RoleManagement.ReadWrite.Directory", "9e3f62cf-ca93-4989-b6ce-bf83c28f9fe8");
+const GRAPH_LEVELS: [&str; 4] = ["none", "groupMembers", "groupMembersAndOwners", "directoryRoles"];
+const GRAPH_MODULE: &str = "infra/graph/graph-access.bicep";
+
+/// What each `graphAccess` level must grant, least privilege per target (graph-spec §4, §5, §8):
+/// membership checks need User.Read.All (+ GroupMember.Read.All, inside GroupMember.ReadWrite.All),
+/// members GroupMember.ReadWrite.All, owners Group.ReadWrite.All, directory roles and
+/// role-assignable groups RoleManagement.ReadWrite.Directory.
+fn expected_graph_permissions(level: &str) -> Vec<(&'static str, &'static str)> {
+    match level {
+        "none" => vec![],
+        "groupMembers" => vec![USER_READ_ALL, GROUP_MEMBER_READ_WRITE_ALL],
+        "groupMembersAndOwners" => vec![USER_READ_ALL, GROUP_MEMBER_READ_WRITE_ALL, GROUP_READ_WRITE_ALL],
+        "directoryRoles" => {
+            vec![USER_READ_ALL, GROUP_MEMBER_READ_WRITE_ALL, GROUP_READ_WRITE_ALL, ROLE_MANAGEMENT_READ_WRITE_DIRECTORY]
+        }
+        other => panic!("unknown graphAccess level {other}"),
+    }
+}
+
+/// The body of the brace-balanced block opened on the first line that starts (after indentation)
+/// with `header`. The templates keep braces balanced inside strings (`${…}`), so counting is enough.
+fn bicep_block<'a>(bicep: &'a str, header: &str) -> &'a str {
+    let start = bicep
+        .lines()
+        .find(|l| l.trim_start().starts_with(header))
+        .map(|l| l.as_ptr() as usize - bicep.as_ptr() as usize)
+        .unwrap_or_else(|| panic!("no line starts with {header}"));
+    let open = start + bicep[start..].find('{').unwrap();
+    let mut depth = 0;
+    for (i, c) in bicep[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &bicep[open + 1..open + i];
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced block after {header}");
+}
+
+/// Every single-quoted literal in `text`, in order.
+fn quoted(text: &str) -> Vec<String> {
+    text.split('\'').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// The values of the `@allowed([...])` decorator of `param {name}`.
+fn allowed_values(bicep: &str, name: &str) -> Vec<String> {
+    let lines: Vec<&str> = bicep.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with(&format!("param {name} "))).unwrap();
+    let decorators = lines[..at].iter().rev().take_while(|l| l.starts_with('@'));
+    let allowed = decorators.into_iter().find(|l| l.starts_with("@allowed(")).unwrap();
+    quoted(allowed)
+}
+
+/// `var graphAppRoleIds` (permission name → app-role id) of the Graph module.
+fn graph_app_role_ids(module: &str) -> Vec<(String, String)> {
+    bicep_block(module, "var graphAppRoleIds = {")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .map(|l| match quoted(l).as_slice() {
+            [name, id] => (name.clone(), id.clone()),
+            _ => panic!("unexpected line in graphAppRoleIds: {l}"),
+        })
+        .collect()
+}
+
+/// `var permissionsByLevel` of the Graph module: level → permission names, in file order.
+fn graph_permissions_by_level(module: &str) -> Vec<(String, Vec<String>)> {
+    let mut levels: Vec<(String, Vec<String>)> = Vec::new();
+    for line in bicep_block(module, "var permissionsByLevel = {").lines().map(str::trim) {
+        if let Some((level, rest)) = line.split_once(':') {
+            assert!(rest.trim() == "[" || rest.trim() == "[]", "one permission a line: {line}");
+            levels.push((level.trim().to_owned(), Vec::new()));
+        } else if line.starts_with('\'') {
+            levels.last_mut().unwrap().1.extend(quoted(line));
+        } else {
+            assert!(line.is_empty() || line == "]", "unexpected line in permissionsByLevel: {line}");
+        }
+    }
+    levels
+}
+
+#[test]
+fn graph_permissions_are_deployed_only_behind_graph_access() {
+    let main = read("infra/main.bicep");
+    assert_eq!(allowed_values(&main, "graphAccess"), GRAPH_LEVELS, "main.bicep's graphAccess levels");
+    assert!(main.contains("param graphAccess string = 'none'\n"), "Graph permissions are opt-in: the default is none");
+    // main.bicep itself declares nothing of Microsoft Graph: all of it is in the module…
+    assert!(!main.contains("Microsoft.Graph/"), "main.bicep declares a Graph resource");
+    assert!(!main.lines().any(|l| l.starts_with("extension ")), "main.bicep loads a Bicep extension");
+    assert_eq!(main.matches("'graph/graph-access.bicep'").count(), 1, "one reference to the Graph module");
+    // …which is deployed only when graphAccess is not 'none', with the level passed through.
+    let header = "module graphAccessGrants 'graph/graph-access.bicep' = if (graphAccess != 'none') {";
+    assert!(main.lines().any(|l| l == header), "the Graph module is not behind graphAccess != 'none'");
+    let params = bicep_block(bicep_block(&main, header), "params: {");
+    let params: Vec<&str> = params.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(params, ["principalId: app.identity.principalId", "graphAccess: graphAccess"]);
+    // No other template grants Graph permissions.
+    for file in ["infra/broker-rbac-management-group.bicep", "infra/modules/broker-rbac-subscription.bicep"] {
+        let bicep = read(file);
+        assert!(!bicep.contains("Microsoft.Graph/") && !bicep.contains("graph-access"), "{file}");
+    }
+    // The parameter files leave it at none unless the operator says otherwise.
+    assert!(
+        read("infra/main.bicepparam")
+            .contains("param graphAccess = readEnvironmentVariable('ELEVATE_GRAPH_ACCESS', 'none')")
+    );
+    assert!(read("infra/example.bicepparam").contains("param graphAccess = 'none'\n"));
+    // Elevate is told where Graph is (national clouds differ).
+    assert!(main.contains("param graphEndpoint string = 'https://graph.microsoft.com'\n"));
+    assert!(bicep_block(&main, "resource appSettings ").contains("ELEVATE_GRAPH_ENDPOINT: graphEndpoint\n"));
+}
+
+#[test]
+fn each_graph_access_level_grants_exactly_the_spec_permissions() {
+    let module = read(GRAPH_MODULE);
+    assert_eq!(allowed_values(&module, "graphAccess"), GRAPH_LEVELS, "the module's levels are main.bicep's");
+    assert!(module.contains("var permissions = permissionsByLevel[graphAccess]\n"));
+    let ids = graph_app_role_ids(&module);
+    let id_of = |name: &str| -> String {
+        ids.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| id.clone())
+            .unwrap_or_else(|| panic!("no app-role id for {name}"))
+    };
+    let levels = graph_permissions_by_level(&module);
+    assert_eq!(levels.iter().map(|(level, _)| level.as_str()).collect::<Vec<_>>(), GRAPH_LEVELS);
+    for (level, permissions) in &levels {
+        let granted: Vec<(String, String)> = permissions.iter().map(|p| (p.clone(), id_of(p))).collect();
+        let expected: Vec<(String, String)> =
+            expected_graph_permissions(level).into_iter().map(|(p, id)| (p.to_owned(), id.to_owned())).collect();
+        assert_eq!(granted, expected, "graphAccess {level}");
+    }
+    // Every id the module knows is one of graph-spec §8's, and no broader permission appears in
+    // the templates' code (comments may name them, to say who deploys).
+    let spec = [USER_READ_ALL, GROUP_MEMBER_READ_WRITE_ALL, GROUP_READ_WRITE_ALL, ROLE_MANAGEMENT_READ_WRITE_DIRECTORY];
+    assert_eq!(ids, spec.map(|(p, id)| (p.to_owned(), id.to_owned())));
+    let code: String = [module, read("infra/main.bicep")]
+        .iter()
+        .flat_map(|file| file.lines())
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for broad in [
+        "19dbc75e-c2e2-444c-a770-ec69d8559fc7", // Directory.ReadWrite.All
+        "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9", // Application.ReadWrite.All
+        "06b708a9-e830-4db3-a914-8e69da51d44f", // AppRoleAssignment.ReadWrite.All
+        "Directory.ReadWrite.All",
+        "Application.ReadWrite.All",
+        "AppRoleAssignment.ReadWrite.All",
+    ] {
+        assert!(!code.contains(broad), "{broad} appears in the templates");
+    }
+}
+
+#[test]
+fn graph_app_roles_go_to_elevates_own_identity_on_microsoft_graph() {
+    let main = read("infra/main.bicep");
+    // The principal is the Function App's system-assigned identity.
+    let app = bicep_block(&main, "resource app 'Microsoft.Web/sites@");
+    assert!(app.contains("identity: { type: 'SystemAssigned' }"));
+    let module = read(GRAPH_MODULE);
+    let code: Vec<&str> = module.lines().filter(|l| !l.starts_with("//") && !l.trim().is_empty()).collect();
+    assert_eq!(code.first(), Some(&"extension microsoftGraphV1"), "the module starts by loading the Graph extension");
+    // Exactly two Graph resources: Graph's own service principal, read, and the assignments.
+    let resources: Vec<&&str> = code.iter().filter(|l| l.starts_with("resource ")).collect();
+    assert_eq!(
+        resources,
+        [
+            &"resource graph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {",
+            &"resource graphAppRoleAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [",
+        ]
+    );
+    let graph = bicep_block(&module, "resource graph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {");
+    assert_eq!(graph.trim(), "appId: '00000003-0000-0000-c000-000000000000'", "Microsoft Graph's well-known app id");
+    let assignments = module.split("'Microsoft.Graph/appRoleAssignedTo@v1.0' = [").nth(1).unwrap();
+    let assignment = bicep_block(assignments, "for permission in permissions: {");
+    let properties: Vec<&str> = assignment.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        properties,
+        [
+            "principalId: principalId",
+            "resourceId: graph.id",
+            // Granted only if Graph's own app role with this id carries this permission's name.
+            "appRoleId: filter(graph.appRoles, role => role.id =~ graphAppRoleIds[permission] && role.value == permission)[0].id",
+        ]
+    );
+    // The extension alias resolves to a pinned version of Microsoft's published types.
+    let config = read("infra/bicepconfig.json");
+    let json: String = config.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+    let config: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let graph_types = config["extensions"]["microsoftGraphV1"].as_str().unwrap();
+    let version = graph_types.strip_prefix("br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:").unwrap();
+    assert!(version.split('.').count() == 3 && version.split('.').all(|n| n.parse::<u32>().is_ok()), "{version}");
 }
