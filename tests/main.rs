@@ -12,6 +12,7 @@ mod directory;
 mod eligibility;
 mod fake_graph_selftest;
 mod graph;
+mod graph_lifecycle;
 mod hardening;
 mod host;
 mod identity;

@@ -210,6 +210,17 @@ pub async fn spawn_with_ports(
     spawn_full(policy, Some(access), None, at, None, None, None, directory).await
 }
 
+/// The same over an existing SQLite store `db` (a restart).
+pub async fn spawn_ports_on_db(
+    policy: &str,
+    access: Arc<dyn elevate::service::ports::AccessProvider>,
+    directory: Option<Arc<dyn elevate::service::ports::Directory>>,
+    db: PathBuf,
+    at: DateTime<Utc>,
+) -> TestApp {
+    spawn_full(policy, Some(access), Some(db), at, None, None, None, directory).await
+}
+
 #[expect(clippy::too_many_arguments, reason = "test harness: every knob a test may turn")]
 async fn spawn_full(
     policy: &str,

@@ -1,0 +1,264 @@
+//! Directory roles and groups end to end (issue 12's "done when"): Global Administrator at the
+//! tenant, User Administrator on an administrative unit, and membership of a group, each
+//! requested, approved where the rule says, activated, expired and revoked through the API
+//! against the strict fake Graph — as RBAC is against the fake ARM — with the routed provider and
+//! the real credential path. Also standing access, bad input, and a crash between Graph's answer
+//! and Elevate's record.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use elevate::adapters::access::arm::ArmAccessProvider;
+use elevate::adapters::access::graph::GraphAccessProvider;
+use elevate::adapters::access::routed::RoutedAccess;
+use elevate::adapters::directory::GraphDirectory;
+use elevate::service::ports::{AccessProvider, Directory};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::arm::{FakeIdentityCredential, fast_retry};
+use crate::support::fake_azure::{FakeAzure, MI_HEADER};
+use crate::support::fake_graph::{FakeGraph, GLOBAL_ADMINISTRATOR, USER_ADMINISTRATOR};
+use crate::support::process::{self, Process};
+use crate::support::*;
+
+const AU: &str = "a0a0a0a0-0000-4000-8000-000000000001";
+const PRIVILEGED: &str = "a0a0a0a0-0000-4000-8000-0000000000aa";
+
+fn policy() -> String {
+    format!(
+        r#"
+version: 1
+defaults:
+  maxDuration: PT2H
+  requireMfa: true
+  requireJustification: true
+rules:
+  - id: global-admin
+    scope: directory:/
+    roles: [Global Administrator]
+    principals: [user:{ALICE}]
+    maxDuration: PT1H
+    approval:
+      approvers: [user:{BOB}]
+      timeout: PT1H
+  - id: au-users
+    scope: directory:/administrativeUnits/{AU}
+    roles: [User Administrator]
+    principals: [user:{ALICE}]
+  - id: privileged-member
+    scope: group:{PRIVILEGED}
+    roles: [member]
+    principals: [user:{ALICE}]
+    approval:
+      approvers: [user:{BOB}]
+      timeout: PT1H
+"#
+    )
+}
+
+struct Rig {
+    app: TestApp,
+    graph: Arc<FakeGraph>,
+    _azure: Arc<FakeAzure>,
+}
+
+async fn fakes() -> (Arc<FakeAzure>, Arc<FakeGraph>) {
+    let azure = FakeAzure::start().await;
+    let graph = FakeGraph::start().await;
+    azure.wire_graph(&graph.token);
+    for (id, name) in [(ALICE, "Alice Smith"), (BOB, "Bob Jones")] {
+        graph.add_user(id, name);
+    }
+    graph.add_administrative_unit(AU);
+    graph.add_group(PRIVILEGED, "Privileged operators", false);
+    (azure, graph)
+}
+
+fn routed(azure: &FakeAzure, graph: &FakeGraph) -> (Arc<dyn AccessProvider>, Arc<dyn Directory>) {
+    let credential = || Arc::new(FakeIdentityCredential::new(azure));
+    let arm = Arc::new(ArmAccessProvider::new(&azure.url(), credential(), fast_retry()).unwrap());
+    let graph_access = Arc::new(GraphAccessProvider::new(&graph.url(), credential(), fast_retry()).unwrap());
+    let directory = Arc::new(GraphDirectory::new(&graph.url(), credential(), fast_retry()).unwrap());
+    (Arc::new(RoutedAccess::new(arm, Some(graph_access))), directory)
+}
+
+async fn rig() -> Rig {
+    let (azure, graph) = fakes().await;
+    let (access, directory) = routed(&azure, &graph);
+    let app = spawn_with_ports(&policy(), access, Some(directory), start()).await;
+    Rig { app, graph, _azure: azure }
+}
+
+fn ask(role: &str, scope: &str) -> Value {
+    json!({"roleDefinitionId": role, "scope": scope, "duration": "PT1H", "justification": "INC-12 break-glass"})
+}
+
+fn actions(audit: &[Value]) -> Vec<String> {
+    audit.iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn global_administrator_is_approved_granted_and_revoked_at_expiry() {
+    let Rig { app, graph, .. } = rig().await;
+    let a = app.activate(&app.token(ALICE), ask("Global Administrator", "directory:/")).await;
+    assert_eq!(a["status"], "PendingApproval", "{a}");
+    assert_eq!(a["roleName"], "Global Administrator");
+    assert!(graph.role_assignments().is_empty(), "nothing before approval");
+    let (status, approved) = app.decide(&app.token(BOB), &id_of(&a), "Approve").await;
+    assert_eq!((status, approved["status"].as_str()), (StatusCode::OK, Some("Active")), "{approved}");
+    let held = graph.role_assignments();
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].role_definition_id.as_str(), held[0].principal_id.as_str()), (GLOBAL_ADMINISTRATOR, ALICE));
+    assert_eq!(held[0].directory_scope_id, "/");
+    assert_eq!(approved["roleAssignmentId"], held[0].id, "Graph's id is what was recorded");
+
+    app.advance(30);
+    assert_eq!(app.sweep().await["expired"], 0, "not yet");
+    app.advance(35);
+    let report = app.sweep().await;
+    assert_eq!(report["expired"], 1, "{report}");
+    assert!(graph.role_assignments().is_empty(), "revoked at expiry");
+    let audit = app.audit_for(&id_of(&a)).await;
+    assert_eq!(actions(&audit), ["Requested", "Approved", "GrantRequested", "Provisioned", "Expired"]);
+    assert!(graph.violations().is_empty(), "{:?}", graph.violations());
+}
+
+#[tokio::test]
+async fn user_administrator_on_an_administrative_unit_self_activates() {
+    let Rig { app, graph, .. } = rig().await;
+    let scope = format!("directory:/administrativeUnits/{AU}");
+    let a = app.activate(&app.token(ALICE), ask("User Administrator", &scope)).await;
+    assert_eq!(a["status"], "Active", "{a}");
+    let held = graph.role_assignments();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].role_definition_id, USER_ADMINISTRATOR);
+    assert_eq!(held[0].directory_scope_id, format!("/administrativeUnits/{AU}"));
+    // Ended early by the requester: revoked, and confirmed gone.
+    let (status, ended) =
+        app.post(&app.token(ALICE), &format!("/api/activations/{}/deactivate", id_of(&a)), json!({})).await;
+    assert_eq!((status, ended["status"].as_str()), (StatusCode::OK, Some("Deactivated")), "{ended}");
+    assert!(graph.role_assignments().is_empty());
+    assert!(graph.violations().is_empty(), "{:?}", graph.violations());
+}
+
+#[tokio::test]
+async fn group_membership_is_approved_granted_and_revoked_at_expiry() {
+    let Rig { app, graph, .. } = rig().await;
+    let a = app.activate(&app.token(ALICE), ask("member", &format!("group:{PRIVILEGED}"))).await;
+    assert_eq!((a["status"].as_str(), a["roleName"].as_str()), (Some("PendingApproval"), Some("member")), "{a}");
+    let (status, approved) = app.decide(&app.token(BOB), &id_of(&a), "Approve").await;
+    assert_eq!((status, approved["status"].as_str()), (StatusCode::OK, Some("Active")), "{approved}");
+    assert_eq!(graph.members(PRIVILEGED), [ALICE]);
+    app.advance(61);
+    assert_eq!(app.sweep().await["expired"], 1);
+    assert!(graph.members(PRIVILEGED).is_empty(), "membership removed at expiry");
+    assert!(graph.requests().iter().all(|r| r.method != "DELETE" || r.path.ends_with("/$ref")));
+    assert!(graph.violations().is_empty(), "{:?}", graph.violations());
+}
+
+#[tokio::test]
+async fn standing_access_in_the_directory_is_reported_and_never_removed() {
+    let Rig { app, graph, .. } = rig().await;
+    let standing = graph.add_role_assignment(USER_ADMINISTRATOR, ALICE, &format!("/administrativeUnits/{AU}"));
+    graph.add_member(PRIVILEGED, ALICE);
+    let scope = format!("directory:/administrativeUnits/{AU}");
+    for (role, scope) in [("User Administrator", scope.as_str())] {
+        let (status, body) = app.post(&app.token(ALICE), "/api/activations", ask(role, scope)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "RoleAssignmentExists");
+    }
+    let a = app.activate(&app.token(ALICE), ask("member", &format!("group:{PRIVILEGED}"))).await;
+    let (status, body) = app.decide(&app.token(BOB), &id_of(&a), "Approve").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    app.advance(24 * 60);
+    app.sweep().await;
+    assert_eq!(graph.role_assignments().iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [standing]);
+    assert_eq!(graph.members(PRIVILEGED), [ALICE], "the standing membership stays");
+    assert!(graph.requests().iter().all(|r| r.method != "DELETE"), "nothing Elevate did not grant is deleted");
+}
+
+#[tokio::test]
+async fn directory_and_group_requests_refuse_bad_input_and_change_nothing() {
+    let Rig { app, graph, .. } = rig().await;
+    let before = app.snapshot();
+    let au = format!("directory:/administrativeUnits/{AU}");
+    let cases = [
+        (ask("Global Administrator", &au), StatusCode::BAD_REQUEST, "PolicyViolation", "scope"),
+        (ask("member", "directory:/"), StatusCode::BAD_REQUEST, "InvalidField", "roleDefinitionId"),
+        (ask("Owner", "directory:/"), StatusCode::BAD_REQUEST, "InvalidField", "roleDefinitionId"),
+        (ask("Reader", &format!("group:{PRIVILEGED}")), StatusCode::BAD_REQUEST, "InvalidField", "roleDefinitionId"),
+        (ask("member", "group:not-a-guid"), StatusCode::BAD_REQUEST, "InvalidField", "scope"),
+        (ask("member", "directory:/administrativeUnits/x"), StatusCode::BAD_REQUEST, "InvalidField", "scope"),
+        (ask("owner", &format!("group:{PRIVILEGED}")), StatusCode::FORBIDDEN, "NotEligible", ""),
+    ];
+    for (body, status, code, target) in cases {
+        let (got, answer) = app.post(&app.token(ALICE), "/api/activations", body.clone()).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{body} → {answer}");
+        if !target.is_empty() {
+            assert_eq!(answer["error"]["target"], target, "{answer}");
+        }
+    }
+    assert_eq!(app.snapshot(), before);
+    assert!(graph.requests().is_empty(), "nothing reached Graph");
+}
+
+/// The binary on the fakes, as under the Functions host (the test fires the timer).
+async fn start_on_fakes(azure: &FakeAzure, graph: &FakeGraph, dir: &std::path::Path) -> Process {
+    std::fs::write(dir.join("policy.yaml"), policy()).unwrap();
+    process::start(
+        dir,
+        &["serve".to_owned(), "--functions-host".to_owned()],
+        &[
+            ("ELEVATE_AUTH_MODE", "dev".into()),
+            ("ELEVATE_PROVIDER", "arm".into()),
+            ("ELEVATE_ARM_ENDPOINT", azure.url()),
+            ("ELEVATE_GRAPH_ENDPOINT", graph.url()),
+            ("IDENTITY_ENDPOINT", azure.identity_endpoint()),
+            ("IDENTITY_HEADER", MI_HEADER.into()),
+            ("ELEVATE_STORE", format!("sqlite:{}", dir.join("elevate.db").display())),
+            ("ELEVATE_POLICY_FILE", dir.join("policy.yaml").display().to_string()),
+        ],
+    )
+    .await
+}
+
+/// SIGKILL between Graph's answer and Elevate's record: on restart the interrupted grant is
+/// found by principal, role and scope and recorded once (nothing granted twice), and it is
+/// revoked at expiry.
+#[tokio::test]
+async fn a_crash_between_graphs_answer_and_the_record_is_recovered_and_expires() {
+    let (azure, graph) = fakes().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = start_on_fakes(&azure, &graph, dir.path()).await;
+    let token = process::token(dir.path(), ALICE, &[]);
+    let applied = graph.hang_next_write();
+    let request = {
+        let url = format!("{}/api/activations", first.base);
+        let body = ask("User Administrator", &format!("directory:/administrativeUnits/{AU}"));
+        tokio::spawn(async move { http_client().post(url).bearer_auth(token).json(&body).send().await })
+    };
+    applied.await.unwrap();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(request.await.unwrap().is_err(), "the caller saw the process die");
+    assert_eq!(graph.role_assignments().len(), 1, "Graph made it; Elevate never recorded it");
+
+    // Restarted later (over the same store, a clock moved on past the grace).
+    #[expect(clippy::disallowed_methods, reason = "the killed process stamped its records with the wall clock")]
+    let now = Utc::now();
+    let (access, directory) = routed(&azure, &graph);
+    let db = dir.path().join("elevate.db");
+    let later = spawn_ports_on_db(&policy(), access, Some(directory), db, now + chrono::TimeDelta::minutes(4)).await;
+    let report = later.sweep().await;
+    assert_eq!(report["provisioned"], 1, "{report}");
+    let (_, listed) = later.get(&later.admin(), "/api/activations?mine=false").await;
+    let a = listed["value"][0].clone();
+    assert_eq!(a["status"], "Active", "{listed}");
+    assert_eq!(a["roleAssignmentId"], graph.role_assignments()[0].id);
+    assert_eq!(graph.role_assignments().len(), 1, "nothing granted twice");
+    later.advance(61);
+    assert_eq!(later.sweep().await["expired"], 1);
+    assert!(graph.role_assignments().is_empty(), "revoked at expiry");
+    assert!(graph.violations().is_empty(), "{:?}", graph.violations());
+}
