@@ -71,6 +71,20 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Percent-encodes a URL path segment or query value: everything but RFC 3986's unreserved
+/// characters (so a space is `%20`, never `+`, and nothing can end a segment or a parameter).
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The origin (`scheme://host[:port]`) of a URL, as browsers send it in `Origin`.
 pub fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()

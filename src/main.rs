@@ -198,11 +198,8 @@ fn check_policy(file: &std::path::Path) -> Result<(), String> {
             .approval
             .as_ref()
             .map_or("self-activation".to_owned(), |a| format!("{} approval(s) within {}", a.min_approvals, a.timeout));
-        let roles: Vec<String> = rule
-            .roles
-            .iter()
-            .map(|r| r.built_in_name().map_or_else(|| r.to_string(), str::to_owned))
-            .collect();
+        let roles: Vec<String> =
+            rule.roles.iter().map(|r| r.built_in_name().map_or_else(|| r.to_string(), str::to_owned)).collect();
         println!(
             "  {} ({}) {} at {}: max {}, {}",
             rule.id,

@@ -563,19 +563,6 @@ fn read_skiptoken(path: &str, raw: &str) -> Result<PageToken, ApiError> {
     Ok(PageToken::new(token.to_owned()))
 }
 
-/// Percent-encodes a query value (everything but unreserved characters).
-fn query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// `{public URL}{path}?{params}&$top=…&$skiptoken=…`, when there is a next page.
 fn next_link(
     public_url: &str,
@@ -586,7 +573,7 @@ fn next_link(
 ) -> Option<String> {
     let token = next?;
     let mut query: Vec<String> =
-        params.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", query_value(v)))).collect();
+        params.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", crate::endpoint::encode_component(v)))).collect();
     query.push(format!("$top={top}"));
     query.push(format!("$skiptoken={}", write_skiptoken(path, token)));
     Some(format!("{public_url}{path}?{}", query.join("&")))

@@ -142,20 +142,6 @@ fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// Percent-encodes a query value: everything but RFC 3986's unreserved characters (a space is
-/// `%20`, never `+`).
-fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() * 3);
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The `$filter` that finds one principal's assignment of one role at one scope.
 fn assignment_filter(principal: PrincipalId, role: RoleDefinitionId, directory_scope_id: &str) -> String {
     format!(
@@ -297,7 +283,7 @@ impl GraphAccessProvider {
             text.push(if i == 0 { '?' } else { '&' });
             text.push_str(key);
             text.push('=');
-            text.push_str(&encode_query_value(value));
+            text.push_str(&crate::endpoint::encode_component(value));
         }
         Url::parse(&text).map_err(|e| AccessError::Permanent(format!("cannot form a Graph URL: {e}")))
     }
@@ -743,7 +729,7 @@ mod tests {
                 "principalId eq '{ALICE}' and roleDefinitionId eq '62e90394-69f5-4237-9190-012177145e10' and directoryScopeId eq '/administrativeUnits/{AU}'"
             )
         );
-        assert_eq!(encode_query_value("a eq '/x'+&"), "a%20eq%20%27%2Fx%27%2B%26");
+        assert_eq!(crate::endpoint::encode_component("a eq '/x'+&"), "a%20eq%20%27%2Fx%27%2B%26");
         let p = provider("https://graph.microsoft.com/").unwrap();
         let url = p.url("roleManagement/directory/roleAssignments", &[("$filter", filter)]).unwrap();
         let decoded: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();

@@ -129,15 +129,7 @@ pub fn check_size(properties: &Properties) -> Result<(), TableError> {
 
 /// Percent-encodes everything but unreserved characters (so spaces are `%20`, never `+`).
 pub fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::endpoint::encode_component(value)
 }
 
 /// An OData string literal.
