@@ -106,7 +106,7 @@ async fn a_retried_grant_converges_on_one_assignment() {
     fake.set_reput_conflict(true);
     assert_eq!(arm.grant(&want).await.unwrap(), first);
     assert_eq!(fake.assignments().len(), 1);
-    let grant = Grant { spec: want.clone(), recorded: Some(first.id.clone()), issued: true };
+    let grant = Grant { spec: want.clone(), recorded: Some(first.id.clone()), issued: true, settled: true };
     assert_eq!(arm.inspect(&grant).await.unwrap(), Some(first));
     // Deleting twice is fine: 200, then 204.
     arm.revoke(&grant).await.unwrap();
@@ -163,7 +163,9 @@ async fn a_429_holds_every_worker_back() {
     fake.push_fault(Fault::Throttle { retry_after_secs: 3 });
     let first = {
         let (arm, scope) = (std::sync::Arc::clone(&arm), scope.clone());
-        tokio::spawn(async move { arm.inspect(&Grant { spec: spec_at(&scope), recorded: None, issued: true }).await })
+        tokio::spawn(async move {
+            arm.inspect(&Grant { spec: spec_at(&scope), recorded: None, issued: true, settled: true }).await
+        })
     };
     // Wait for the 429 to be in force (bounded: a miss fails rather than hangs).
     let watching = std::time::Instant::now();
@@ -174,9 +176,9 @@ async fn a_429_holds_every_worker_back() {
     let others: Vec<_> = (0..3)
         .map(|_| {
             let (arm, scope) = (std::sync::Arc::clone(&arm), scope.clone());
-            tokio::spawn(
-                async move { arm.inspect(&Grant { spec: spec_at(&scope), recorded: None, issued: true }).await },
-            )
+            tokio::spawn(async move {
+                arm.inspect(&Grant { spec: spec_at(&scope), recorded: None, issued: true, settled: true }).await
+            })
         })
         .collect();
     assert_eq!(first.await.unwrap().unwrap(), None);

@@ -79,15 +79,15 @@ fn group(role: &str) -> AssignmentSpec {
 }
 
 fn recorded(spec: &AssignmentSpec, assignment: &Assignment) -> Grant {
-    Grant { spec: spec.clone(), recorded: Some(assignment.id.clone()), issued: true }
+    Grant { spec: spec.clone(), recorded: Some(assignment.id.clone()), issued: true, settled: true }
 }
 
 fn issued_unrecorded(spec: &AssignmentSpec) -> Grant {
-    Grant { spec: spec.clone(), recorded: None, issued: true }
+    Grant { spec: spec.clone(), recorded: None, issued: true, settled: true }
 }
 
 fn never_issued(spec: &AssignmentSpec) -> Grant {
-    Grant { spec: spec.clone(), recorded: None, issued: false }
+    Grant { spec: spec.clone(), recorded: None, issued: false, settled: true }
 }
 
 /// `METHOD path status` of each request, for asserting sequences.
@@ -312,17 +312,28 @@ async fn an_issued_grant_with_nothing_recorded_is_found_and_removed() {
 async fn a_recorded_id_naming_someone_elses_assignment_is_not_ours() {
     let env = env().await;
     let bobs = env.graph.add_role_assignment(GLOBAL_ADMINISTRATOR, BOB, "/");
-    let wrong = Grant { spec: tenant("Global Administrator"), recorded: Some(bobs.clone()), issued: true };
+    let wrong =
+        Grant { spec: tenant("Global Administrator"), recorded: Some(bobs.clone()), issued: true, settled: true };
     assert_eq!(env.provider.inspect(&wrong).await.unwrap(), None);
     env.provider.revoke(&wrong).await.unwrap();
     assert_eq!(env.graph.role_assignments().len(), 1, "Bob's assignment was deleted");
     assert!(env.graph.requests().iter().all(|r| r.method == "GET"));
     // A recorded membership that is not this grant's is refused outright.
     let member = group("member");
-    let other = Grant { spec: member.clone(), recorded: Some(format!("groups/{TEAM}/members/{BOB}")), issued: true };
+    let other = Grant {
+        spec: member.clone(),
+        recorded: Some(format!("groups/{TEAM}/members/{BOB}")),
+        issued: true,
+        settled: true,
+    };
     assert!(matches!(env.provider.revoke(&other).await, Err(AccessError::Permanent(_))));
     // And a recorded id that is no assignment id never reaches a URL.
-    let odd = Grant { spec: tenant("Global Administrator"), recorded: Some("../../groups/x".into()), issued: true };
+    let odd = Grant {
+        spec: tenant("Global Administrator"),
+        recorded: Some("../../groups/x".into()),
+        issued: true,
+        settled: true,
+    };
     assert!(matches!(env.provider.revoke(&odd).await, Err(AccessError::Permanent(_))));
     assert!(env.graph.requests().iter().all(|r| r.method == "GET"));
 }

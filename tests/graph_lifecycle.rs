@@ -262,3 +262,54 @@ async fn a_crash_between_graphs_answer_and_the_record_is_recovered_and_expires()
     assert!(graph.role_assignments().is_empty(), "revoked at expiry");
     assert!(graph.violations().is_empty(), "{:?}", graph.violations());
 }
+
+/// Review finding F1: a pre-check that fails must not let the standing assignment it would have
+/// found be taken for Elevate's own later. Nothing is recorded as asked for until absence was
+/// seen, so the retry sees the standing assignment, reports it, and never touches it.
+#[tokio::test]
+async fn a_failed_pre_check_never_turns_standing_access_into_ours() {
+    let Rig { app, graph, .. } = rig().await;
+    let standing = graph.add_role_assignment(USER_ADMINISTRATOR, ALICE, &format!("/administrativeUnits/{AU}"));
+    graph.fail_always("roleManagement/directory/roleAssignments", 503);
+    let scope = format!("directory:/administrativeUnits/{AU}");
+    let a = app.activate(&app.token(ALICE), ask("User Administrator", &scope)).await;
+    assert_eq!(a["status"], "Provisioning", "the pre-check could not run: {a}");
+    graph.heal("roleManagement/directory/roleAssignments");
+    app.advance(4);
+    let report = app.sweep().await;
+    assert_eq!(report["provisioningFailed"], 1, "{report}");
+    let after = app.activation(&id_of(&a)).await;
+    assert_eq!(
+        (after["status"].as_str(), after["failure"]["code"].as_str()),
+        (Some("Failed"), Some("RoleAssignmentExists"))
+    );
+    app.advance(24 * 60);
+    app.sweep().await;
+    assert_eq!(graph.role_assignments().iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [standing]);
+    assert!(graph.requests().iter().all(|r| r.method != "DELETE"), "nothing deleted");
+    let audit = app.audit_for(&id_of(&a)).await;
+    assert!(!actions(&audit).contains(&"GrantRequested".to_owned()), "never recorded as asked for: {audit:?}");
+}
+
+/// Review finding F2: right after a grant, Graph may answer "not found" from a replica that has
+/// not seen it (graph-spec §7). Ending access then must not take that for "gone".
+#[tokio::test]
+async fn a_young_grant_is_not_taken_for_gone_on_a_stale_not_found() {
+    let Rig { app, graph, .. } = rig().await;
+    let scope = format!("directory:/administrativeUnits/{AU}");
+    // Reads after the grant's write show the directory as it was before it, for a while.
+    graph.set_stale_reads(5);
+    let a = app.activate(&app.token(ALICE), ask("User Administrator", &scope)).await;
+    assert_eq!(a["status"], "Active");
+    let path = format!("/api/activations/{}/deactivate", id_of(&a));
+    let (status, body) = app.post(&app.token(ALICE), &path, json!({})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a stale read is no proof: {body}");
+    assert_eq!(app.activation(&id_of(&a)).await["status"], "Active", "still held, still due");
+    assert_eq!(graph.role_assignments().len(), 1);
+    // Once settled, the same request ends it for real.
+    graph.set_stale_reads(0);
+    app.advance(6);
+    let (status, body) = app.post(&app.token(ALICE), &path, json!({})).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("Deactivated")), "{body}");
+    assert!(graph.role_assignments().is_empty());
+}

@@ -649,6 +649,23 @@ impl Activation {
         }
     }
 
+    /// When its grant was asked for (Provisioning, where recorded) or made (Active): how old a
+    /// grant is, for a provider that replicates.
+    pub fn granted_at(&self) -> Option<DateTime<Utc>> {
+        match &self.state {
+            State::Provisioning { granting, .. } => *granting,
+            State::Active { activated_at, .. } => Some(*activated_at),
+            State::PendingApproval { .. }
+            | State::Scheduled { .. }
+            | State::Denied { .. }
+            | State::Canceled { .. }
+            | State::TimedOut { .. }
+            | State::Expired { .. }
+            | State::Deactivated { .. }
+            | State::Failed { .. } => None,
+        }
+    }
+
     /// Whether the provider may have been asked for this activation's grant.
     pub fn grant_requested(&self) -> bool {
         match &self.state {

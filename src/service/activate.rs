@@ -244,18 +244,39 @@ impl Elevate {
             // Too late to grant: the sweeper will close it.
             return Ok(current.value);
         }
-        // Graph names nothing: before asking, record that a grant is being asked for, so that an
-        // interrupted one is looked for (by principal, role and scope) and one never asked for is
-        // not (what would be found then is someone else's standing access).
+        // Graph names nothing. So first make sure the principal does not already hold it (that is
+        // standing access, reported and never touched); only then record that a grant is being
+        // asked for. From that record on — and only from it — an interrupted grant is looked for
+        // by principal, role and scope, and what is found is ours.
         let graph = spec.scope.kind() != ScopeKind::Azure;
-        // Whether an earlier attempt may already have created it (its answer lost, and a read
-        // since then not yet showing it): then what a pre-check finds is ours, not standing.
-        let asked_before = graph && current.value.grant_requested();
         let current = if graph && !current.value.grant_requested() {
-            self.apply(id, &Actor::System, now, |a| Ok((a.granting(now)?, None, None))).await?
+            let look = Grant { spec: spec.clone(), recorded: None, issued: true, settled: true };
+            match self.access.inspect(&look).await {
+                Ok(None) => match self.apply(id, &Actor::System, now, |a| Ok((a.granting(now)?, None, None))).await {
+                    Ok(recorded) => recorded,
+                    // Another worker recorded it first: it is granting; leave it to them.
+                    Err(ServiceError::Transition(_)) => return Ok(self.load(id).await?.value),
+                    Err(e) => return Err(e),
+                },
+                Ok(Some(existing)) => return self.standing(id, existing.id, now).await,
+                Err(e) if e.is_transient() => return Err(ServiceError::Access(e)),
+                Err(e) => {
+                    // Nothing was asked for: a failure needs no clean-up.
+                    let failure = Failure { code: "ProvisioningFailed".into(), message: e.to_string() };
+                    let failed = self
+                        .apply(id, &Actor::System, now, |a| {
+                            Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
+                        })
+                        .await?;
+                    return Ok(failed.value);
+                }
+            }
         } else {
             current
         };
+        // Recorded before this attempt (Graph): what the provider's own pre-check finds now is an
+        // earlier attempt of ours that landed (or this very one, its answer lost).
+        let asked_before = graph;
         let provisioning_since = match current.value.state() {
             crate::domain::activation::State::Provisioning { since, .. } => *since,
             _ => now,
@@ -272,7 +293,7 @@ impl Elevate {
             }
             Err(AccessError::AlreadyAssigned { existing_id }) if asked_before => {
                 // Graph found the assignment an earlier attempt of ours made: adopt it.
-                let ours = Grant { spec: spec.clone(), recorded: None, issued: true };
+                let ours = Grant { spec: spec.clone(), recorded: None, issued: true, settled: true };
                 return match self.access.inspect(&ours).await.map_err(ServiceError::Access)? {
                     Some(assignment) => {
                         tracing::warn!(activation = %id, assignment = %assignment.id, "an earlier grant of ours landed after all; recording it");
@@ -283,23 +304,9 @@ impl Elevate {
                     )))),
                 };
             }
-            Err(AccessError::AlreadyAssigned { existing_id }) => {
-                tracing::warn!(activation = %id, existing = %existing_id, "principal already holds the role outside Elevate; not touching it");
-                let failure = Failure {
-                    code: "RoleAssignmentExists".into(),
-                    message: format!(
-                        "the principal already holds this role at this scope through assignment {existing_id}, which Elevate did not create"
-                    ),
-                };
-                // ARM refused the PUT as a duplicate of an assignment under another name, so none
-                // exists under ours (ARM allows one per principal, role and scope): nothing to
-                // clean up, and nothing of the standing assignment is ever touched.
-                self.apply(id, &Actor::System, now, |a| {
-                    Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
-                })
-                .await?;
-                return Err(ServiceError::RoleAlreadyAssigned { activation: id, existing_id });
-            }
+            // ARM refused the PUT as a duplicate of an assignment under another name, so none
+            // exists under ours (ARM allows one per principal, role and scope).
+            Err(AccessError::AlreadyAssigned { existing_id }) => return self.standing(id, existing_id, now).await,
             Err(AccessError::PrincipalNotFound(message)) => {
                 tracing::error!(activation = %id, "the directory still does not know the principal; giving up");
                 Failure {
@@ -324,6 +331,28 @@ impl Elevate {
             }
         };
         self.fail_provisioning(&current.value, &spec, failure, now).await
+    }
+
+    /// The principal already holds it outside Elevate: reported, the activation fails, and the
+    /// standing assignment is never touched (nothing of Elevate's can exist to clean up).
+    async fn standing(
+        &self,
+        id: ActivationId,
+        existing_id: String,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, ServiceError> {
+        tracing::warn!(activation = %id, existing = %existing_id, "principal already holds the role outside Elevate; not touching it");
+        let failure = Failure {
+            code: "RoleAssignmentExists".into(),
+            message: format!(
+                "the principal already holds this role at this scope through assignment {existing_id}, which Elevate did not create"
+            ),
+        };
+        self.apply(id, &Actor::System, now, |a| {
+            Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
+        })
+        .await?;
+        Err(ServiceError::RoleAlreadyAssigned { activation: id, existing_id })
     }
 
     /// Records a grant the provider made. If the activation was finished meanwhile (another
@@ -358,7 +387,13 @@ impl Elevate {
                 let now_stored = self.load(id).await?.value;
                 if now_stored.status().is_terminal() {
                     tracing::error!(activation = %id, status = %now_stored.status(), "granted after the activation was finished; revoking by name");
-                    let grant = Grant { spec: spec.clone(), recorded: Some(assignment.id.clone()), issued: true };
+                    // Just made: Graph may not show it everywhere yet, so "not found" is no proof.
+                    let grant = Grant {
+                        spec: spec.clone(),
+                        recorded: Some(assignment.id.clone()),
+                        issued: true,
+                        settled: false,
+                    };
                     self.revoke_grant(&grant).await.map_err(ServiceError::RevocationFailed)?;
                 }
                 Ok(now_stored)
@@ -379,7 +414,13 @@ impl Elevate {
         now: DateTime<Utc>,
     ) -> Result<Activation, ServiceError> {
         let id = current.id();
-        let own = Grant { spec: spec.clone(), recorded: None, issued: true };
+        // Asked for (ARM: always possibly, by its name; Graph: once recorded), so it may exist.
+        let own = Grant {
+            spec: spec.clone(),
+            recorded: None,
+            issued: spec.scope.kind() == ScopeKind::Azure || current.grant_requested(),
+            settled: false,
+        };
         if let Err(e) = self.revoke_grant(&own).await {
             tracing::error!(activation = %id, error = %e, "could not yet make sure nothing was left behind; it stays due");
             return Err(ServiceError::Access(AccessError::Transient(format!(

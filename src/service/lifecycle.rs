@@ -10,6 +10,10 @@ use crate::domain::policy::ExtensionDraft;
 use super::ports::{AccessError, Caller};
 use super::{Elevate, ServiceError};
 
+/// How long after a grant its absence may be believed (graph-spec §7: Graph replicates writes;
+/// Terraform waits for three reads in a row).
+pub const GRANT_SETTLES: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 #[derive(Clone, Debug)]
 pub struct ExtensionInput {
     pub duration: IsoDuration,
@@ -56,7 +60,7 @@ impl Elevate {
                 .map(ServiceError::from)
                 .unwrap_or(ServiceError::Contention));
         }
-        self.revoke_and_verify(&current.value).await.map_err(ServiceError::RevocationFailed)?;
+        self.revoke_and_verify(&current.value, now).await.map_err(ServiceError::RevocationFailed)?;
         let updated = self.apply(id, &Elevate::actor(caller), now, |a| Ok((a.deactivate(now)?, None, None))).await?;
         tracing::info!("access revoked early");
         Ok(updated.value)
@@ -102,9 +106,16 @@ impl Elevate {
     }
 
     /// Deletes the activation's assignment and confirms with a read that it is gone.
-    pub(super) async fn revoke_and_verify(&self, activation: &Activation) -> Result<(), AccessError> {
-        let grant = super::ports::Grant::of(activation)
+    pub(super) async fn revoke_and_verify(
+        &self,
+        activation: &Activation,
+        now: DateTime<Utc>,
+    ) -> Result<(), AccessError> {
+        let mut grant = super::ports::Grant::of(activation)
             .ok_or_else(|| AccessError::Permanent(format!("activation {} has no grant to revoke", activation.id())))?;
+        // A grant younger than replication may not show everywhere yet: "not found" is no proof
+        // that it is gone, so the provider keeps trying (the activation stays due).
+        grant.settled = activation.granted_at().is_none_or(|at| now - at >= GRANT_SETTLES);
         self.revoke_grant(&grant).await
     }
 

@@ -359,6 +359,10 @@ pub struct Grant {
     /// asked, a provider without deterministic names has nothing to look for (and must not look:
     /// what it would find by principal, role and scope is someone else's).
     pub issued: bool,
+    /// Whether the grant is old enough for the provider to show it everywhere. Graph replicates
+    /// writes (graph-spec §7): for a young grant a "not found" may only mean "not here yet", so
+    /// it must not be taken as "gone". ARM ignores this.
+    pub settled: bool,
 }
 
 impl Grant {
@@ -373,7 +377,7 @@ impl Grant {
         let issued = recorded.is_some()
             || activation.grant_requested()
             || activation.request().scope.kind() == crate::domain::scope::ScopeKind::Azure;
-        AssignmentSpec::for_activation(activation).map(|spec| Grant { spec, recorded, issued })
+        AssignmentSpec::for_activation(activation).map(|spec| Grant { spec, recorded, issued, settled: true })
     }
 
     /// An assignment the provider listed, as a grant to revoke (the orphan sweep).
@@ -389,6 +393,7 @@ impl Grant {
             },
             recorded: Some(assignment.id.clone()),
             issued: true,
+            settled: true,
         }
     }
 }

@@ -220,7 +220,7 @@ impl Elevate {
             }
             State::Provisioning { expires_at, .. } if expires_at <= now => {
                 // Interrupted and out of time: make sure nothing was left behind, then close.
-                self.revoke_and_verify(&item.value).await.map_err(ServiceError::RevocationFailed)?;
+                self.revoke_and_verify(&item.value, now).await.map_err(ServiceError::RevocationFailed)?;
                 self.apply_fresh(id, &item, now, |a| {
                     Ok((a.expire(now)?, None, Some("provisioning was interrupted; closed at expiry".into())))
                 })
@@ -237,7 +237,7 @@ impl Elevate {
                     // Under our name but not what was asked: never treated as the grant.
                     Some(assignment) if !spec.as_ref().is_some_and(|s| s.matches(&assignment)) => {
                         tracing::error!(activation = %id, assignment = %assignment.id, "the assignment under this activation's name is not the one asked for; revoking it");
-                        self.revoke_and_verify(&item.value).await.map_err(ServiceError::RevocationFailed)?;
+                        self.revoke_and_verify(&item.value, now).await.map_err(ServiceError::RevocationFailed)?;
                         let failure = crate::domain::activation::Failure {
                             code: "GrantUnconfirmed".into(),
                             message: format!("assignment {} did not match the request and was revoked", assignment.id),
@@ -266,7 +266,7 @@ impl Elevate {
                 Ok(Outcome::Provisioned(after.status()))
             }
             State::Active { expires_at, .. } if expires_at <= now => {
-                self.revoke_and_verify(&item.value).await.map_err(ServiceError::RevocationFailed)?;
+                self.revoke_and_verify(&item.value, now).await.map_err(ServiceError::RevocationFailed)?;
                 self.apply_fresh(id, &item, now, |a| Ok((a.expire(now)?, None, None))).await?;
                 tracing::info!(activation = %id, "access expired and revoked");
                 Ok(Outcome::Expired)

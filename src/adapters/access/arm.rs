@@ -227,7 +227,7 @@ impl AccessProvider for ArmAccessProvider {
                 match existing_name(&message) {
                     // A retry of our own PUT that had succeeded: converged.
                     Some(existing) if existing == spec.name => {
-                        let mine = Grant { spec: spec.clone(), recorded: None, issued: true };
+                        let mine = Grant { spec: spec.clone(), recorded: None, issued: true, settled: true };
                         let read = self.inspect(&mine).await.map_err(|e| match e {
                             AccessError::Permanent(m) => AccessError::Unconfirmed(m),
                             other => other,

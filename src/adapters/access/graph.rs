@@ -569,7 +569,8 @@ impl GraphAccessProvider {
         }
     }
 
-    async fn delete_role(&self, spec: &AssignmentSpec, id: &str) -> Result<(), AccessError> {
+    /// Deletes a role assignment; a 404 means gone only for a settled grant.
+    async fn delete_role(&self, spec: &AssignmentSpec, id: &str, settled: bool) -> Result<(), AccessError> {
         let what = "delete directory role assignment";
         if !is_assignment_id(id) {
             return Err(AccessError::Permanent(format!("`{id}` is not a Graph role assignment id")));
@@ -577,13 +578,21 @@ impl GraphAccessProvider {
         let url = self.url(&format!("roleManagement/directory/roleAssignments/{id}"), &[])?;
         let reply = self.call(Method::Delete, &url, None, what).await?;
         match reply.status {
-            200 | 204 | 404 => Ok(()),
+            200 | 204 => Ok(()),
+            404 if settled => Ok(()),
+            404 => Err(AccessError::Transient(format!("{what}: not found yet; too young to call it gone"))),
             _ => Err(Self::refusal(&reply, what, spec)),
         }
     }
 
     /// Removes the link, always through `/$ref`: without it Graph deletes the object itself.
-    async fn delete_link(&self, spec: &AssignmentSpec, group: Uuid, link: Link) -> Result<(), AccessError> {
+    async fn delete_link(
+        &self,
+        spec: &AssignmentSpec,
+        group: Uuid,
+        link: Link,
+        settled: bool,
+    ) -> Result<(), AccessError> {
         let what = match link {
             Link::Members => "remove group member",
             Link::Owners => "remove group owner",
@@ -595,7 +604,11 @@ impl GraphAccessProvider {
         match reply.status {
             // 404 names the group whether the link or the group is gone (§0 item 3): either way
             // the link is.
-            200 | 204 | 404 => Ok(()),
+            200 | 204 => Ok(()),
+            404 | 400 if !settled && (reply.status == 404 || says(&message, "do not exist")) => {
+                Err(AccessError::Transient(format!("{what}: not found yet; too young to call it gone")))
+            }
+            404 => Ok(()),
             400 if says(&message, "do not exist") => Ok(()),
             400 if says(&message, "at least one owner") => {
                 Err(AccessError::Permanent(format!("{what}: Graph keeps the last owner of a group: {message}")))
@@ -626,22 +639,33 @@ impl AccessProvider for GraphAccessProvider {
     async fn revoke(&self, grant: &Grant) -> Result<(), AccessError> {
         let spec = &grant.spec;
         let target = target(spec)?;
+        // A young grant may not show everywhere yet (graph-spec §7): its absence proves nothing.
+        let absent = || {
+            if grant.settled {
+                Ok(())
+            } else {
+                Err(AccessError::Transient(
+                    "Graph does not show the grant, but it is too young for that to prove it gone; trying again later"
+                        .into(),
+                ))
+            }
+        };
         match (&target, grant.recorded.as_deref()) {
             // Never asked for: what would be found is someone else's.
             (_, None) if !grant.issued => Ok(()),
             (Target::Role { .. }, Some(id)) => match self.read_role(spec, id).await? {
-                Some(mine) => self.delete_role(spec, &mine.id).await,
-                None => Ok(()),
+                Some(mine) => self.delete_role(spec, &mine.id, grant.settled).await,
+                None => absent(),
             },
             (Target::Role { .. }, None) => match self.find(spec, &target).await? {
-                Some(mine) => self.delete_role(spec, &mine.id).await,
-                None => Ok(()),
+                Some(mine) => self.delete_role(spec, &mine.id, grant.settled).await,
+                None => absent(),
             },
             // The link is the principal's membership itself: removing it removes exactly what
             // the spec names, and a link that is not there answers 404.
             (Target::Link { group, link }, recorded) => {
                 check_recorded_link(recorded, spec, *group, *link)?;
-                self.delete_link(spec, *group, *link).await
+                self.delete_link(spec, *group, *link, grant.settled).await
             }
         }
     }
@@ -842,7 +866,7 @@ mod tests {
         // The credential fails every call: anything sent would be an error, not `Ok`.
         let p = provider("https://graph.microsoft.com").unwrap();
         for s in [spec("directory:/", "Global Administrator"), spec(&format!("group:{GROUP}"), "owner")] {
-            let never = Grant { spec: s, recorded: None, issued: false };
+            let never = Grant { spec: s, recorded: None, issued: false, settled: true };
             assert!(p.revoke(&never).await.is_ok());
             assert!(p.inspect(&never).await.unwrap().is_none());
         }
