@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::support::arm::{FakeIdentityCredential, fast_retry};
 use crate::support::fake_azure::{FakeAzure, MI_HEADER};
-use crate::support::fake_graph::{FakeGraph, GLOBAL_ADMINISTRATOR, USER_ADMINISTRATOR};
+use crate::support::fake_graph::{FakeGraph, GLOBAL_ADMINISTRATOR, HELPDESK_ADMINISTRATOR, USER_ADMINISTRATOR};
 use crate::support::process::{self, Process};
 use crate::support::*;
 
@@ -45,6 +45,13 @@ rules:
   - id: au-users
     scope: directory:/administrativeUnits/{AU}
     roles: [User Administrator]
+    principals: [user:{ALICE}]
+    approval:
+      approvers: [user:{BOB}]
+      timeout: PT1H
+  - id: au-helpdesk
+    scope: directory:/administrativeUnits/{AU}
+    roles: [Helpdesk Administrator]
     principals: [user:{ALICE}]
   - id: privileged-member
     scope: group:{PRIVILEGED}
@@ -125,15 +132,31 @@ async fn global_administrator_is_approved_granted_and_revoked_at_expiry() {
 }
 
 #[tokio::test]
-async fn user_administrator_on_an_administrative_unit_self_activates() {
+async fn user_administrator_on_an_administrative_unit_is_approved_granted_and_revoked_at_expiry() {
     let Rig { app, graph, .. } = rig().await;
     let scope = format!("directory:/administrativeUnits/{AU}");
     let a = app.activate(&app.token(ALICE), ask("User Administrator", &scope)).await;
-    assert_eq!(a["status"], "Active", "{a}");
+    assert_eq!(a["status"], "PendingApproval", "{a}");
+    let (status, approved) = app.decide(&app.token(BOB), &id_of(&a), "Approve").await;
+    assert_eq!((status, approved["status"].as_str()), (StatusCode::OK, Some("Active")), "{approved}");
     let held = graph.role_assignments();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].role_definition_id, USER_ADMINISTRATOR);
     assert_eq!(held[0].directory_scope_id, format!("/administrativeUnits/{AU}"));
+    app.advance(61);
+    assert_eq!(app.sweep().await["expired"], 1);
+    assert!(graph.role_assignments().is_empty(), "revoked at expiry");
+    assert!(graph.violations().is_empty(), "{:?}", graph.violations());
+}
+
+#[tokio::test]
+async fn helpdesk_administrator_on_an_administrative_unit_self_activates_and_ends_early() {
+    let Rig { app, graph, .. } = rig().await;
+    let scope = format!("directory:/administrativeUnits/{AU}");
+    let a = app.activate(&app.token(ALICE), ask("Helpdesk Administrator", &scope)).await;
+    assert_eq!(a["status"], "Active", "{a}");
+    assert_eq!(graph.role_assignments()[0].role_definition_id, HELPDESK_ADMINISTRATOR);
+    app.advance(6);
     // Ended early by the requester: revoked, and confirmed gone.
     let (status, ended) =
         app.post(&app.token(ALICE), &format!("/api/activations/{}/deactivate", id_of(&a)), json!({})).await;
@@ -160,10 +183,10 @@ async fn group_membership_is_approved_granted_and_revoked_at_expiry() {
 #[tokio::test]
 async fn standing_access_in_the_directory_is_reported_and_never_removed() {
     let Rig { app, graph, .. } = rig().await;
-    let standing = graph.add_role_assignment(USER_ADMINISTRATOR, ALICE, &format!("/administrativeUnits/{AU}"));
+    let standing = graph.add_role_assignment(HELPDESK_ADMINISTRATOR, ALICE, &format!("/administrativeUnits/{AU}"));
     graph.add_member(PRIVILEGED, ALICE);
     let scope = format!("directory:/administrativeUnits/{AU}");
-    for (role, scope) in [("User Administrator", scope.as_str())] {
+    for (role, scope) in [("Helpdesk Administrator", scope.as_str())] {
         let (status, body) = app.post(&app.token(ALICE), "/api/activations", ask(role, scope)).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert_eq!(body["error"]["code"], "RoleAssignmentExists");
@@ -235,7 +258,7 @@ async fn a_crash_between_graphs_answer_and_the_record_is_recovered_and_expires()
     let applied = graph.hang_next_write();
     let request = {
         let url = format!("{}/api/activations", first.base);
-        let body = ask("User Administrator", &format!("directory:/administrativeUnits/{AU}"));
+        let body = ask("Helpdesk Administrator", &format!("directory:/administrativeUnits/{AU}"));
         tokio::spawn(async move { http_client().post(url).bearer_auth(token).json(&body).send().await })
     };
     applied.await.unwrap();
@@ -269,10 +292,10 @@ async fn a_crash_between_graphs_answer_and_the_record_is_recovered_and_expires()
 #[tokio::test]
 async fn a_failed_pre_check_never_turns_standing_access_into_ours() {
     let Rig { app, graph, .. } = rig().await;
-    let standing = graph.add_role_assignment(USER_ADMINISTRATOR, ALICE, &format!("/administrativeUnits/{AU}"));
+    let standing = graph.add_role_assignment(HELPDESK_ADMINISTRATOR, ALICE, &format!("/administrativeUnits/{AU}"));
     graph.fail_always("roleManagement/directory/roleAssignments", 503);
     let scope = format!("directory:/administrativeUnits/{AU}");
-    let a = app.activate(&app.token(ALICE), ask("User Administrator", &scope)).await;
+    let a = app.activate(&app.token(ALICE), ask("Helpdesk Administrator", &scope)).await;
     assert_eq!(a["status"], "Provisioning", "the pre-check could not run: {a}");
     graph.heal("roleManagement/directory/roleAssignments");
     app.advance(4);
@@ -299,7 +322,7 @@ async fn a_young_grant_is_not_taken_for_gone_on_a_stale_not_found() {
     let scope = format!("directory:/administrativeUnits/{AU}");
     // Reads after the grant's write show the directory as it was before it, for a while.
     graph.set_stale_reads(5);
-    let a = app.activate(&app.token(ALICE), ask("User Administrator", &scope)).await;
+    let a = app.activate(&app.token(ALICE), ask("Helpdesk Administrator", &scope)).await;
     assert_eq!(a["status"], "Active");
     let path = format!("/api/activations/{}/deactivate", id_of(&a));
     let (status, body) = app.post(&app.token(ALICE), &path, json!({})).await;
@@ -312,4 +335,40 @@ async fn a_young_grant_is_not_taken_for_gone_on_a_stale_not_found() {
     let (status, body) = app.post(&app.token(ALICE), &path, json!({})).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("Deactivated")), "{body}");
     assert!(graph.role_assignments().is_empty());
+}
+
+/// The orphan check for the kinds without a marker (graph-spec §9): an active grant removed
+/// outside Elevate ends its activation, so the id Graph reuses is never acted on again — not even
+/// when an administrator re-creates the same assignment as standing access before it would have
+/// expired.
+#[tokio::test]
+async fn a_grant_removed_outside_elevate_ends_its_activation_and_its_id_is_left_alone() {
+    let Rig { app, graph, .. } = rig().await;
+    let scope = format!("directory:/administrativeUnits/{AU}");
+    let mut body = ask("Helpdesk Administrator", &scope);
+    body["duration"] = json!("PT2H");
+    let a = app.activate(&app.token(ALICE), body).await;
+    assert_eq!(a["status"], "Active");
+    assert_eq!(app.sweep().await["grantsRemovedOutside"], 0, "young grants are not judged");
+    // An administrator removes it in the portal.
+    let id = graph.role_assignments()[0].id.clone();
+    graph.remove_role_assignment(&id);
+    app.advance(61);
+    let report = app.sweep().await;
+    assert_eq!(report["grantsRemovedOutside"], 1, "{report}");
+    let ended = app.activation(&id_of(&a)).await;
+    assert_eq!(ended["status"], "Deactivated");
+    let audit = app.audit_for(&id_of(&a)).await;
+    assert!(audit.last().unwrap()["detail"].as_str().unwrap().contains("removed outside Elevate"), "{audit:?}");
+    // The administrator then grants the same role as standing access: Graph reuses the id.
+    let standing = graph.add_role_assignment(HELPDESK_ADMINISTRATOR, ALICE, &format!("/administrativeUnits/{AU}"));
+    assert_eq!(standing, id, "the same id");
+    app.advance(120);
+    app.sweep().await;
+    assert_eq!(
+        graph.role_assignments().len(),
+        1,
+        "the standing assignment outlives the activation it shares an id with"
+    );
+    assert!(graph.violations().is_empty(), "{:?}", graph.violations());
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::domain::activation::{Activation, State, Status};
 use crate::domain::audit::Actor;
 use crate::domain::ids::ActivationId;
+use crate::domain::scope::ScopeKind;
 
 use super::ports::{AccessError, DueCursor, Versioned, parse_marker};
 use super::{Elevate, ServiceError};
@@ -67,6 +68,9 @@ pub struct SweepReport {
     /// Elevate assignments found whose activation is finished or unknown and past its marker.
     pub orphans_found: usize,
     pub orphans_revoked: usize,
+    /// Active directory-role and group grants found removed outside Elevate (their activations
+    /// end): the orphan check of the kinds that carry no marker.
+    pub grants_removed_outside: usize,
     /// "Expiring soon" notices queued by this pass.
     pub expiry_warnings: usize,
     /// Notices delivered to every sink by this pass.
@@ -173,6 +177,7 @@ impl Elevate {
         }
         if started.elapsed() < budget && self.orphan_check_due(now) {
             self.sweep_orphans(now, &mut report).await;
+            self.reconcile_graph_grants(now, &mut report).await;
         }
         if let Some(notifier) = &self.notifier
             && started.elapsed() < budget
@@ -412,6 +417,83 @@ impl Elevate {
         }
     }
 }
+
+impl Elevate {
+    /// The orphan check for directory roles and groups. Their assignments carry no marker
+    /// (graph-spec §9), so it runs the other way round: every active grant of those kinds that has
+    /// settled is read back by the id recorded for it. One that is gone was removed outside
+    /// Elevate: what its id names is made sure gone (Graph reuses ids), and its activation ends,
+    /// audited and notified, so the id is never acted on again — in particular not at its expiry,
+    /// when it might name someone's standing access by then.
+    pub(super) async fn reconcile_graph_grants(&self, now: DateTime<Utc>, report: &mut SweepReport) {
+        if self.policy.rules().iter().all(|r| r.scope.kind() == ScopeKind::Azure) {
+            return;
+        }
+        // Active access ends within a day of its start (extensions included): all of it is due
+        // within this horizon, so the due index lists every active grant.
+        let active = match self.store.upcoming(now, now + TimeDelta::hours(25), RECONCILE_MAX).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "could not list active grants to reconcile with Graph");
+                report.failures.push(SweepFailure {
+                    activation_id: None,
+                    status: None,
+                    error: format!("listing active grants: {e}"),
+                });
+                return;
+            }
+        };
+        for a in active {
+            let settled = a.granted_at().is_some_and(|at| now - at >= super::lifecycle::GRANT_SETTLES);
+            if a.status() != Status::Active || a.request().scope.kind() == ScopeKind::Azure || !settled {
+                continue;
+            }
+            let Some(grant) = super::ports::Grant::of(&a) else { continue };
+            let outcome = async {
+                if self.access.inspect(&grant).await?.is_some() {
+                    return Ok(false);
+                }
+                self.access.revoke(&grant).await?;
+                Ok::<_, AccessError>(true)
+            };
+            match outcome.await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::warn!(activation = %a.id(), assignment = grant.recorded.as_deref().unwrap_or("-"), "a directory-role or group grant was removed outside Elevate; ending its activation");
+                    let ended = self
+                        .apply(a.id(), &Actor::System, now, |current| {
+                            if current.status() != Status::Active {
+                                return Err(ServiceError::Contention);
+                            }
+                            Ok((
+                                current.deactivate(now)?,
+                                None,
+                                Some("the grant was removed outside Elevate; the activation ends here".into()),
+                            ))
+                        })
+                        .await;
+                    match ended {
+                        Ok(_) => report.grants_removed_outside += 1,
+                        Err(ServiceError::Contention) => {}
+                        Err(e) => report.failures.push(SweepFailure {
+                            activation_id: Some(a.id()),
+                            status: Some(Status::Active),
+                            error: format!("ending an activation whose grant was removed outside Elevate: {e}"),
+                        }),
+                    }
+                }
+                Err(e) => report.failures.push(SweepFailure {
+                    activation_id: Some(a.id()),
+                    status: Some(Status::Active),
+                    error: format!("reading back a directory-role or group grant: {e}"),
+                }),
+            }
+        }
+    }
+}
+
+/// Active grants one reconciliation reads back at most.
+const RECONCILE_MAX: usize = 10_000;
 
 fn count_provisioning(report: &mut SweepReport, after: Status) {
     match after {

@@ -922,6 +922,11 @@ impl FakeGraph {
         id
     }
 
+    /// An administrator removes an assignment (by id), outside Elevate.
+    pub fn remove_role_assignment(&self, id: &str) {
+        self.state().dir.assignments.remove(id);
+    }
+
     // ---- test controls ----
 
     /// The next `writes` writes naming `id` (principal, group, member, AU or assignment id) meet
