@@ -372,3 +372,26 @@ async fn a_grant_removed_outside_elevate_ends_its_activation_and_its_id_is_left_
     );
     assert!(graph.violations().is_empty(), "{:?}", graph.violations());
 }
+
+/// Review finding: a grant refused for want of permission created nothing; it must fail at once
+/// rather than stay due for ever trying to remove what never existed.
+#[tokio::test]
+async fn a_grant_graph_refuses_for_want_of_permission_fails_cleanly() {
+    let Rig { app, graph, .. } = rig().await;
+    graph.revoke_permission("GroupMember.ReadWrite.All");
+    graph.revoke_permission("Group.ReadWrite.All");
+    graph.revoke_permission("Directory.ReadWrite.All");
+    let a = app.activate(&app.token(ALICE), ask("member", &format!("group:{PRIVILEGED}"))).await;
+    let (status, body) = app.decide(&app.token(BOB), &id_of(&a), "Approve").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["failure"]["code"].as_str()),
+        (Some("Failed"), Some("ProvisioningFailed")),
+        "{body}"
+    );
+    assert!(body["failure"]["message"].as_str().unwrap().contains("not allowed"), "{body}");
+    assert!(graph.members(PRIVILEGED).is_empty());
+    app.advance(120);
+    let report = app.sweep().await;
+    assert_eq!(report["failures"], json!([]), "nothing left due: {report}");
+}

@@ -325,6 +325,18 @@ impl Elevate {
                     message: format!("the grant could not be confirmed and was revoked: {message}"),
                 }
             }
+            // Refused outright for want of permission: nothing was created, nothing to clean up
+            // (trying would only meet the same refusal, for ever).
+            Err(e @ AccessError::Forbidden { .. }) => {
+                tracing::error!(activation = %id, error = %e, "grant refused: Elevate may not do this");
+                let failure = Failure { code: "ProvisioningFailed".into(), message: e.to_string() };
+                let failed = self
+                    .apply(id, &Actor::System, now, |a| {
+                        Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
+                    })
+                    .await?;
+                return Ok(failed.value);
+            }
             Err(e) => {
                 tracing::error!(activation = %id, error = %e, "grant refused");
                 Failure { code: "ProvisioningFailed".into(), message: e.to_string() }
