@@ -19,6 +19,10 @@ use super::{Elevate, ServiceError};
 /// (replication delay after the principal was created, azure-spec §3.4).
 pub const PRINCIPAL_REPLICATION_WAIT: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
+/// How long a request (or a decision) waits on its grant: less than the grace after which the
+/// sweeper takes an interrupted grant over (`Activation::PROVISIONING_GRACE`).
+pub const CALLER_GRANT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(150);
+
 /// A parsed activation request from the wire (serialisable: a confirmation link carries one).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -223,9 +227,16 @@ impl Elevate {
         now: DateTime<Utc>,
     ) -> Result<Activation, ServiceError> {
         let pending = current.value.clone();
-        match self.provision(current, now).await {
-            Err(ServiceError::Access(e)) if e.is_transient() => Ok(pending),
-            other => other,
+        // A caller's grant gives up before the sweeper may take the activation over, so the two
+        // never grant at once. Dropping it mid-way is a crash in miniature: the activation stays
+        // Provisioning and the sweeper finishes it, as after any crash.
+        match tokio::time::timeout(CALLER_GRANT_DEADLINE, self.provision(current, now)).await {
+            Ok(Err(ServiceError::Access(e))) if e.is_transient() => Ok(pending),
+            Ok(other) => other,
+            Err(_) => {
+                tracing::warn!(activation = %pending.id(), "the grant took too long for the caller; the sweeper finishes it");
+                Ok(pending)
+            }
         }
     }
 
@@ -445,5 +456,16 @@ impl Elevate {
             })
             .await?;
         Ok(failed.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_gives_up_on_its_grant_before_the_sweeper_may_take_over() {
+        let grace = crate::domain::activation::Activation::PROVISIONING_GRACE.to_std().unwrap();
+        assert!(CALLER_GRANT_DEADLINE < grace, "{CALLER_GRANT_DEADLINE:?} must be shorter than {grace:?}");
     }
 }
