@@ -14,9 +14,9 @@ targetScope = 'resourceGroup'
 @description('Azure region for every resource.')
 param location string = resourceGroup().location
 
-@description('Function App name (globally unique; becomes <name>.azurewebsites.net or a unique default hostname).')
+@description('Function App name (globally unique; becomes <name>.azurewebsites.net or a unique default hostname). At most 55 characters: the plan (`<name>-plan`, at most 60) and the Log Analytics workspace (`<name>-logs`, at most 63) are named after it.')
 @minLength(2)
-@maxLength(60)
+@maxLength(55)
 param appName string
 
 @description('Storage account name: 3-24 lowercase letters and digits, globally unique.')
@@ -273,6 +273,8 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_88: Flex Consumption deploys from a blob container and uses no Azure Files content share.
   parent: app
   name: 'authsettingsV2'
+  // Two children of one site written at once can overwrite each other's site update: one at a time.
+  dependsOn: [appSettings]
   properties: {
     platform: { enabled: true }
     globalValidation: {
