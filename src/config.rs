@@ -429,6 +429,13 @@ impl Settings {
                         "`dev` mode is refused on App Service (WEBSITE_SITE_NAME is set)",
                     ));
                 }
+                // Container Apps, too, hands the process a real managed identity on loopback.
+                if get("CONTAINER_APP_NAME").is_some() {
+                    return Err(bad(
+                        "ELEVATE_AUTH_MODE",
+                        "`dev` mode is refused in Azure Container Apps (CONTAINER_APP_NAME is set)",
+                    ));
+                }
                 AuthSetting::Dev {
                     key_file: get("ELEVATE_DEV_KEY")
                         .map_or_else(|| PathBuf::from(".elevate/dev-issuer.pem"), PathBuf::from),
@@ -732,6 +739,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.variable == "ELEVATE_PROVIDER" || err.variable == "ELEVATE_AUTH_MODE");
+        // A hosted process with a real managed identity on loopback, without WEBSITE_SITE_NAME.
+        let err =
+            read(RunMode::Standalone, &[("CONTAINER_APP_NAME", "elevate"), ("ELEVATE_AUTH_MODE", "dev")]).unwrap_err();
+        assert_eq!(err.variable, "ELEVATE_AUTH_MODE");
     }
 
     #[test]

@@ -193,6 +193,9 @@ fn token(args: TokenArgs) -> Result<(), String> {
 fn check_policy(file: &std::path::Path) -> Result<(), String> {
     let policy = startup::load_policy(file).map_err(|e| e.to_string())?;
     println!("{}: {} rule(s) valid", file.display(), policy.rules().len());
+    for warning in policy.warnings() {
+        println!("  warning: {warning}");
+    }
     for rule in policy.rules() {
         let approval = rule
             .approval

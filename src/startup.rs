@@ -154,6 +154,9 @@ pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> R
     let Ports { access, directory: given_directory } = ports;
     let policy = Arc::new(load_policy(&settings.policy_file)?);
     tracing::info!(file = %settings.policy_file.display(), rules = policy.rules().len(), "policy loaded");
+    for warning in policy.warnings() {
+        tracing::warn!(%warning, "policy composition");
+    }
     let (store, local_access): (Arc<dyn Store>, Option<Arc<LocalAccessProvider>>) = match &settings.store {
         StoreSetting::Sqlite(path) => {
             let store = Arc::new(SqliteStore::open(path)?);

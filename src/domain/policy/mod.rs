@@ -87,6 +87,39 @@ pub fn role_fits_scope(role: RoleDefinitionId, scope: &Scope) -> bool {
 }
 
 impl Policy {
+    /// What a valid policy may still get wrong in composition, in words (`check-policy` prints
+    /// these; start-up logs them). Nothing here is refused: each may be intended.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.scope.kind() == ScopeKind::Group) {
+            let Some(group) = rule.scope.group_id().map(PrincipalId::from) else { continue };
+            let grants_owner = rule.roles.iter().any(|r| r.group_role() == Some("owner"));
+            if grants_owner {
+                out.push(format!(
+                    "rule `{}` grants ownership of group {group}: an owner can add standing members, which outlive the activation",
+                    rule.id
+                ));
+            }
+            let uses: Vec<&str> = self
+                .rules
+                .iter()
+                .filter(|other| {
+                    other.principals.contains(&PrincipalRef::Group(group))
+                        || other.approval.as_ref().is_some_and(|a| a.approvers.contains(&PrincipalRef::Group(group)))
+                })
+                .map(|other| other.id.as_str())
+                .collect();
+            if !uses.is_empty() {
+                out.push(format!(
+                    "rule `{}` grants membership of group {group}, which rules {} name as eligible or as approvers: while it lasts the activation also grants what they allow",
+                    rule.id,
+                    uses.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        out
+    }
+
     /// Every group the policy names, as eligible principals or as approvers, once each.
     pub fn named_groups(&self) -> Vec<PrincipalId> {
         let mut groups: Vec<PrincipalId> = Vec::new();

@@ -350,3 +350,15 @@ fn graph_rule_problems_are_precise() {
     // `Owner` of a group is its owner (names are read case-insensitively in the scope's kind).
     assert!(!all.contains("rules[1] (b).roles[0]"), "{all}");
 }
+
+#[test]
+fn composition_hazards_are_warned_about() {
+    let text = format!(
+        "version: 1\nrules:\n  - id: join-ops\n    scope: group:{OPS}\n    roles: [member, owner]\n    principals: [user:{ALICE}]\n  - id: ops-reader\n    scope: {SUB}\n    roles: [Reader]\n    principals: [group:{OPS}]\n"
+    );
+    let warnings = Policy::from_yaml("w.yaml", &text).unwrap().warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("ownership") && warnings[0].contains("standing members"), "{warnings:?}");
+    assert!(warnings[1].contains("`ops-reader`"), "{warnings:?}");
+    assert!(policy().warnings().is_empty());
+}
