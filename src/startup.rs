@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use azure_core::credentials::TokenCredential;
 use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 
@@ -14,6 +15,7 @@ use crate::adapters::access::graph::GraphAccessProvider;
 use crate::adapters::access::local::LocalAccessProvider;
 use crate::adapters::access::routed::RoutedAccess;
 use crate::adapters::azure::RetryPolicy;
+use crate::adapters::azure::credential::CredentialKind;
 use crate::adapters::azure::{AzureClient, SharedKey, Signer};
 use crate::adapters::directory::GraphDirectory;
 use crate::adapters::identity::dev::{DevIssuer, DevIssuerError};
@@ -175,6 +177,16 @@ pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> R
             (store, local)
         }
     };
+    // One credential for ARM and Graph, provider and directory alike, so that one token cache
+    // serves each scope.
+    let mut shared_credential: Option<Arc<dyn TokenCredential>> = None;
+    let mut token_source = |kind: CredentialKind| -> Result<Arc<dyn TokenCredential>, StartupError> {
+        if let Some(credential) = &shared_credential {
+            return Ok(Arc::clone(credential));
+        }
+        let credential = kind.credential().map_err(|e| StartupError::Access(AccessError::Permanent(e.to_string())))?;
+        Ok(Arc::clone(shared_credential.insert(credential)))
+    };
     let access: Arc<dyn AccessProvider> = match (access, &settings.provider, &local_access) {
         (Some(given), _, _) => given,
         (None, ProviderSetting::Local, Some(local)) => Arc::clone(local) as Arc<dyn AccessProvider>,
@@ -182,13 +194,12 @@ pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> R
             return Err(StartupError::Access(AccessError::Permanent("no local store".into())));
         }
         (None, ProviderSetting::Arm { endpoint, credential, graph_endpoint }, _) => {
-            let token_source =
-                credential.credential().map_err(|e| StartupError::Access(AccessError::Permanent(e.to_string())))?;
             tracing::info!(endpoint = %endpoint, credential = credential.name(), "role assignments through Azure Resource Manager");
-            let arm = Arc::new(ArmAccessProvider::new(endpoint, Arc::clone(&token_source), RetryPolicy::default())?);
+            let arm = Arc::new(ArmAccessProvider::new(endpoint, token_source(*credential)?, RetryPolicy::default())?);
             // Directory roles and groups through Microsoft Graph, with the same identity; only
             // called for rules of those kinds.
-            let graph = Arc::new(GraphAccessProvider::new(graph_endpoint, token_source, RetryPolicy::default())?);
+            let graph =
+                Arc::new(GraphAccessProvider::new(graph_endpoint, token_source(*credential)?, RetryPolicy::default())?);
             if policy.rules().iter().any(|r| r.scope.kind() != crate::domain::scope::ScopeKind::Azure) {
                 tracing::info!(endpoint = %graph_endpoint, "directory roles and groups through Microsoft Graph");
             }
@@ -198,10 +209,8 @@ pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> R
     let directory: Option<Arc<dyn Directory>> = match (given_directory, settings.group_checks, &settings.provider) {
         (Some(given), _, _) => Some(given),
         (None, GroupChecks::Graph, ProviderSetting::Arm { graph_endpoint, credential, .. }) => {
-            let token_source =
-                credential.credential().map_err(|e| StartupError::Access(AccessError::Permanent(e.to_string())))?;
             tracing::info!(endpoint = %graph_endpoint, "group membership checked with Microsoft Graph");
-            Some(Arc::new(GraphDirectory::new(graph_endpoint, token_source, RetryPolicy::default())?))
+            Some(Arc::new(GraphDirectory::new(graph_endpoint, token_source(*credential)?, RetryPolicy::default())?))
         }
         (None, GroupChecks::Graph | GroupChecks::Token, _) => None,
     };

@@ -274,12 +274,7 @@ impl Elevate {
                 Err(e) => {
                     // Nothing was asked for: a failure needs no clean-up.
                     let failure = Failure { code: "ProvisioningFailed".into(), message: e.to_string() };
-                    let failed = self
-                        .apply(id, &Actor::System, now, |a| {
-                            Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
-                        })
-                        .await?;
-                    return Ok(failed.value);
+                    return self.mark_failed(id, &failure, now).await;
                 }
             }
         } else {
@@ -341,12 +336,7 @@ impl Elevate {
             Err(e @ AccessError::Forbidden { .. }) => {
                 tracing::error!(activation = %id, error = %e, "grant refused: Elevate may not do this");
                 let failure = Failure { code: "ProvisioningFailed".into(), message: e.to_string() };
-                let failed = self
-                    .apply(id, &Actor::System, now, |a| {
-                        Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
-                    })
-                    .await?;
-                return Ok(failed.value);
+                return self.mark_failed(id, &failure, now).await;
             }
             Err(e) => {
                 tracing::error!(activation = %id, error = %e, "grant refused");
@@ -371,10 +361,7 @@ impl Elevate {
                 "the principal already holds this role at this scope through assignment {existing_id}, which Elevate did not create"
             ),
         };
-        self.apply(id, &Actor::System, now, |a| {
-            Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
-        })
-        .await?;
+        self.mark_failed(id, &failure, now).await?;
         Err(ServiceError::RoleAlreadyAssigned { activation: id, existing_id })
     }
 
@@ -450,6 +437,16 @@ impl Elevate {
                 "a failed grant could not be cleaned up yet: {e}"
             ))));
         }
+        self.mark_failed(id, &failure, now).await
+    }
+
+    /// Ends the activation as Failed, the failure's message in its audit entry.
+    async fn mark_failed(
+        &self,
+        id: ActivationId,
+        failure: &Failure,
+        now: DateTime<Utc>,
+    ) -> Result<Activation, ServiceError> {
         let failed = self
             .apply(id, &Actor::System, now, |a| {
                 Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))

@@ -124,9 +124,7 @@ impl Elevate {
     /// Rules the caller may activate under now.
     pub async fn eligibilities(&self, caller: &Caller, now: DateTime<Utc>) -> Result<Vec<&Rule>, ServiceError> {
         let subject = self.subject(caller).await?;
-        let mine =
-            |r: &&Rule| !r.is_expired(now) && r.matching_principal(&subject.principal_id, &subject.groups).is_some();
-        Ok(self.policy.rules().iter().filter(mine).collect())
+        Ok(self.policy.eligible_rules(&subject.principal_id, &subject.groups, now).collect())
     }
 
     /// A page of the audit trail, oldest first.

@@ -83,12 +83,12 @@ impl Policy {
     }
 
     /// Rules the subject may activate under now.
-    pub fn eligible_rules<'a>(
+    pub fn eligible_rules<'a, 's>(
         &'a self,
-        principal: &'a PrincipalId,
-        groups: &'a [PrincipalId],
+        principal: &'s PrincipalId,
+        groups: &'s [PrincipalId],
         now: DateTime<Utc>,
-    ) -> impl Iterator<Item = &'a Rule> + 'a {
+    ) -> impl Iterator<Item = &'a Rule> + use<'a, 's> {
         self.rules.iter().filter(move |r| !r.is_expired(now) && r.matching_principal(principal, groups).is_some())
     }
 
