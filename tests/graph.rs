@@ -564,6 +564,43 @@ async fn members_are_paged_to_the_end() {
     assert_eq!(env.graph.members(TEAM).len(), 5);
 }
 
+/// Review finding: a 404 on a later page is no proof the list is empty. Read as "not there", it
+/// would miss standing membership before a grant, and take a live grant for removed outside
+/// Elevate in the sweep's reconciliation.
+#[tokio::test]
+async fn a_not_found_on_a_later_page_is_transient_never_absent() {
+    let env = env().await;
+    env.graph.set_page_size(1);
+    for (id, name) in [(CAROL, "Carol"), (DANA, "Dana"), (ERIN, "Erin")] {
+        env.graph.add_user(id, name);
+        env.graph.add_member(TEAM, id);
+    }
+    // Erin's standing membership is on the last page.
+    let member = AssignmentSpec { principal_id: PrincipalId::parse(ERIN).unwrap(), ..group("member") };
+    let standing = issued_unrecorded(&member);
+    env.graph.push_fault_for(FaultTarget::LaterPage, GraphFault::Status(404));
+    let read = env.provider.inspect(&standing).await;
+    assert!(matches!(read, Err(AccessError::Transient(_))), "{read:?}");
+    env.graph.push_fault_for(FaultTarget::LaterPage, GraphFault::Status(404));
+    let refused = env.provider.grant(&member).await;
+    assert!(matches!(refused, Err(AccessError::Transient(_))), "{refused:?}");
+    assert_eq!(posts(&env.graph.requests()), 0, "nothing created on a partial read");
+    // Read whole, the standing membership is found.
+    assert!(env.provider.inspect(&standing).await.unwrap().is_some());
+}
+
+/// Review finding: a server that asks for longer than the call may still wait is not asked again
+/// at once (that prolongs its trouble, graph-spec §6.1): the call gives up, transient.
+#[tokio::test]
+async fn a_retry_after_beyond_the_budget_gives_up_instead_of_retrying_at_once() {
+    let env = env().await;
+    let beyond = fast_retry().max_total.as_secs() + 10;
+    env.graph.push_fault_for(FaultTarget::Reads, GraphFault::Unavailable { retry_after: Some(beyond.to_string()) });
+    let read = env.provider.inspect(&issued_unrecorded(&group("member"))).await;
+    assert!(matches!(read, Err(AccessError::Transient(_))), "{read:?}");
+    assert_eq!(trail(&env.graph.requests()), [format!("GET /v1.0/groups/{TEAM}/members 503")]);
+}
+
 #[tokio::test]
 async fn scopes_and_roles_graph_does_not_hold_are_refused_before_any_call() {
     let env = env().await;

@@ -395,3 +395,32 @@ async fn a_grant_graph_refuses_for_want_of_permission_fails_cleanly() {
     let report = app.sweep().await;
     assert_eq!(report["failures"], json!([]), "nothing left due: {report}");
 }
+
+/// Review finding: a grant Graph refuses outright (a 400, not a permission) created nothing, but
+/// while it is young that absence proves nothing. Once it has settled, the sweeper's next attempt
+/// fails it — rather than asking Graph again every minute until it would have expired.
+#[tokio::test]
+async fn a_grant_graph_refuses_outright_fails_once_it_has_settled() {
+    let Rig { app, graph, .. } = rig().await;
+    graph.fail_always("members/$ref", 400);
+    let a = app.activate(&app.token(ALICE), ask("member", &format!("group:{PRIVILEGED}"))).await;
+    let (status, body) = app.decide(&app.token(BOB), &id_of(&a), "Approve").await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("Provisioning")), "{body}");
+    app.advance(6);
+    let report = app.sweep().await;
+    assert_eq!(report["provisioningFailed"], 1, "{report}");
+    let ended = app.activation(&id_of(&a)).await;
+    assert_eq!(
+        (ended["status"].as_str(), ended["failure"]["code"].as_str()),
+        (Some("Failed"), Some("ProvisioningFailed")),
+        "{ended}"
+    );
+    assert!(graph.members(PRIVILEGED).is_empty());
+    let creates = |g: &FakeGraph| g.requests().iter().filter(|r| r.method == "POST").count();
+    let before = creates(&graph);
+    app.advance(2);
+    let report = app.sweep().await;
+    assert_eq!(report["failures"], json!([]), "nothing left due: {report}");
+    assert_eq!(creates(&graph), before, "no more attempts once it has failed");
+    assert!(graph.violations().is_empty(), "{:?}", graph.violations());
+}

@@ -343,7 +343,7 @@ impl Elevate {
                 Failure { code: "ProvisioningFailed".into(), message: e.to_string() }
             }
         };
-        self.fail_provisioning(&current.value, &spec, failure, now).await
+        self.fail_provisioning(&current.value, failure, now).await
     }
 
     /// The principal already holds it outside Elevate: reported, the activation fails, and the
@@ -419,19 +419,14 @@ impl Elevate {
     async fn fail_provisioning(
         &self,
         current: &Activation,
-        spec: &AssignmentSpec,
         failure: Failure,
         now: DateTime<Utc>,
     ) -> Result<Activation, ServiceError> {
         let id = current.id();
         // Asked for (ARM: always possibly, by its name; Graph: once recorded), so it may exist.
-        let own = Grant {
-            spec: spec.clone(),
-            recorded: None,
-            issued: spec.scope.kind() == ScopeKind::Azure || current.grant_requested(),
-            settled: false,
-        };
-        if let Err(e) = self.revoke_grant(&own).await {
+        // A young Graph grant's absence proves nothing: it stays due until it has settled, and
+        // the sweeper's next attempt, after that, ends it.
+        if let Err(e) = self.revoke_and_verify(current, now).await {
             tracing::error!(activation = %id, error = %e, "could not yet make sure nothing was left behind; it stays due");
             return Err(ServiceError::Access(AccessError::Transient(format!(
                 "a failed grant could not be cleaned up yet: {e}"

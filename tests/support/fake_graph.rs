@@ -150,11 +150,14 @@ pub enum FaultTarget {
     Reads,
     /// One HTTP method, e.g. "DELETE".
     Method(String),
+    /// A list's later page (a request carrying `$skiptoken`).
+    LaterPage,
 }
 
 impl FaultTarget {
-    fn matches(&self, method: &str, write: bool) -> bool {
+    fn matches(&self, method: &str, write: bool, later_page: bool) -> bool {
         match self {
+            FaultTarget::LaterPage => later_page,
             FaultTarget::Any => true,
             FaultTarget::Writes => write,
             FaultTarget::Reads => !write,
@@ -766,8 +769,8 @@ impl State {
         reply
     }
 
-    fn take_fault(&mut self, method: &str, write: bool, path: &str) -> Option<GraphFault> {
-        if let Some(at) = self.faults.iter().position(|(target, _)| target.matches(method, write)) {
+    fn take_fault(&mut self, method: &str, write: bool, later_page: bool, path: &str) -> Option<GraphFault> {
+        if let Some(at) = self.faults.iter().position(|(target, _)| target.matches(method, write, later_page)) {
             return self.faults.remove(at).map(|(_, fault)| fault);
         }
         let path = path.to_ascii_lowercase();
@@ -1118,7 +1121,8 @@ impl FakeGraph {
 
         let mut guard = self.state();
         let s = &mut *guard;
-        if let Some(fault) = s.take_fault(method, route.is_write(method), &req.path) {
+        if let Some(fault) = s.take_fault(method, route.is_write(method), req.query("$skiptoken").is_some(), &req.path)
+        {
             return fault_refusal(fault);
         }
         match (route, method) {

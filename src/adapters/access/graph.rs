@@ -333,11 +333,14 @@ impl GraphAccessProvider {
         let mut url = first;
         let mut found = Vec::new();
         let mut seen = HashSet::new();
-        for _ in 0..MAX_PAGES {
+        for page in 0..MAX_PAGES {
             let reply = self.call(Method::Get, &url, None, what).await?;
             match reply.status {
                 200 => {}
-                404 => return Ok(None),
+                // The listed object is not there. On a later page it was a moment ago: a 404 now
+                // proves nothing about what the list holds.
+                404 if page == 0 => return Ok(None),
+                404 => return Err(AccessError::Transient(format!("{what}: a later page answered 404"))),
                 _ => return Err(on_error(&reply)),
             }
             let page: WirePage<T> = serde_json::from_slice(&reply.body).map_err(|e| unexpected(what, e))?;

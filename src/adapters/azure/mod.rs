@@ -198,11 +198,8 @@ impl AzureClient {
                     return Ok(Delivery::Unanswered(format!("{what}: {}", e.message)));
                 }
                 Err(e) => {
-                    let wait = self.retry.backoff(attempt);
                     tracing::warn!(operation = what, attempt, error = %e.message, "request not sent; retrying");
-                    if self.retry.allows(attempt, started.elapsed() + wait) {
-                        tokio::time::sleep(wait).await;
-                    }
+                    self.pause(attempt, started, self.retry.backoff(attempt), what, &e.message).await?;
                     e.message
                 }
             };
@@ -210,6 +207,23 @@ impl AzureClient {
                 return Err(AzureError::Transient(format!("{what}: {problem}")));
             }
         }
+    }
+
+    /// Waits `wait` before the next attempt — or gives up now if that wait would take the call
+    /// past its budget: retrying sooner than the server asked only prolongs its trouble.
+    async fn pause(
+        &self,
+        attempt: u32,
+        started: tokio::time::Instant,
+        wait: std::time::Duration,
+        what: &str,
+        problem: &str,
+    ) -> Result<(), AzureError> {
+        if !self.retry.allows(attempt, started.elapsed() + wait) {
+            return Err(AzureError::Transient(format!("{what}: {problem}")));
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// Holds every worker back for a 429's `Retry-After` (or backoff); what to report if it persists.
@@ -242,18 +256,14 @@ impl AzureClient {
                         .unwrap_or_default()
                         .max(self.retry.backoff(attempt));
                     tracing::warn!(operation = what, status = reply.status, attempt, "server error; retrying");
-                    if self.retry.allows(attempt, started.elapsed() + wait) {
-                        tokio::time::sleep(wait).await;
-                    }
-                    format!("HTTP {} after {attempt} attempts", reply.status)
+                    let problem = format!("HTTP {} after {attempt} attempts", reply.status);
+                    self.pause(attempt, started, wait, what, &problem).await?;
+                    problem
                 }
                 Ok(reply) => return Ok(reply),
                 Err(e) => {
-                    let wait = self.retry.backoff(attempt);
                     tracing::warn!(operation = what, attempt, error = %e.message, "request failed; retrying");
-                    if self.retry.allows(attempt, started.elapsed() + wait) {
-                        tokio::time::sleep(wait).await;
-                    }
+                    self.pause(attempt, started, self.retry.backoff(attempt), what, &e.message).await?;
                     e.message
                 }
             };
