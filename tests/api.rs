@@ -634,8 +634,10 @@ async fn the_approval_page_escapes_and_protects_its_form() {
             .form(&[("decision", "Approve"), ("justification", "ok"), ("csrf", token)])
             .send()
     };
+    let before = app.snapshot();
     let forged = form("00").await.unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.snapshot(), before, "a forged form changes nothing");
     assert_eq!(app.activation(&id_of(&a)).await["status"], "PendingApproval");
     let real = form(&csrf).await.unwrap();
     assert_eq!(real.status(), StatusCode::SEE_OTHER);

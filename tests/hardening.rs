@@ -201,6 +201,67 @@ async fn no_session_change_happens_without_its_token() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// The token's bindings, each tried with a token that is valid for something else: another
+/// caller's, another kind of change's, a JSON-only route given it in a form — and headers sent
+/// twice, so that one check might read one value and something else the other.
+#[tokio::test]
+async fn a_token_serves_only_its_caller_its_change_and_its_media_type() {
+    let app = spawn_app().await;
+    let a = app.activate(&app.token(ALICE), prod_contributor()).await;
+    let id = id_of(&a);
+    let path = format!("/api/approvals/{id}");
+    let (alice, bob, carol) = (session(&app, ALICE), session(&app, BOB), session(&app, CAROL));
+    let read = |cookie: &str, path: &str| {
+        app.client
+            .get(format!("{}{path}", app.base))
+            .header("cookie", cookie)
+            .header("accept", "application/json")
+            .send()
+    };
+    let bobs = csrf_from(read(&bob, &path).await.unwrap()).await;
+    let alices = csrf_from(read(&alice, &format!("/api/activations/{id}")).await.unwrap()).await;
+    let decision = json!({"decision": "Approve", "justification": "checked INC-1"});
+    let before = app.snapshot();
+
+    // Bob's token in Carol's session (she is an approver too).
+    let res = bare(&app, &path, &carol).header("x-csrf-token", &bobs).json(&decision).send().await.unwrap();
+    refused(res, StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
+    // Alice's token for her activation, on the approval of that same activation.
+    let res = bare(&app, &path, &alice).header("x-csrf-token", &alices).json(&decision).send().await.unwrap();
+    refused(res, StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
+    // A form carrying a valid token, to a route that takes JSON only.
+    let res = bare(&app, &format!("/api/activations/{id}/cancel"), &alice)
+        .form(&[("csrf", alices.as_str())])
+        .send()
+        .await
+        .unwrap();
+    refused(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType").await;
+    // Our origin and another site's; a valid token and a forged one.
+    let res = bare(&app, &path, &bob)
+        .header("origin", &app.base)
+        .header("origin", EVIL)
+        .header("x-csrf-token", &bobs)
+        .json(&decision)
+        .send()
+        .await
+        .unwrap();
+    refused(res, StatusCode::BAD_REQUEST, "DuplicateHeader").await;
+    let res = bare(&app, &path, &bob)
+        .header("x-csrf-token", &bobs)
+        .header("x-csrf-token", "0.forged")
+        .json(&decision)
+        .send()
+        .await
+        .unwrap();
+    refused(res, StatusCode::BAD_REQUEST, "DuplicateHeader").await;
+    assert_eq!(app.snapshot(), before, "every refusal changed nothing");
+
+    // Each token does what it was made for.
+    let res = bare(&app, &path, &bob).header("x-csrf-token", &bobs).json(&decision).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.activation(&id).await["status"], "Active");
+}
+
 fn reader_sub1_rg(rg: &str) -> Value {
     json!({"roleDefinitionId": "Reader", "scope": format!("{SUB1}/resourceGroups/{rg}"), "duration": "PT1H"})
 }
@@ -549,4 +610,5 @@ async fn a_csrf_token_expires() {
         .await
         .unwrap();
     refused(res, StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
+    assert_eq!(app.snapshot(), before);
 }

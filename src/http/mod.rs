@@ -137,7 +137,11 @@ pub fn filter(ctx: Arc<HttpContext>) -> impl Filter<Extract = (Response,), Error
             let ctx = Arc::clone(&ctx);
             async move {
                 let path = path.as_str().to_owned();
-                let response = match read_body(&headers, body).await {
+                let read = match single_valued(&headers) {
+                    Ok(()) => read_body(&headers, body).await,
+                    Err(e) => Err(e),
+                };
+                let response = match read {
                     Ok(body) => {
                         route(&ctx, Request { method: method.clone(), path: path.clone(), query, headers, body }).await
                     }
@@ -156,6 +160,23 @@ pub fn filter(ctx: Arc<HttpContext>) -> impl Filter<Extract = (Response,), Error
             )))
         })
         .unify()
+}
+
+/// Headers Elevate reads one value of, to authenticate a caller or judge where a change came
+/// from. Sent twice, one check could read one value while a proxy or the platform acted on the
+/// other (an `Origin` of ours first, another site's second): refused outright.
+const SINGLE_VALUED: [&str; 6] =
+    ["authorization", "content-type", "origin", "sec-fetch-site", csrf::HEADER, "x-ms-client-principal"];
+
+fn single_valued(headers: &HeaderMap) -> Result<(), ApiError> {
+    match SINGLE_VALUED.iter().find(|name| headers.get_all(**name).iter().nth(1).is_some()) {
+        Some(name) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "DuplicateHeader",
+            format!("the `{name}` header may be sent only once"),
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn read_body<S, B>(headers: &HeaderMap, stream: S) -> Result<Bytes, ApiError>
