@@ -203,7 +203,7 @@ pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> R
             if policy.rules().iter().any(|r| r.scope.kind() != crate::domain::scope::ScopeKind::Azure) {
                 tracing::info!(endpoint = %graph_endpoint, "directory roles and groups through Microsoft Graph");
             }
-            Arc::new(RoutedAccess::new(arm, Some(graph)))
+            Arc::new(RoutedAccess::new(arm, graph))
         }
     };
     let directory: Option<Arc<dyn Directory>> = match (given_directory, settings.group_checks, &settings.provider) {

@@ -155,6 +155,21 @@ async fn throttling_dropped_connections_and_server_errors_are_retried() {
     assert_eq!(fake.assignments().len(), 1);
 }
 
+/// Review finding: a server error the client does not retry itself (501, 507) or a 408 was taken
+/// as a permanent refusal. It says nothing about the request: try again later.
+#[tokio::test]
+async fn server_errors_the_client_does_not_retry_are_still_transient() {
+    let fake = FakeAzure::start().await;
+    let arm = provider(&fake, fast_retry());
+    let grant = Grant { spec: spec_at(&Scope::parse(SUB1).unwrap()), recorded: None, issued: true, settled: true };
+    for status in [408, 501, 507] {
+        fake.push_fault(Fault::Status(status));
+        let read = arm.inspect(&grant).await;
+        assert!(matches!(read, Err(AccessError::Transient(_))), "{status}: {read:?}");
+    }
+    assert_eq!(arm.inspect(&grant).await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn a_429_holds_every_worker_back() {
     let fake = FakeAzure::start().await;

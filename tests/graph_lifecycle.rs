@@ -87,7 +87,7 @@ fn routed(azure: &FakeAzure, graph: &FakeGraph) -> (Arc<dyn AccessProvider>, Arc
     let arm = Arc::new(ArmAccessProvider::new(&azure.url(), credential(), fast_retry()).unwrap());
     let graph_access = Arc::new(GraphAccessProvider::new(&graph.url(), credential(), fast_retry()).unwrap());
     let directory = Arc::new(GraphDirectory::new(&graph.url(), credential(), fast_retry()).unwrap());
-    (Arc::new(RoutedAccess::new(arm, Some(graph_access))), directory)
+    (Arc::new(RoutedAccess::new(arm, graph_access)), directory)
 }
 
 async fn rig() -> Rig {

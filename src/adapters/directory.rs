@@ -15,12 +15,11 @@ use azure_core::http::{Method, Url};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::adapters::azure::{AzureClient, AzureError, Reply, RetryPolicy};
+use crate::adapters::access::transient;
+use crate::adapters::azure::{AzureClient, Reply, RetryPolicy};
 use crate::domain::ids::{DisplayName, PrincipalId};
 use crate::service::ports::{AccessError, Directory};
 
-/// The token scope for Microsoft Graph.
-pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 /// Group ids one `checkMemberGroups` call takes (graph-spec §5).
 const CHECK_BATCH: usize = 20;
 /// How long a display name is reused.
@@ -46,10 +45,6 @@ struct User {
     display_name: Option<String>,
 }
 
-fn transient(e: AzureError) -> AccessError {
-    AccessError::Transient(e.to_string())
-}
-
 /// A non-success answer, as the port's error.
 fn refusal(reply: &Reply, what: &str) -> AccessError {
     let detail: String = String::from_utf8_lossy(&reply.body).chars().take(300).collect();
@@ -61,7 +56,7 @@ fn refusal(reply: &Reply, what: &str) -> AccessError {
                 "{what}: Graph refused Elevate's identity (User.Read.All and GroupMember.Read.All are needed): {detail}"
             ),
         },
-        401 | 429 | 500..=599 => AccessError::Transient(format!("{what}: Graph answered {}", reply.status)),
+        401 | 408 | 429 | 500..=599 => AccessError::Transient(format!("{what}: Graph answered {}", reply.status)),
         status => AccessError::Permanent(format!("{what}: Graph answered {status}: {detail}")),
     }
 }
@@ -72,7 +67,8 @@ impl GraphDirectory {
     pub fn new(endpoint: &str, credential: Arc<dyn TokenCredential>, retry: RetryPolicy) -> Result<Self, AccessError> {
         let url = crate::endpoint::parse(endpoint)
             .map_err(|e| AccessError::Permanent(format!("Graph endpoint `{endpoint}` {e}")))?;
-        let client = AzureClient::new(credential, GRAPH_SCOPE, retry).map_err(transient)?;
+        let client =
+            AzureClient::new(credential, crate::adapters::access::graph::TOKEN_SCOPE, retry).map_err(transient)?;
         Ok(Self { client, base: format!("{}/v1.0", crate::endpoint::display(&url)), names: Mutex::new(HashMap::new()) })
     }
 

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::adapters::azure::{AzureClient, AzureError, Reply, RetryPolicy};
+use crate::adapters::access::transient;
+use crate::adapters::azure::{AzureClient, Reply, RetryPolicy};
 use crate::domain::ids::{PrincipalId, RoleDefinitionId};
 use crate::domain::scope::{Scope, ScopeKind, ScopeLevel};
 use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant, parse_marker};
@@ -172,6 +173,10 @@ impl ArmAccessProvider {
             (400, "PrincipalNotFound") => AccessError::PrincipalNotFound(message),
             // An expired or rejected token: a fresh one may work.
             (401, _) => AccessError::Transient(format!("{what}: ARM refused the token ({code})")),
+            // Past the client's own retries, or a server error it does not retry: try again later.
+            (408 | 429 | 500..=599, _) => {
+                AccessError::Transient(format!("{what}: ARM answered {} {code}", reply.status))
+            }
             (status, _) => AccessError::Permanent(format!("{what}: ARM answered {status} {code}: {message}")),
         }
     }
@@ -185,10 +190,6 @@ impl ArmAccessProvider {
     ) -> Result<Reply, AccessError> {
         self.client.send(method, url, body, what).await.map_err(transient)
     }
-}
-
-fn transient(e: AzureError) -> AccessError {
-    AccessError::Transient(e.to_string())
 }
 
 fn parse_assignment(reply: &Reply, what: &str) -> Result<Assignment, AccessError> {

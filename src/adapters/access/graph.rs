@@ -35,7 +35,8 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::adapters::azure::{AzureClient, AzureError, Delivery, Reply, RetryPolicy, parse_retry_after};
+use crate::adapters::access::transient;
+use crate::adapters::azure::{AzureClient, Delivery, Reply, RetryPolicy, parse_retry_after};
 use crate::domain::ids::{PrincipalId, RoleDefinitionId};
 use crate::domain::scope::{Scope, ScopeKind};
 use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant};
@@ -131,10 +132,6 @@ fn says(message: &str, needle: &str) -> bool {
 
 fn unexpected(what: &str, detail: impl std::fmt::Display) -> AccessError {
     AccessError::Permanent(format!("{what}: unexpected answer from Graph: {detail}"))
-}
-
-fn transient(e: AzureError) -> AccessError {
-    AccessError::Transient(e.to_string())
 }
 
 /// An OData string literal: quoted with `'`, a `'` doubled (§2.3).
@@ -271,11 +268,6 @@ impl GraphAccessProvider {
         Ok(Self { client, endpoint: crate::endpoint::display(&base), base, retry })
     }
 
-    /// Whether Graph's throttling currently holds every worker back.
-    pub fn is_throttled(&self) -> bool {
-        self.client.is_throttled()
-    }
-
     /// `{endpoint}/v1.0/{path}`, with a query already encoded.
     fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, AccessError> {
         let mut text = format!("{}/{VERSION}/{path}", self.endpoint);
@@ -318,7 +310,7 @@ impl GraphAccessProvider {
             // An expired or rejected token: a fresh one may work.
             401 => AccessError::Transient(format!("{what}: Graph refused the token ({code})")),
             // Retried by the client already; still failing.
-            429 | 500..=599 => AccessError::Transient(format!("{what}: Graph answered {} {code}", reply.status)),
+            408 | 429 | 500..=599 => AccessError::Transient(format!("{what}: Graph answered {} {code}", reply.status)),
             status => AccessError::Permanent(format!("{what}: Graph answered {status} {code}: {message}")),
         }
     }
