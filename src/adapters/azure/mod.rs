@@ -184,12 +184,7 @@ impl AzureClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let left = self.retry.max_total.saturating_sub(started.elapsed());
-            if !self.throttle.wait_at_most(left).await {
-                return Err(AzureError::Transient(format!(
-                    "{what}: throttled by Azure for longer than this call may wait"
-                )));
-            }
+            self.wait_out_throttle(started, what).await?;
             let problem = match self.send_once(&outgoing).await {
                 Ok(reply) if reply.status == 429 => self.throttled(&reply, attempt, what),
                 Ok(reply) => return Ok(Delivery::Answered(reply)),
@@ -206,6 +201,16 @@ impl AzureClient {
             if !self.retry.allows(attempt, started.elapsed()) {
                 return Err(AzureError::Transient(format!("{what}: {problem}")));
             }
+        }
+    }
+
+    /// Waits while a 429 holds every worker back — or gives up if that outlasts the call's budget.
+    async fn wait_out_throttle(&self, started: tokio::time::Instant, what: &str) -> Result<(), AzureError> {
+        let left = self.retry.max_total.saturating_sub(started.elapsed());
+        if self.throttle.wait_at_most(left).await {
+            Ok(())
+        } else {
+            Err(AzureError::Transient(format!("{what}: throttled by Azure for longer than this call may wait")))
         }
     }
 
@@ -241,12 +246,7 @@ impl AzureClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let left = self.retry.max_total.saturating_sub(started.elapsed());
-            if !self.throttle.wait_at_most(left).await {
-                return Err(AzureError::Transient(format!(
-                    "{what}: throttled by Azure for longer than this call may wait"
-                )));
-            }
+            self.wait_out_throttle(started, what).await?;
             let problem = match self.send_once(outgoing).await {
                 Ok(reply) if reply.status == 429 => self.throttled(&reply, attempt, what),
                 Ok(reply) if matches!(reply.status, 500 | 502 | 503 | 504) => {
