@@ -280,7 +280,8 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
-      excludedPaths: ['/api/health']
+      // The portal's sign-in page links to /.auth/login/aad: a browser without a session must reach it.
+      excludedPaths: ['/api/health', '/api/portal/sign-in']
     }
     identityProviders: {
       azureActiveDirectory: {

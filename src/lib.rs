@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod adapters;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -1,4 +1,5 @@
-//! `elevate`: serve (standalone or under the Functions host), mint dev tokens, check a policy.
+//! `elevate`: serve (standalone or under the Functions host), mint dev tokens, check a policy,
+//! and the command-line client (`elevate::cli`) that talks to a running Elevate.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -14,7 +15,13 @@ use elevate::domain::ids::{AuthContextId, PrincipalId};
 use elevate::{startup, telemetry};
 
 #[derive(Parser)]
-#[command(name = "elevate", version, about = "Just-in-time privileged access for Azure RBAC")]
+#[command(
+    name = "elevate",
+    version,
+    about = "Just-in-time privileged access for Azure RBAC",
+    after_help = "The client commands (eligible ... whoami) talk to a running Elevate at --url or ELEVATE_URL; \
+                  `elevate <command> --help` lists their exit codes, and docs/cli.md is their manual."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -84,6 +91,8 @@ enum Command {
         #[arg(default_value = "policy.yaml")]
         file: std::path::PathBuf,
     },
+    #[command(flatten)]
+    Client(elevate::cli::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +104,8 @@ fn main() -> ExitCode {
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         log_format: None,
     }) {
+        // The client has its own exit codes (elevate::cli::EXIT_CODES).
+        Command::Client(command) => return elevate::cli::run(command),
         Command::Serve { functions_host, bind, log_format } => serve(functions_host, bind, log_format),
         Command::Token(args) => token(args),
         Command::CheckPolicy { file } => check_policy(&file),

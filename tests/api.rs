@@ -674,7 +674,7 @@ async fn an_approver_can_sign_in_and_decide_in_a_browser_without_javascript() {
         .send()
         .await
         .unwrap();
-    assert_eq!(evil.headers()["location"], "/api/approvals", "no open redirect");
+    assert_eq!(evil.headers()["location"], "/api/portal/roles", "no open redirect: the portal instead");
 
     let signed = app
         .client

@@ -215,6 +215,9 @@ async fn every_declared_route_reaches_the_handler_and_every_api_path_is_declared
         ("id", vec![id.clone()]),
         ("action", vec!["deactivate".to_owned(), "cancel".to_owned(), "extend".to_owned()]),
         ("token", vec!["not.a-link".to_owned()]),
+        ("path", vec!["roles".to_owned(), "access".to_owned(), "audit/export".to_owned()]),
+        // `/api/` itself (the empty route: `{ignored:maxlength(0)?}`).
+        ("ignored", vec![]),
     ]);
 
     let mut declared: Vec<(String, String)> = Vec::new();

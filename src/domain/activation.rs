@@ -246,6 +246,58 @@ pub enum Action {
     GrantRequested,
 }
 
+impl Action {
+    /// Every action, in the order of the lifecycle (for the audit filter's choices).
+    pub const ALL: [Action; 18] = [
+        Action::Requested,
+        Action::Approved,
+        Action::ApprovalRecorded,
+        Action::Denied,
+        Action::Canceled,
+        Action::TimedOut,
+        Action::Started,
+        Action::StartRefused,
+        Action::Provisioned,
+        Action::ProvisioningFailed,
+        Action::Expired,
+        Action::Deactivated,
+        Action::ExtensionRequested,
+        Action::Extended,
+        Action::ExtensionApprovalRecorded,
+        Action::ExtensionDenied,
+        Action::ExtensionTimedOut,
+        Action::GrantRequested,
+    ];
+
+    /// The name on the wire (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Requested => "Requested",
+            Action::Approved => "Approved",
+            Action::ApprovalRecorded => "ApprovalRecorded",
+            Action::Denied => "Denied",
+            Action::Canceled => "Canceled",
+            Action::TimedOut => "TimedOut",
+            Action::Started => "Started",
+            Action::StartRefused => "StartRefused",
+            Action::Provisioned => "Provisioned",
+            Action::ProvisioningFailed => "ProvisioningFailed",
+            Action::Expired => "Expired",
+            Action::Deactivated => "Deactivated",
+            Action::ExtensionRequested => "ExtensionRequested",
+            Action::Extended => "Extended",
+            Action::ExtensionApprovalRecorded => "ExtensionApprovalRecorded",
+            Action::ExtensionDenied => "ExtensionDenied",
+            Action::ExtensionTimedOut => "ExtensionTimedOut",
+            Action::GrantRequested => "GrantRequested",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(value))
+    }
+}
+
 /// The result of a transition: the new activation and what happened.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::activation::{Action, Activation, Status, Transition};
-use super::ids::{ActivationId, Justification, PrincipalId, RuleId, Ticket};
+use super::ids::{ActivationId, Justification, PrincipalId, RoleDefinitionId, RuleId, Ticket};
+use super::scope::Scope;
 
 /// Who caused a change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,12 @@ pub struct AuditEvent {
     pub status_before: Option<Status>,
     pub status_after: Status,
     pub rule_id: RuleId,
+    /// The role and scope of the activation, so the trail can be searched by them. Events
+    /// written before these were recorded have neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_definition_id: Option<RoleDefinitionId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
     pub justification: Option<Justification>,
     pub ticket: Option<Ticket>,
     pub detail: Option<String>,
@@ -60,6 +67,8 @@ impl AuditEvent {
             status_before: transition.before,
             status_after: a.status(),
             rule_id: request.rule_id.clone(),
+            role_definition_id: Some(request.role_definition_id),
+            scope: Some(request.scope.clone()),
             justification: justification.or_else(|| request.justification.clone()),
             ticket: request.ticket.clone(),
             detail: match (transition.note.clone(), detail) {

@@ -472,6 +472,10 @@ pub struct AuditQueryDto {
     pub activation_id: Option<String>,
     pub principal_id: Option<String>,
     pub since: Option<String>,
+    pub until: Option<String>,
+    pub role_definition_id: Option<String>,
+    pub scope: Option<String>,
+    pub action: Option<String>,
     pub limit: Option<String>,
     #[serde(rename = "$top")]
     pub top: Option<String>,
@@ -494,7 +498,41 @@ impl AuditQueryDto {
             .map(|p| PrincipalId::parse(p).map_err(|e| ApiError::invalid("principalId", e)))
             .transpose()?;
         let since = self.since.as_deref().map(|s| time("since", s)).transpose()?;
-        Ok(AuditFilter { activation_id, principal_id, since })
+        let until = self.until.as_deref().map(|s| time("until", s)).transpose()?;
+        if let (Some(since), Some(until)) = (since, until)
+            && until < since
+        {
+            return Err(ApiError::invalid("until", "lies before `since`"));
+        }
+        let scope = self.scope.as_deref().map(|s| field("scope", Scope::parse(s))).transpose()?;
+        let role_definition_id =
+            self.role_definition_id.as_deref().map(|r| audit_role(r, scope.as_ref())).transpose()?;
+        let action = self
+            .action
+            .as_deref()
+            .map(|a| {
+                crate::domain::activation::Action::parse(a).ok_or_else(|| {
+                    ApiError::invalid("action", format!("`{}` is not an audit action", crate::domain::ids::shorten(a)))
+                })
+            })
+            .transpose()?;
+        Ok(AuditFilter { activation_id, principal_id, since, until, role_definition_id, scope, action })
+    }
+
+    /// The same query, as query-string pairs (for the next page and the exports).
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("activationId", self.activation_id.as_deref()),
+            ("principalId", self.principal_id.as_deref()),
+            ("since", self.since.as_deref()),
+            ("until", self.until.as_deref()),
+            ("roleDefinitionId", self.role_definition_id.as_deref()),
+            ("scope", self.scope.as_deref()),
+            ("action", self.action.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
+        .collect()
     }
 
     pub fn page(&self) -> Result<PageRequest, ApiError> {
@@ -502,13 +540,35 @@ impl AuditQueryDto {
     }
 
     pub fn next_link(&self, public_url: &str, top: usize, next: Option<&PageToken>) -> Option<String> {
-        let params = [
-            ("activationId", self.activation_id.as_deref()),
-            ("principalId", self.principal_id.as_deref()),
-            ("since", self.since.as_deref()),
-        ];
+        let params: Vec<(&str, Option<&str>)> = self.pairs().into_iter().map(|(k, v)| (k, Some(v))).collect();
         next_link(public_url, Self::PATH, &params, top, next)
     }
+}
+
+/// A role to search the audit for: read in the scope's kind when a scope is given, else in the
+/// first kind that knows the name (Azure, then directory, then group).
+fn audit_role(value: &str, scope: Option<&Scope>) -> Result<crate::domain::ids::RoleDefinitionId, ApiError> {
+    use crate::domain::scope::ScopeKind;
+    match scope {
+        Some(scope) => field("roleDefinitionId", scope.kind().parse_role(value)),
+        None => {
+            let first = ScopeKind::Azure.parse_role(value);
+            let found = first
+                .clone()
+                .or_else(|_| ScopeKind::Directory.parse_role(value))
+                .or_else(|_| ScopeKind::Group.parse_role(value));
+            field("roleDefinitionId", found.or(first))
+        }
+    }
+}
+
+/// The audit list's continuation, opaque as the API's `$skiptoken` (the portal's pages use it).
+pub fn write_audit_skiptoken(token: &PageToken) -> String {
+    write_skiptoken(AuditQueryDto::PATH, token)
+}
+
+pub fn read_audit_skiptoken(raw: &str) -> Result<PageToken, ApiError> {
+    read_skiptoken(AuditQueryDto::PATH, raw)
 }
 
 /// A page size: a whole number from 1 to `MAX_LIST`.
@@ -598,5 +658,133 @@ pub fn parse_bool(name: &str, value: Option<&str>, default: bool) -> Result<bool
         Some("true") | Some("1") => Ok(true),
         Some("false") | Some("0") => Ok(false),
         Some(_) => Err(ApiError::invalid(name, "must be `true` or `false`")),
+    }
+}
+
+/// One unmet term in a `validateOnly` answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NeedView {
+    /// `authContext`, `mfa`, `justification` or `ticket`.
+    pub requirement: &'static str,
+    pub message: String,
+    /// The request field that meets it, where one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_context: Option<String>,
+    /// For `authContext`: the claims request to sign in again with (base64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<String>,
+}
+
+impl NeedView {
+    pub fn of(v: &crate::domain::policy::Violation) -> Self {
+        use crate::domain::policy::Violation as V;
+        let (requirement, target, auth_context) = match v {
+            V::AuthContextRequired { context, .. } => ("authContext", None, Some(context.to_string())),
+            V::MfaRequired(_) => ("mfa", None, None),
+            V::JustificationRequired(_) => ("justification", Some("justification"), None),
+            V::TicketRequired(_) => ("ticket", Some("ticket"), None),
+            _ => ("policy", None, None),
+        };
+        Self {
+            requirement,
+            message: v.to_string(),
+            target,
+            claims: auth_context.as_deref().map(super::error::encoded_claims),
+            auth_context,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalTermsView {
+    pub min_approvals: u8,
+    pub timeout: IsoDuration,
+    /// `user:{id}` and `group:{id}` entries of the rule.
+    pub approvers: Vec<String>,
+}
+
+/// The answer to `POST /api/activations?validateOnly=true`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewView {
+    pub validate_only: bool,
+    /// Whether the request would be accepted as it stands (`needs` is empty).
+    pub ready: bool,
+    pub would_be: &'static str,
+    pub rule_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_description: Option<String>,
+    pub principal_id: String,
+    pub role_definition_id: String,
+    pub role_name: Option<&'static str>,
+    pub scope: String,
+    pub duration: IsoDuration,
+    pub start_at: DateTime<Utc>,
+    /// When access would end if it started at `startAt`; an approval moves both.
+    pub expires_at: DateTime<Utc>,
+    pub needs: Vec<NeedView>,
+    pub approval: Option<ApprovalTermsView>,
+}
+
+impl From<&crate::service::Preview> for PreviewView {
+    fn from(p: &crate::service::Preview) -> Self {
+        Self {
+            validate_only: true,
+            ready: p.needs.is_empty(),
+            would_be: p.would_be.as_str(),
+            rule_id: p.rule.id.to_string(),
+            rule_description: p.rule.description.clone(),
+            principal_id: p.principal_id.to_string(),
+            role_definition_id: p.role_definition_id.to_string(),
+            role_name: p.role_definition_id.built_in_name(),
+            scope: p.scope.to_string(),
+            duration: p.duration,
+            start_at: p.start,
+            expires_at: p.ends,
+            needs: p.needs.iter().map(NeedView::of).collect(),
+            approval: p.rule.approval.as_ref().map(|a| ApprovalTermsView {
+                min_approvals: a.min_approvals,
+                timeout: a.timeout,
+                approvers: a.approvers.iter().map(ToString::to_string).collect(),
+            }),
+        }
+    }
+}
+
+/// `GET /api/me`: who the credentials say the caller is, as Elevate reads them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeView {
+    pub principal_id: String,
+    pub tenant_id: String,
+    pub name: Option<String>,
+    pub app_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub groups_overage: bool,
+    pub mfa: bool,
+    pub auth_contexts: Vec<String>,
+}
+
+impl From<&crate::service::ports::Caller> for MeView {
+    fn from(c: &crate::service::ports::Caller) -> Self {
+        Self {
+            principal_id: c.principal_id.to_string(),
+            tenant_id: c.tenant_id.to_string(),
+            name: c.name.as_ref().map(|n| n.as_str().to_owned()),
+            app_only: c.app_only,
+            app_id: c.app_id.clone(),
+            roles: c.roles.clone(),
+            groups: c.groups.iter().map(ToString::to_string).collect(),
+            groups_overage: c.groups_overage,
+            mfa: c.mfa,
+            auth_contexts: c.auth_contexts.iter().map(ToString::to_string).collect(),
+        }
     }
 }

@@ -179,9 +179,18 @@ impl From<AuthError> for ApiError {
 
 /// The claims challenge Entra clients understand for a missing authentication context.
 pub fn claims_challenge(context: &str) -> String {
-    let claims = serde_json::json!({"access_token": {"acrs": {"essential": true, "value": context}}});
-    let encoded = base64::engine::general_purpose::STANDARD.encode(claims.to_string());
-    format!(r#"Bearer realm="elevate", error="insufficient_claims", claims="{encoded}""#)
+    format!(r#"Bearer realm="elevate", error="insufficient_claims", claims="{}""#, encoded_claims(context))
+}
+
+/// The claims request for `context`, base64 as a challenge carries it (and `az login
+/// --claims-challenge` takes it).
+pub fn encoded_claims(context: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(claims_request(context))
+}
+
+/// The claims request for `context` as JSON (what a sign-in page passes on).
+pub fn claims_request(context: &str) -> String {
+    serde_json::json!({"access_token": {"acrs": {"essential": true, "value": context}}}).to_string()
 }
 
 fn mfa_challenge() -> String {

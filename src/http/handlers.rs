@@ -18,8 +18,12 @@ fn parse_id(field: &str, raw: &str) -> Result<ActivationId, ApiError> {
     ActivationId::parse(raw).map_err(|e| ApiError::invalid(field, e))
 }
 
-/// `GET /`: readiness for the Functions host; answers at once, touches nothing.
-pub fn readiness(ctx: &HttpContext) -> Result<Response, ApiError> {
+/// `GET /` (and `/api/`): readiness for the Functions host, answered at once, touching nothing;
+/// a browser is sent to the portal instead.
+pub fn readiness(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    if req.wants_html() {
+        return Ok(pages::see_other(super::portal::HOME));
+    }
     json(
         StatusCode::OK,
         &serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "authMode": ctx.auth_mode}),
@@ -52,8 +56,19 @@ pub async fn eligibilities(ctx: &HttpContext, req: &Request) -> Result<Response,
     Ok(response)
 }
 
+/// Query parameters of `POST /api/activations`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RequestQuery {
+    validate_only: Option<String>,
+}
+
 #[tracing::instrument(skip_all)]
 pub async fn request_activation(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let q: RequestQuery = dto::parse_query(&req.query)?;
+    if dto::parse_bool("validateOnly", q.validate_only.as_deref(), false)? {
+        return validate_activation(ctx, req).await;
+    }
     let who = csrf::caller_for_change(ctx, req, csrf::Subject::NewActivation).await?;
     let key = match req.headers.get("idempotency-key") {
         Some(v) => Some(
@@ -78,6 +93,24 @@ pub async fn request_activation(ctx: &HttpContext, req: &Request) -> Result<Resp
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// `POST /api/activations?validateOnly=true`: what the request would become, with nothing
+/// stored and no notice sent. Authenticated like a request, but changes nothing, so a session
+/// needs no CSRF token (the origin check still applies to every POST).
+#[tracing::instrument(skip_all)]
+async fn validate_activation(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    let input = dto::parse_json::<ActivationRequestDto>(&req.body)?.into_input()?;
+    let preview = ctx.service.preview_activation(&who, input, ctx.clock.now()).await?;
+    json(StatusCode::OK, &dto::PreviewView::from(&preview))
+}
+
+/// `GET /api/me`: the caller as Elevate reads their credentials.
+#[tracing::instrument(skip_all)]
+pub async fn me(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    json(StatusCode::OK, &dto::MeView::from(&who))
 }
 
 #[tracing::instrument(skip_all)]
@@ -224,7 +257,7 @@ pub async fn dev(ctx: &HttpContext, req: &Request, parts: &[&str]) -> Result<Res
             }),
         ),
         ("GET", ["dev", "keys"]) => json(StatusCode::OK, &issuer.key_set()),
-        ("POST", ["dev", "sign-in"]) => pages::dev_sign_in(ctx, req).await,
+        ("POST", ["dev", "sign-in"]) => super::portal::sign_in::dev_sign_in(ctx, req).await,
         _ => Err(ApiError::not_found_route(req.method.as_str(), &req.path)),
     }
 }

@@ -13,6 +13,7 @@ mod handlers;
 pub mod invoke;
 pub mod openapi;
 pub mod pages;
+mod portal;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -225,10 +226,20 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
     }
     let takes = |accepted: &[Media]| csrf::require_media_type(&req, accepted);
     match parts.as_slice() {
-        [""] => match *m {
-            Method::GET | Method::HEAD => handlers::readiness(ctx),
+        [""] | ["api"] => match *m {
+            Method::GET | Method::HEAD => handlers::readiness(ctx, &req),
             _ => allow("GET"),
         },
+        ["api", "me"] => match *m {
+            Method::GET => handlers::me(ctx, &req).await,
+            _ => allow("GET"),
+        },
+        ["api", "portal", rest @ ..] => {
+            if !csrf::is_safe(m) {
+                takes(&[Media::Form])?;
+            }
+            portal::route(ctx, &req, rest, segments.get(2..).unwrap_or_default()).await
+        }
         ["api", "health"] => match *m {
             Method::GET => handlers::health(ctx).await,
             _ => allow("GET"),
@@ -374,6 +385,18 @@ pub fn html(status: StatusCode, body: String) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     if let Ok(csp) = HeaderValue::from_str(&pages::content_security_policy()) {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    harden(&mut response);
+    response
+}
+
+/// A file to save (an export), never rendered by the browser as a page.
+pub fn download(content_type: &'static str, filename: &str, body: Vec<u8>) -> Response {
+    let mut response = warp::http::Response::new(body);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, value);
     }
     harden(&mut response);
     response

@@ -4,7 +4,6 @@
 //! attacker-controlled). Form posts carry a CSRF token bound to the approver and the activation.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use warp::http::{HeaderValue, StatusCode, header};
 
@@ -16,15 +15,26 @@ use crate::service::ServiceError;
 use crate::service::ports::Caller;
 
 use super::error::ApiError;
-use super::{DEV_COOKIE, HttpContext, Request, Response, csrf, html};
+use super::{HttpContext, Response, csrf, html};
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b;background:#fff;line-height:1.5}\
+pub(super) const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b;background:#fff;line-height:1.5}\
 h1{font-size:1.5rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem}dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}\
 .note{padding:.75rem 1rem;border-left:4px solid #0a5ca8;background:#eef4fb}.warn{border-color:#a4262c;background:#fdf0f0}\
-label{display:block;font-weight:600;margin-top:1rem}textarea,input[type=text]{width:100%;font:inherit;padding:.4rem;border:1px solid #555}\
+label{display:block;font-weight:600;margin-top:1rem}textarea,input[type=text]{width:100%;box-sizing:border-box;font:inherit;padding:.4rem;border:1px solid #555}\
 button{font:inherit;padding:.5rem 1.2rem;margin:1rem .5rem 0 0;border:2px solid #1b1b1b;background:#fff;cursor:pointer}\
 button.approve{background:#0b6a0b;color:#fff;border-color:#0b6a0b}button.deny{background:#a4262c;color:#fff;border-color:#a4262c}\
-button:focus,textarea:focus,input:focus{outline:3px solid #ffb900;outline-offset:2px}table{border-collapse:collapse}td,th{padding:.25rem .6rem;border-bottom:1px solid #ccc;text-align:left}";
+button:focus,textarea:focus,input:focus,input:focus-within{outline:3px solid #1b1b1b;outline-offset:2px}table{border-collapse:collapse}td,th{padding:.25rem .6rem;border-bottom:1px solid #ccc;text-align:left}\
+body.portal{max-width:64rem}a{color:#0a5ca8}a:focus,select:focus,summary:focus{outline:3px solid #1b1b1b;outline-offset:2px}\
+.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff;padding:.5rem;z-index:1}\
+header.top{display:flex;flex-wrap:wrap;gap:1rem;align-items:center;justify-content:space-between;border-bottom:2px solid #1b1b1b;padding-bottom:.5rem}\
+nav ul{list-style:none;display:flex;flex-wrap:wrap;gap:.25rem 1rem;margin:0;padding:0}nav a[aria-current]{font-weight:700;text-decoration-thickness:3px}\
+.who{font-size:.9rem}.who form{display:inline}.who button{margin:0 0 0 .5rem;padding:.2rem .6rem}\
+section.rule,section.item{border:1px solid #767676;padding:0 1rem 1rem;margin:1.5rem 0}\
+select,input[type=datetime-local],input[type=number]{font:inherit;padding:.4rem;border:1px solid #555}\
+.hint{display:block;font-weight:400;font-size:.9rem;color:#3b3b3b}caption.hint{display:table-caption;text-align:left}.error{color:#a4262c;font-weight:600;margin:.25rem 0}\
+[aria-invalid=true]{border:2px solid #a4262c}.row{display:flex;flex-wrap:wrap;gap:0 1rem}.row>div{flex:1 1 12rem}\
+fieldset{border:1px solid #767676;margin-top:1rem}.inline{display:inline}.inline button{margin-top:.5rem}\
+.table-wrap{overflow-x:auto}td small,dd small{color:#3b3b3b}footer{margin-top:2rem;font-size:.9rem;color:#3b3b3b}";
 
 /// The page CSP: nothing but our own inline style (by hash) and forms posting to ourselves.
 pub fn content_security_policy() -> String {
@@ -58,7 +68,7 @@ pub(super) fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn fmt_time(at: DateTime<Utc>) -> String {
+pub(super) fn fmt_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
@@ -209,7 +219,8 @@ pub fn approval(
     };
     let body = format!(
         "<h1>Access request</h1>{subject_note}<dl>{facts_html}</dl><h2>Decisions</h2>{decisions_html}<h2>{action_heading}</h2>{action}\
-<p><small>Signed in as <code>{}</code>. Role changes can take several minutes to take effect in Azure.</small></p>",
+<p><small>Signed in as <code>{}</code>. Role changes can take several minutes to take effect in Azure.</small></p>\
+<p><a href=\"/api/portal/approvals\">All approvals</a> · <a href=\"/api/portal/access\">My access</a></p>",
         who.principal_id
     );
     html(StatusCode::OK, page("Access request", &body))
@@ -275,9 +286,11 @@ pub fn sign_in_required(ctx: &HttpContext, path: &str, e: &ApiError) -> Response
         format!(
             "<h1>Sign in (dev mode)</h1><p class=\"note\">{}</p><p>Paste a token from <code>elevate token --user &lt;object id&gt; --mfa</code>.</p>\
 <form method=\"post\" action=\"/dev/sign-in\"><input type=\"hidden\" name=\"returnTo\" value=\"{}\"><label for=\"token\">Dev token</label>\
-<input type=\"text\" id=\"token\" name=\"token\" autocomplete=\"off\" required><button type=\"submit\">Sign in</button></form>",
+<input type=\"text\" id=\"token\" name=\"token\" autocomplete=\"off\" required><button type=\"submit\">Sign in</button></form>\
+<p>Or <a href=\"{}\">sign in as a demo user</a>.</p>",
             esc(&e.message),
-            esc(path)
+            esc(path),
+            esc(&super::portal::sign_in::url(path, None))
         )
     } else {
         format!("<h1>Sign-in required</h1><p class=\"note warn\">{}</p>", esc(&e.message))
@@ -295,39 +308,6 @@ pub fn see_other(location: &str) -> Response {
         response.headers_mut().insert(header::LOCATION, value);
     }
     response
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SignInForm {
-    token: String,
-    return_to: Option<String>,
-}
-
-/// Dev mode: checks a pasted token and keeps it in an HttpOnly, SameSite=Strict cookie.
-pub async fn dev_sign_in(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
-    let form: SignInForm = serde_urlencoded::from_bytes(&req.body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestBody", format!("invalid form: {e}")))?;
-    let token = form.token.trim().to_owned();
-    let credentials = crate::service::ports::Credentials { bearer: Some(token.clone()), client_principal: None };
-    if let Err(e) = ctx.auth.authenticate(&credentials, ctx.clock.now()).await {
-        return Ok(refusal(&ApiError::from(e)));
-    }
-    // Only back to an approval or confirmation page: never an open redirect.
-    let target = form
-        .return_to
-        .filter(|p| {
-            (p.starts_with("/api/approvals/") && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-')))
-                || (p.starts_with("/api/confirmations/")
-                    && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.')))
-        })
-        .unwrap_or_else(|| "/api/approvals".to_owned());
-    let mut response = see_other(&target);
-    let cookie = format!("{DEV_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    Ok(response)
 }
 
 #[cfg(test)]

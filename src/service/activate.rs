@@ -61,6 +61,57 @@ impl ActivationInput {
     }
 }
 
+impl ActivationInput {
+    fn into_draft(self, principal: PrincipalId) -> ActivationDraft {
+        ActivationDraft {
+            principal_id: principal,
+            role_definition_id: self.role_definition_id,
+            scope: self.scope,
+            rule_id: self.rule_id,
+            duration: self.duration,
+            justification: self.justification,
+            ticket: self.ticket,
+            start_at: self.start_at,
+        }
+    }
+}
+
+/// What a request would become if it were made now (`validateOnly`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WouldBe {
+    Active,
+    Scheduled,
+    PendingApproval,
+    /// A broker asked for a rule that needs the user's own proof: a confirmation link.
+    ConfirmationRequired,
+}
+
+impl WouldBe {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WouldBe::Active => "Active",
+            WouldBe::Scheduled => "Scheduled",
+            WouldBe::PendingApproval => "PendingApproval",
+            WouldBe::ConfirmationRequired => "ConfirmationRequired",
+        }
+    }
+}
+
+/// The answer to `validateOnly`: the rule, the window, what is still missing, who approves.
+#[derive(Clone, Debug)]
+pub struct Preview {
+    pub principal_id: PrincipalId,
+    pub role_definition_id: RoleDefinitionId,
+    pub scope: Scope,
+    pub rule: crate::domain::policy::Rule,
+    pub duration: IsoDuration,
+    pub start: DateTime<Utc>,
+    pub ends: DateTime<Utc>,
+    /// Unmet terms; empty when the request would be accepted as it stands.
+    pub needs: Vec<Violation>,
+    pub would_be: WouldBe,
+}
+
 /// The outcome of a request: the activation, and whether it was an idempotent replay.
 #[derive(Debug)]
 pub struct Requested {
@@ -122,16 +173,7 @@ impl Elevate {
         {
             return Ok(replay);
         }
-        let draft = ActivationDraft {
-            principal_id: principal,
-            role_definition_id: input.role_definition_id,
-            scope: input.scope,
-            rule_id: input.rule_id,
-            duration: input.duration,
-            justification: input.justification,
-            ticket: input.ticket,
-            start_at: input.start_at,
-        };
+        let draft = input.into_draft(principal);
         let brokered = matches!(actor, Actor::Broker { .. });
         let authorized = self.policy.authorize_activation(draft, &subject, now).map_err(|refusal| match refusal {
             Refusal::Violation(Violation::MfaRequired(_) | Violation::AuthContextRequired { .. }) if brokered => {
@@ -171,6 +213,53 @@ impl Elevate {
             stored.value
         };
         Ok(Requested { activation, replayed: false })
+    }
+
+    /// What `input` would become if requested now, with nothing stored and no notice sent:
+    /// the same eligibility and terms as a request, but every unmet term the caller could still
+    /// meet is listed instead of refusing on the first.
+    pub async fn preview_activation(
+        &self,
+        caller: &Caller,
+        input: ActivationInput,
+        now: DateTime<Utc>,
+    ) -> Result<Preview, ServiceError> {
+        let (principal, mut subject, actor) = self.requester(caller, input.principal_id)?;
+        let brokered = matches!(actor, Actor::Broker { .. });
+        if !brokered {
+            subject = self.subject(caller).await?;
+        }
+        let start_at = input.start_at;
+        let draft = input.into_draft(principal);
+        let assessed = self.policy.assess(&draft, &subject, now).map_err(ServiceError::Refused)?;
+        let mut needs = assessed.needs;
+        let needs_user =
+            needs.iter().any(|n| matches!(n, Violation::MfaRequired(_) | Violation::AuthContextRequired { .. }));
+        let would_be = if brokered && needs_user {
+            // The user's own sign-in meets these when they confirm; a broker cannot.
+            needs.retain(|n| !matches!(n, Violation::MfaRequired(_) | Violation::AuthContextRequired { .. }));
+            if self.link_signer.is_none() {
+                return Err(ServiceError::UserConfirmationRequired);
+            }
+            WouldBe::ConfirmationRequired
+        } else if assessed.rule.approval.is_some() {
+            WouldBe::PendingApproval
+        } else if start_at.is_some_and(|at| at > now) {
+            WouldBe::Scheduled
+        } else {
+            WouldBe::Active
+        };
+        Ok(Preview {
+            principal_id: principal,
+            role_definition_id: draft.role_definition_id,
+            scope: draft.scope,
+            rule: assessed.rule.clone(),
+            duration: assessed.duration,
+            start: assessed.start,
+            ends: assessed.ends,
+            needs,
+            would_be,
+        })
     }
 
     /// Who will hold the access, the evidence about them, and who acts. Only allow-listed

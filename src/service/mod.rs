@@ -20,7 +20,7 @@ use crate::domain::audit::{Actor, AuditEvent};
 use crate::domain::ids::{ActivationId, Justification};
 use crate::domain::policy::Policy;
 
-pub use activate::{ActivationInput, Requested};
+pub use activate::{ActivationInput, Preview, Requested, WouldBe};
 pub use confirm::{Answer, ConfirmationLink, LinkRefusal, LinkSigner, PendingConfirmation};
 pub use error::ServiceError;
 pub use lifecycle::ExtensionInput;

@@ -540,6 +540,19 @@ pub trait DevIssuerKeys: Send + Sync {
     fn issuer(&self) -> &'static str;
     /// Its public signing keys, as a JWKS document.
     fn key_set(&self) -> serde_json::Value;
+    /// A token for the portal's dev sign-in (dev mode only: anyone who can reach a dev-mode
+    /// Elevate can mint tokens with `elevate token` anyway).
+    fn sign_in_token(&self, who: &DevSignIn, now: DateTime<Utc>) -> Result<String, String>;
+}
+
+/// Whom the dev sign-in signs in, and with what evidence.
+#[derive(Clone, Debug)]
+pub struct DevSignIn {
+    pub principal_id: PrincipalId,
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+    pub mfa: bool,
+    pub auth_contexts: Vec<AuthContextId>,
 }
 
 /// The directory (Microsoft Graph), for what a sign-in cannot say: whether a principal is still in

@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::activation::{Activation, Status};
+use crate::domain::activation::{Action, Activation, Status};
 use crate::domain::audit::AuditEvent;
-use crate::domain::ids::{ActivationId, DisplayName, PrincipalId};
+use crate::domain::ids::{ActivationId, DisplayName, PrincipalId, RoleDefinitionId};
 use crate::domain::policy::Rule;
+use crate::domain::scope::Scope;
 
 use super::ports::{ActivationQuery, AuditQuery, Caller, Page, PageToken};
 use super::{Elevate, ServiceError};
@@ -34,13 +35,32 @@ impl PageRequest {
     }
 }
 
-/// What `GET /api/audit` selects.
+/// What `GET /api/audit` selects. The store selects by activation, principal and `since`; the
+/// rest is read from each event (role, scope at or below, action, `until`).
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     pub activation_id: Option<ActivationId>,
     pub principal_id: Option<PrincipalId>,
     pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub role_definition_id: Option<RoleDefinitionId>,
+    /// Events at this scope or below it.
+    pub scope: Option<Scope>,
+    pub action: Option<Action>,
 }
+
+impl AuditFilter {
+    fn keeps(&self, e: &AuditEvent) -> bool {
+        self.until.is_none_or(|until| e.at <= until)
+            && self.role_definition_id.is_none_or(|r| e.role_definition_id == Some(r))
+            && self.scope.as_ref().is_none_or(|s| e.scope.as_ref().is_some_and(|at| s.contains(at)))
+            && self.action.is_none_or(|a| e.action == a)
+    }
+}
+
+/// Store pages one audit request reads at most while filters drop events: a page may come back
+/// short (with a next link), never after an unbounded scan.
+const AUDIT_SCAN_PAGES: usize = 10;
 
 #[derive(Debug)]
 pub struct ActivationDetails {
@@ -139,13 +159,43 @@ impl Elevate {
                 "reading the audit trail needs Elevate.Admin or Elevate.Auditor".into(),
             ));
         }
-        let query = AuditQuery {
+        let limit = page.limit();
+        let mut query = AuditQuery {
             activation_id: filter.activation_id,
             principal_id: filter.principal_id,
             since: filter.since,
-            limit: page.limit(),
+            limit,
             after: page.after,
         };
-        Ok(self.store.audit(&query).await?)
+        let mut items = Vec::new();
+        for _ in 0..AUDIT_SCAN_PAGES {
+            let found = self.store.audit(&query).await?;
+            // Oldest first: past `until`, nothing later can match.
+            let past_until = filter.until.is_some_and(|until| found.items.iter().any(|e| e.at > until));
+            items.extend(found.items.into_iter().filter(|e| filter.keeps(e)));
+            let next = if past_until { None } else { found.next };
+            match next {
+                Some(token) if items.len() < limit => query.after = Some(token),
+                next => return Ok(Page { items, next }),
+            }
+        }
+        Ok(Page { items, next: query.after })
+    }
+
+    /// Requests the caller decided on, newest first, among the `MAX_LIST` newest requests.
+    pub async fn decided_by(
+        &self,
+        caller: &Caller,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Activation>, ServiceError> {
+        let query = ActivationQuery { principal_id: None, statuses: Vec::new(), limit: MAX_LIST, after: None, now };
+        let page = self.store.list(&query).await?;
+        Ok(page
+            .items
+            .into_iter()
+            .filter(|a| a.approvals().iter().any(|d| d.approver_id == caller.principal_id))
+            .take(limit)
+            .collect())
     }
 }

@@ -176,6 +176,21 @@ impl crate::service::ports::DevIssuerKeys for DevIssuer {
     fn key_set(&self) -> serde_json::Value {
         serde_json::to_value(&self.jwks).unwrap_or_else(|_| json!({"keys": []}))
     }
+
+    fn sign_in_token(&self, who: &crate::service::ports::DevSignIn, now: DateTime<Utc>) -> Result<String, String> {
+        let request = DevTokenRequest {
+            object_id: who.principal_id.to_string(),
+            name: who.name.clone(),
+            roles: who.roles.clone(),
+            groups: Vec::new(),
+            mfa: who.mfa,
+            auth_contexts: who.auth_contexts.iter().map(ToString::to_string).collect(),
+            app_id: None,
+            groups_overage: false,
+            lifetime: TimeDelta::hours(1),
+        };
+        self.mint(&request, now).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

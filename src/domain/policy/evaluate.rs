@@ -151,17 +151,17 @@ impl Policy {
         }
     }
 
-    /// Deny by default: the request becomes an [`AuthorizedRequest`] only if a rule makes the
-    /// principal eligible and every term of that rule is met.
-    ///
-    /// `subject` is the evidence about the person who will hold the access (for brokered
-    /// requests the service passes a subject without MFA evidence).
-    pub fn authorize_activation(
+    /// What `draft` would meet under the policy, without deciding: the rule that applies, the
+    /// window, and every term the caller still has to meet (`needs`). Terms a caller cannot meet
+    /// by adding evidence or fields — eligibility, the role's fit at the scope, duration bounds,
+    /// the start time, the eligibility window — are refused as `authorize_activation` refuses
+    /// them. `validateOnly` answers with this; `authorize_activation` builds on it.
+    pub fn assess(
         &self,
-        draft: ActivationDraft,
+        draft: &ActivationDraft,
         subject: &Subject,
         now: DateTime<Utc>,
-    ) -> Result<AuthorizedRequest, Refusal> {
+    ) -> Result<Assessment<'_>, Refusal> {
         let (rule, via) = self.select_rule(
             &draft.principal_id,
             &subject.groups,
@@ -190,34 +190,57 @@ impl Policy {
         if duration < MIN_ACTIVATION {
             return Err(Violation::DurationTooShort { requested: duration, min: MIN_ACTIVATION }.into());
         }
-        check_evidence(rule, subject)?;
+        let mut needs = Vec::new();
+        if let Some(context) = rule.auth_context.as_ref().filter(|c| !subject.auth_contexts.contains(c)) {
+            needs.push(Violation::AuthContextRequired { rule: rule.id.clone(), context: context.clone() });
+        }
+        if rule.require_mfa && !subject.mfa {
+            needs.push(Violation::MfaRequired(rule.id.clone()));
+        }
         if rule.require_justification && draft.justification.is_none() {
-            return Err(Violation::JustificationRequired(rule.id.clone()).into());
+            needs.push(Violation::JustificationRequired(rule.id.clone()));
         }
         if rule.require_ticket && draft.ticket.is_none() {
-            return Err(Violation::TicketRequired(rule.id.clone()).into());
+            needs.push(Violation::TicketRequired(rule.id.clone()));
         }
         let start = match draft.start_at {
             Some(at) if at < now - START_SKEW => return Err(Violation::StartInPast(at).into()),
-            Some(at) if at > now + MAX_SCHEDULE_AHEAD => {
-                return Err(Violation::StartTooFar(at).into());
-            }
+            Some(at) if at > now + MAX_SCHEDULE_AHEAD => return Err(Violation::StartTooFar(at).into()),
             Some(at) => at.max(now),
             None => now,
         };
-        if let Some(eligibility_ends) = rule.expires_at {
-            let ends = start + duration.as_delta();
-            if ends > eligibility_ends {
-                return Err(Violation::OutlastsEligibility { rule: rule.id.clone(), ends, eligibility_ends }.into());
-            }
+        let ends = start + duration.as_delta();
+        if let Some(eligibility_ends) = rule.expires_at
+            && ends > eligibility_ends
+        {
+            return Err(Violation::OutlastsEligibility { rule: rule.id.clone(), ends, eligibility_ends }.into());
         }
+        Ok(Assessment { rule, via, duration, start, ends, needs })
+    }
+
+    /// Deny by default: the request becomes an [`AuthorizedRequest`] only if a rule makes the
+    /// principal eligible and every term of that rule is met.
+    ///
+    /// `subject` is the evidence about the person who will hold the access (for brokered
+    /// requests the service passes a subject without MFA evidence).
+    pub fn authorize_activation(
+        &self,
+        draft: ActivationDraft,
+        subject: &Subject,
+        now: DateTime<Utc>,
+    ) -> Result<AuthorizedRequest, Refusal> {
+        let assessed = self.assess(&draft, subject, now)?;
+        if let Some(unmet) = assessed.needs.into_iter().next() {
+            return Err(unmet.into());
+        }
+        let rule = assessed.rule;
         Ok(AuthorizedRequest(ActivationRequest {
             principal_id: draft.principal_id,
             role_definition_id: draft.role_definition_id,
             scope: draft.scope,
             rule_id: rule.id.clone(),
-            eligible_via: via,
-            duration,
+            eligible_via: assessed.via,
+            duration: assessed.duration,
             justification: draft.justification,
             ticket: draft.ticket,
             requested_at: now,

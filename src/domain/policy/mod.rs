@@ -219,6 +219,22 @@ pub struct ActivationRequest {
     pub principal_name: Option<DisplayName>,
 }
 
+/// What the policy says of a request before it is made (`Policy::assess`).
+#[derive(Clone, Debug)]
+pub struct Assessment<'p> {
+    pub rule: &'p Rule,
+    /// The rule entry that makes the principal eligible.
+    pub via: PrincipalRef,
+    pub duration: IsoDuration,
+    /// When access would start: now, or the scheduled start.
+    pub start: DateTime<Utc>,
+    /// When it would end if granted at `start` (an approval later moves both).
+    pub ends: DateTime<Utc>,
+    /// Terms still unmet, in the order a request is refused for them: authentication context,
+    /// MFA, justification, ticket. Empty: the request would be accepted as it stands.
+    pub needs: Vec<Violation>,
+}
+
 /// Proof that a request met the policy. Only `Policy::authorize_activation` makes one.
 #[derive(Clone, Debug)]
 pub struct AuthorizedRequest(ActivationRequest);
