@@ -320,6 +320,19 @@ async fn portal_changes_need_the_token_our_origin_and_a_form() {
         .await
         .unwrap();
     assert_eq!(plain.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Another method is no form post: not past the origin and media-type rules, not at all.
+    for method in ["OPTIONS", "PUT", "DELETE", "PATCH"] {
+        let res = app
+            .client
+            .request(method.parse().unwrap(), format!("{}/api/portal/roles", app.base))
+            .header("cookie", &alice.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(refs(&form)).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+    }
     let activation = alice
         .post("/api/portal/activations/00000000-0000-0000-0000-000000000000/deactivate", &[("csrf", "1.00")])
         .await;
@@ -378,7 +391,13 @@ async fn a_requester_checks_activates_extends_and_deactivates_through_forms() {
     let csrf = input_value(&deactivate_at.html, "csrf", at);
     let ended = alice.post(&format!("/api/portal/activations/{id}/deactivate"), &[("csrf", &csrf)]).await;
     assert_eq!(ended.status, StatusCode::SEE_OTHER);
-    assert_eq!(ended.location(), "/api/portal/access?done=access%20ended");
+    assert_eq!(ended.location(), "/api/portal/access?done=deactivated");
+    assert!(alice.get(&ended.location()).await.html.contains("Done: access ended."));
+    let planted = alice.get("/api/portal/access?done=Call+the+helpdesk+at+555&requested=%3Cb%3E").await;
+    assert!(
+        !planted.html.contains("helpdesk") && !planted.html.contains("Requested."),
+        "a link's own text is never shown"
+    );
     assert_eq!(app.activation(&id).await["status"], "Deactivated");
     let history = alice.get("/api/portal/access").await;
     assert!(history.html.contains("<td>Deactivated</td>"), "{}", history.html);
@@ -416,8 +435,9 @@ async fn a_rule_needing_more_proof_sends_the_user_to_sign_in_again_and_back_to_t
     let token = cookie.trim_start_matches("elevate_dev_token=").split(';').next().unwrap().to_owned();
     let stepped = Session::new(&app, &token);
     let filled = stepped.get(&back).await;
-    assert!(filled.html.contains("You signed in again"), "{}", filled.html);
-    assert!(filled.html.contains(">INC-7 &amp; more</textarea>"));
+    assert!(filled.html.contains("Check every field before you submit"), "{}", filled.html);
+    assert!(!back.contains("INC-7") && !sign_in.contains("INC-7"), "the justification never travels in an address");
+    assert!(filled.html.contains(&format!("value=\"{SUB2}/resourceGroups/secure\"")), "the scope is kept");
     let form = with(form_of(&filled.html, "stepped-up"), &[("justification", "INC-7 & more"), ("intent", "activate")]);
     let made = stepped.post("/api/portal/roles", &refs(&form)).await;
     assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.html);

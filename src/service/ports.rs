@@ -540,8 +540,8 @@ pub trait DevIssuerKeys: Send + Sync {
     fn issuer(&self) -> &'static str;
     /// Its public signing keys, as a JWKS document.
     fn key_set(&self) -> serde_json::Value;
-    /// A token for the portal's dev sign-in (dev mode only: anyone who can reach a dev-mode
-    /// Elevate can mint tokens with `elevate token` anyway).
+    /// A token for the portal's dev sign-in (dev mode only, which is refused outside loopback and
+    /// with real providers): whoever can reach the port signs in as anyone, with any app role.
     fn sign_in_token(&self, who: &DevSignIn, now: DateTime<Utc>) -> Result<String, String>;
 }
 

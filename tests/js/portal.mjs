@@ -297,7 +297,7 @@ try {
   await expectText(prodItem, 'Status\nActive', 'approved, as Alice');
   await submitted(alice, () => prodItem.getByRole('button', { name: 'Deactivate now' }).click());
   const done = new URL(alice.url());
-  if (done.pathname !== '/api/portal/access' || done.searchParams.get('done') !== 'access ended') fail(`after Deactivate at ${alice.url()}`);
+  if (done.pathname !== '/api/portal/access' || done.searchParams.get('done') !== 'deactivated') fail(`after Deactivate at ${alice.url()}`);
   await expectText(alice.locator('main [role="status"]'), 'Done: access ended.', 'deactivated');
   if (await prodItem.count()) fail('deactivated: still listed as active');
   const recent = alice.locator('table tbody tr');

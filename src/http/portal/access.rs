@@ -23,6 +23,41 @@ const SHOWN: usize = 100;
 /// Ended requests listed under "Recent".
 const RECENT: usize = 20;
 
+/// What a change did, as the redirect after it names it (`?done=`).
+#[derive(Clone, Copy)]
+enum Done {
+    Deactivated,
+    Withdrawn,
+    Extended,
+    ExtensionAsked,
+}
+
+impl Done {
+    const ALL: [Done; 4] = [Done::Deactivated, Done::Withdrawn, Done::Extended, Done::ExtensionAsked];
+
+    fn code(self) -> &'static str {
+        match self {
+            Done::Deactivated => "deactivated",
+            Done::Withdrawn => "withdrawn",
+            Done::Extended => "extended",
+            Done::ExtensionAsked => "extension-asked",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Done::Deactivated => "access ended",
+            Done::Withdrawn => "request withdrawn",
+            Done::Extended => "access extended",
+            Done::ExtensionAsked => "extension asked for; it waits for approval",
+        }
+    }
+
+    fn parse(code: &str) -> Option<Done> {
+        Done::ALL.into_iter().find(|d| d.code() == code)
+    }
+}
+
 /// A refused change, shown on the page it came from.
 struct Refused {
     id: ActivationId,
@@ -36,10 +71,12 @@ struct Refused {
 /// `GET /api/portal/access`.
 pub async fn page(ctx: &HttpContext, req: &Request, who: &Caller) -> Result<Response, ApiError> {
     let query = Form::from_query(&req.query);
+    // Only fixed words: a link must not put its own text on Elevate's page.
     let notice = query
         .get("requested")
-        .map(|id| format!("Requested. Your request <code>{}</code> is listed below.", esc(id)))
-        .or_else(|| query.get("done").map(|what| format!("Done: {}.", esc(what))));
+        .and_then(|id| ActivationId::parse(id).ok())
+        .map(|id| format!("Requested. Your request <code>{id}</code> is listed below."))
+        .or_else(|| query.get("done").and_then(Done::parse).map(|d| format!("Done: {}.", d.text())));
     render_page(ctx, who, notice, None, StatusCode::OK).await
 }
 
@@ -290,15 +327,13 @@ pub async fn act(ctx: &HttpContext, req: &Request, raw_id: &str, action: &str) -
     };
     match result {
         Ok(a) => {
-            let done = match (action, a.status()) {
-                ("deactivate", _) => "access ended",
-                ("cancel", _) => "request withdrawn",
-                (_, _) if matches!(a.state(), State::Active { extension: Some(_), .. }) => {
-                    "extension asked for; it waits for approval"
-                }
-                _ => "access extended",
+            let done = match action {
+                "deactivate" => Done::Deactivated,
+                "cancel" => Done::Withdrawn,
+                _ if matches!(a.state(), State::Active { extension: Some(_), .. }) => Done::ExtensionAsked,
+                _ => Done::Extended,
             };
-            Ok(see_other(&format!("{PREFIX}/access?done={}", crate::endpoint::encode_component(done))))
+            Ok(see_other(&format!("{PREFIX}/access?done={}", done.code())))
         }
         Err(e) => {
             let refused = Refused {

@@ -19,6 +19,8 @@ use super::{Form, HttpContext, Nav, PREFIX, Request, Response, field_error, fiel
 const PAGE: usize = 50;
 /// Most events one export holds; a larger one says so and is cut.
 pub const EXPORT_MAX: usize = 10_000;
+/// Service calls one export makes at most (each reads at most 10 store pages of 500 events).
+const EXPORT_CALLS: usize = 10;
 const FILTERS: [&str; 6] = ["principalId", "roleDefinitionId", "scope", "action", "since", "until"];
 
 /// The query as the form sent it: empty fields dropped, `datetime-local` times read as UTC.
@@ -96,7 +98,12 @@ pub async fn page(ctx: &HttpContext, req: &Request, who: &Caller) -> Result<Resp
 <button type=\"submit\">Search</button></fieldset></form>",
         field("principalId", "Principal", "Object id of the requester.", "text"),
         field("roleDefinitionId", "Role", "A name such as Owner, or an id.", "text"),
-        field("scope", "Scope", "This scope and below it.", "text"),
+        field(
+            "scope",
+            "Scope",
+            "This scope and below it. Role and scope match events recorded since Elevate keeps them on each event.",
+            "text"
+        ),
         field("since", "From", "UTC.", "datetime-local"),
         field("until", "Until", "UTC.", "datetime-local"),
     );
@@ -192,7 +199,9 @@ pub async fn export(ctx: &HttpContext, req: &Request, who: &Caller) -> Result<Re
     let mut events = Vec::new();
     let mut after = None;
     let mut cut = false;
-    loop {
+    // Bounded by what is read, not only by what is kept: a filter that matches little must not
+    // walk the whole trail (each call reads at most 10 store pages).
+    for call in 1..=EXPORT_CALLS {
         let page = ctx.service.audit(who, filter.clone(), PageRequest { top: crate::service::MAX_LIST, after }).await?;
         events.extend(page.items);
         if events.len() >= EXPORT_MAX {
@@ -201,7 +210,11 @@ pub async fn export(ctx: &HttpContext, req: &Request, who: &Caller) -> Result<Re
             break;
         }
         match page.next {
-            Some(next) => after = Some(next),
+            Some(next) if call < EXPORT_CALLS => after = Some(next),
+            Some(_) => {
+                cut = true;
+                break;
+            }
             None => break,
         }
     }
@@ -217,7 +230,8 @@ pub async fn export(ctx: &HttpContext, req: &Request, who: &Caller) -> Result<Re
         (out, "application/jsonl; charset=utf-8", "elevate-audit.jsonl")
     };
     let mut response = super::super::download(content_type, name, body);
-    if cut && let Ok(v) = HeaderValue::from_str(&EXPORT_MAX.to_string()) {
+    // Cut: the events kept so far; narrow the search (a later `since`) for the rest.
+    if cut && let Ok(v) = HeaderValue::from_str(&events.len().to_string()) {
         response.headers_mut().insert("x-elevate-export-truncated-at", v);
     }
     Ok(response)

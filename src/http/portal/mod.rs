@@ -47,7 +47,18 @@ pub async fn route(ctx: &HttpContext, req: &Request, parts: &[&str], raw: &[Stri
             "the portal answers in HTML; the JSON API is under /api (see /api/openapi.json)",
         ));
     }
-    let get = matches!(req.method, Method::GET | Method::HEAD);
+    // Pages are read with GET (or HEAD); forms post. Nothing else is a portal request: another
+    // method must never reach a form's handler past the origin and media-type rules.
+    let get = match req.method {
+        Method::GET | Method::HEAD => true,
+        Method::POST => false,
+        _ => {
+            let mut e =
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "use GET, or POST for a form");
+            e.target = Some("GET, HEAD, POST".to_owned());
+            return Err(e);
+        }
+    };
     match (get, parts) {
         (true, ["sign-in"]) => return Ok(sign_in::page(ctx, req)),
         (false, ["sign-out"]) => return Ok(sign_in::sign_out(ctx)),

@@ -42,7 +42,11 @@ impl FormState {
 pub async fn page(ctx: &HttpContext, req: &Request, who: &Caller) -> Result<Response, ApiError> {
     let filled = Form::from_query(&req.query);
     let state = filled.get("rule").map(|rule| {
-        let notice = Some("You signed in again. Check the request and submit it.".to_owned());
+        let notice = Some(
+            "This form was filled in from the address you followed (the way back from signing in again). Check every \
+field before you submit. A justification and a ticket are never carried in an address: enter them here."
+                .to_owned(),
+        );
         (rule.to_owned(), FormState { values: Some(Form(filled.0.clone())), notice, ..FormState::default() })
     });
     render_page(ctx, who, state, StatusCode::OK).await
@@ -531,7 +535,9 @@ pub async fn submit(ctx: &HttpContext, req: &Request) -> Result<Response, ApiErr
 
 /// The roles page with this form's values in the query, scrolled to the rule's form.
 fn back_to_form(form: &Form, rule: &str) -> String {
-    let keep = ["rule", "role", "scope", "duration", "justification", "ticketSystem", "ticketNumber", "startAt"];
+    // Not the justification or the ticket: an address ends up in browser history and in the
+    // platform's request logs.
+    let keep = ["rule", "role", "scope", "duration", "startAt"];
     let pairs: Vec<(&str, &str)> = keep.iter().map(|k| (*k, form.get(k).unwrap_or_default())).collect();
     let _ = rule;
     format!("{PREFIX}/roles?{}", super::query_string(&pairs))

@@ -44,9 +44,15 @@ pub fn url(back: &str, proof: Option<Proof>) -> String {
 pub fn safe_return(target: Option<&str>) -> String {
     target
         .filter(|p| {
+            // Checked as sent and with its escapes read (up to three layers: `%252e` is `%2e`
+            // is `.`), since a browser resolves `%2e%2e` as `..`.
+            let mut readings = vec![(*p).to_owned()];
+            for _ in 0..3 {
+                let next = super::super::percent_decoded(readings.last().map(String::as_str).unwrap_or_default());
+                readings.push(next);
+            }
             ["/api/portal/", "/api/approvals/", "/api/confirmations/"].iter().any(|prefix| p.starts_with(prefix))
-                && !p.contains("//")
-                && !p.contains("..")
+                && readings.iter().all(|r| !r.contains("//") && !r.contains("..") && !r.contains('\\'))
                 && p.len() <= 2048
                 && p.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.~?&=%+#".contains(c))
         })
@@ -215,6 +221,10 @@ mod tests {
             "/api/portal/../../dev/keys",
             "/api/portal/\\evil",
             "/api/portal/a\"onmouseover=x",
+            "/api/portal/%2e%2e/%2e%2e/dev/keys",
+            "/api/portal/%252e%252e/%252e%252e/dev/keys",
+            "/api/portal/%2F%2Fevil.example",
+            "/api/portal/%5cevil",
             "/api/portalx",
             "/dev/keys",
             "javascript:alert(1)",
