@@ -104,7 +104,7 @@ var allTags = union(tags, { application: 'elevate' })
 var storageRoles = [
   'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner: deployment package, host leases
   '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor: Elevate's store
-  '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor: the Functions host
+  '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor: the host's queue triggers, and Elevate putting expiry and deliver messages
 ]
 var metricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
@@ -161,6 +161,20 @@ resource elevateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
   parent: tableService
   name: tableName
 }
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// The queues Elevate puts work on and the queue-triggered functions read (functions/expiry,
+// functions/deliver); the host creates their `-poison` queues itself.
+resource workQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queue in ['expiry', 'deliver']: {
+    parent: queueService
+    name: queue
+  }
+]
 
 resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: '${appName}-logs'

@@ -71,35 +71,59 @@ pub const DEV_STORAGE_KEY: &str =
 /// The table Elevate uses unless told otherwise (and the one `infra/` creates).
 pub const DEFAULT_TABLE: &str = "elevate";
 
-/// Parses a storage connection string. Never echoes it: it holds the account key.
-fn connection_string(value: &str, table: String, local_file: PathBuf) -> Result<TablesSetting, ConfigError> {
+/// A storage service a connection string names an endpoint of.
+#[derive(Clone, Copy)]
+enum StorageService {
+    Table,
+    Queue,
+}
+
+impl StorageService {
+    /// Its name in endpoint hosts and in the `…Endpoint` key (`table`, `queue`).
+    fn name(self) -> &'static str {
+        match self {
+            StorageService::Table => "table",
+            StorageService::Queue => "queue",
+        }
+    }
+
+    /// Azurite's default port for it.
+    fn emulator_port(self) -> u16 {
+        match self {
+            StorageService::Table => 10002,
+            StorageService::Queue => 10001,
+        }
+    }
+}
+
+/// Parses a storage connection string into one service's endpoint and the shared key. Never
+/// echoes it: it holds the account key.
+fn storage_connection(
+    variable: &'static str,
+    value: &str,
+    service: StorageService,
+) -> Result<(String, TablesAuth), ConfigError> {
     let mut pairs = std::collections::HashMap::new();
     for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((k, v)) = part.split_once('=') else {
-            return Err(bad("ELEVATE_STORE", "a connection string is `Name=value` pairs separated by `;`"));
+            return Err(bad(variable, "a connection string is `Name=value` pairs separated by `;`"));
         };
         pairs.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
     }
     if pairs.get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         // Azurite's well-known key is public: the emulator is for this machine only.
         let endpoint = match pairs.get("developmentstorageproxyuri") {
-            Some(uri) => check_url("ELEVATE_STORE", uri)?,
-            None => "http://127.0.0.1:10002".to_owned(),
+            Some(uri) => check_url(variable, uri)?,
+            None => format!("http://127.0.0.1:{}", service.emulator_port()),
         };
-        return Ok(TablesSetting {
-            endpoint: format!("{endpoint}/{DEV_STORAGE_ACCOUNT}"),
-            table,
-            auth: TablesAuth::SharedKey {
-                account: DEV_STORAGE_ACCOUNT.into(),
-                key: StorageKey(DEV_STORAGE_KEY.into()),
-            },
-            local_file,
-        });
+        let auth =
+            TablesAuth::SharedKey { account: DEV_STORAGE_ACCOUNT.into(), key: StorageKey(DEV_STORAGE_KEY.into()) };
+        return Ok((format!("{endpoint}/{DEV_STORAGE_ACCOUNT}"), auth));
     }
     let account = pairs
         .get("accountname")
         .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .ok_or_else(|| bad("ELEVATE_STORE", "the connection string needs `AccountName` (letters and digits)"))?
+        .ok_or_else(|| bad(variable, "the connection string needs `AccountName` (letters and digits)"))?
         .clone();
     let key = pairs
         .get("accountkey")
@@ -108,15 +132,18 @@ fn connection_string(value: &str, table: String, local_file: PathBuf) -> Result<
             base64::engine::general_purpose::STANDARD.decode(k).is_ok_and(|b| !b.is_empty())
         })
         .ok_or_else(|| {
-            bad("ELEVATE_STORE", "the connection string needs `AccountKey` (base64); SAS tokens are not supported")
+            bad(variable, "the connection string needs `AccountKey` (base64); SAS tokens are not supported")
         })?
         .clone();
-    let endpoint = match pairs.get("tableendpoint") {
-        Some(e) => check_url("ELEVATE_STORE", e)?,
+    let endpoint = match pairs.get(&format!("{}endpoint", service.name())) {
+        Some(e) => check_url(variable, e)?,
         None => {
             let protocol = pairs.get("defaultendpointsprotocol").map_or("https", String::as_str);
             if protocol != "https" {
-                return Err(bad("ELEVATE_STORE", "without `TableEndpoint`, the protocol must be https"));
+                return Err(bad(
+                    variable,
+                    format!("without `{}Endpoint`, the protocol must be https", capitalised(service.name())),
+                ));
             }
             let suffix = pairs.get("endpointsuffix").map_or("core.windows.net", String::as_str);
             // A DNS name and nothing else: no port, user, path or anything the URL parser would
@@ -126,12 +153,33 @@ fn connection_string(value: &str, table: String, local_file: PathBuf) -> Result<
                     .split('.')
                     .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
             if !plain {
-                return Err(bad("ELEVATE_STORE", "`EndpointSuffix` must be a DNS name such as `core.windows.net`"));
+                return Err(bad(variable, "`EndpointSuffix` must be a DNS name such as `core.windows.net`"));
             }
-            check_url("ELEVATE_STORE", &format!("https://{account}.table.{suffix}"))?
+            check_url(variable, &format!("https://{account}.{}.{suffix}", service.name()))?
         }
     };
-    Ok(TablesSetting { endpoint, table, auth: TablesAuth::SharedKey { account, key: StorageKey(key) }, local_file })
+    Ok((endpoint, TablesAuth::SharedKey { account, key: StorageKey(key) }))
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+/// Parses `ELEVATE_STORE`'s connection string form.
+fn connection_string(value: &str, table: String, local_file: PathBuf) -> Result<TablesSetting, ConfigError> {
+    let (endpoint, auth) = storage_connection("ELEVATE_STORE", value, StorageService::Table)?;
+    Ok(TablesSetting { endpoint, table, auth, local_file })
+}
+
+/// Storage queues: work started at a chosen moment inside a function invocation (expiry on time,
+/// notices without delay). `None`: no queue; the sweeper alone does both, a tick later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSetting {
+    /// The Queue service endpoint: `https://acct.queue.core.windows.net`, or Azurite's
+    /// path-style `http://127.0.0.1:10001/devstoreaccount1`.
+    pub endpoint: String,
+    pub auth: TablesAuth,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,6 +258,8 @@ pub struct Settings {
     pub max_open_requests: usize,
     /// Where group membership is checked when a rule names a group.
     pub group_checks: GroupChecks,
+    /// Storage queues for expiry on time and notices without delay (`ELEVATE_QUEUES`).
+    pub queues: Option<QueueSetting>,
 }
 
 /// `ELEVATE_GROUP_CHECKS`: whose word counts for group membership.
@@ -528,6 +578,8 @@ impl Settings {
             }
         };
 
+        let queues = queues(mode, on_app_service, &get, &var)?;
+
         Ok(Settings {
             mode,
             port,
@@ -543,7 +595,64 @@ impl Settings {
             notifications,
             max_open_requests,
             group_checks,
+            queues,
         })
+    }
+}
+
+/// `ELEVATE_QUEUES`: `off`; the Queue service URL (Entra tokens); or a storage connection string.
+/// Unset, under the Functions host, the queues of the host's own storage (`AzureWebJobsStorage`,
+/// identity-based or a connection string), which its queue triggers read; standalone, none.
+fn queues(
+    mode: RunMode,
+    on_app_service: bool,
+    get: &impl Fn(&str) -> Option<String>,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<QueueSetting>, ConfigError> {
+    const VARIABLE: &str = "ELEVATE_QUEUES";
+    let entra = |endpoint: String| -> Result<Option<QueueSetting>, ConfigError> {
+        let credential = CredentialKind::detect(var).map_err(|e| bad("IDENTITY_ENDPOINT", e.to_string()))?;
+        Ok(Some(QueueSetting { endpoint, auth: TablesAuth::Entra(credential) }))
+    };
+    let connection = |value: &str, variable: &'static str| -> Result<Option<QueueSetting>, ConfigError> {
+        let (endpoint, auth) = storage_connection(variable, value, StorageService::Queue)?;
+        if on_app_service && endpoint.ends_with(&format!("/{DEV_STORAGE_ACCOUNT}")) {
+            return Err(bad(
+                variable,
+                "the development storage emulator (its key is public) is refused on App Service (WEBSITE_SITE_NAME is set)",
+            ));
+        }
+        Ok(Some(QueueSetting { endpoint, auth }))
+    };
+    match get(VARIABLE) {
+        Some(v) if v == "off" => Ok(None),
+        Some(v) if v.contains('=') => connection(&v, VARIABLE),
+        Some(v) => {
+            let url = check_url(VARIABLE, &v)?;
+            let after_host = url.split_once("://").map_or("", |(_, rest)| rest);
+            if after_host.contains(['?', '#']) {
+                return Err(bad(VARIABLE, "takes the Queue service URL without a query (no SAS)"));
+            }
+            entra(url.trim_end_matches('/').to_owned())
+        }
+        None if mode == RunMode::FunctionsHost => {
+            if let Some(uri) = get("AzureWebJobsStorage__queueServiceUri") {
+                return entra(
+                    check_url("AzureWebJobsStorage__queueServiceUri", &uri)?.trim_end_matches('/').to_owned(),
+                );
+            }
+            if let Some(account) = get("AzureWebJobsStorage__accountName") {
+                if account.is_empty() || !account.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(bad("AzureWebJobsStorage__accountName", "is not a storage account name"));
+                }
+                return entra(format!("https://{account}.queue.core.windows.net"));
+            }
+            match get("AzureWebJobsStorage") {
+                Some(conn) if conn.contains('=') => connection(&conn, "AzureWebJobsStorage"),
+                _ => Ok(None),
+            }
+        }
+        None => Ok(None),
     }
 }
 

@@ -24,10 +24,12 @@ use crate::adapters::identity::entra::{EntraAuthenticator, EntraSettings};
 use crate::adapters::identity::jwt::BearerAuthenticator;
 use crate::adapters::notify::events::EventSink;
 use crate::adapters::notify::teams::TeamsSink;
+use crate::adapters::queue::QueueClient;
 use crate::adapters::signing::HmacLinkSigner;
 use crate::adapters::store::sqlite::SqliteStore;
 use crate::adapters::store::table_client::TableClient;
 use crate::adapters::store::tables::TableStore;
+use crate::adapters::work_queue::StorageQueues;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
     AuthSetting, GroupChecks, ProviderSetting, RunMode, Settings, StoreSetting, TablesAuth, TablesSetting,
@@ -99,6 +101,26 @@ pub fn table_store(tables: &TablesSetting) -> Result<TableStore, StartupError> {
     Ok(TableStore::new(table))
 }
 
+/// The Storage queues the settings describe, behind the service's `Queue` port.
+pub fn storage_queues(setting: &crate::config::QueueSetting) -> Result<StorageQueues, StartupError> {
+    let setup = |m: String| StartupError::Store(StoreError::Unavailable(format!("queues: {m}")));
+    let signer = match &setting.auth {
+        TablesAuth::Entra(kind) => Signer::Bearer {
+            credential: kind.credential().map_err(|e| setup(e.to_string()))?,
+            scope: STORAGE_SCOPE.to_owned(),
+        },
+        TablesAuth::SharedKey { account, key } => Signer::SharedKey(
+            SharedKey::new(account, key.expose(), Arc::new(SystemClock))
+                .map_err(setup)?
+                .for_service(crate::adapters::azure::shared_key::Service::Queue),
+        ),
+    };
+    let client = AzureClient::with_signer(signer, RetryPolicy::default()).map_err(|e| setup(e.to_string()))?;
+    let queues = QueueClient::new(client, &setting.endpoint).map_err(setup)?;
+    tracing::info!(endpoint = %setting.endpoint, "expiry and delivery work also goes through Storage queues");
+    StorageQueues::new(queues, "").map_err(setup)
+}
+
 /// The notification sinks the settings name, behind one notifier.
 fn notifier(
     settings: &Settings,
@@ -149,11 +171,13 @@ pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Built, Startu
 pub struct Ports {
     pub access: Option<Arc<dyn AccessProvider>>,
     pub directory: Option<Arc<dyn Directory>>,
+    /// Instead of the queues `settings.queues` describes.
+    pub queue: Option<Arc<dyn crate::service::ports::Queue>>,
 }
 
 /// Builds the application, with `ports` where given.
 pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> Result<Built, StartupError> {
-    let Ports { access, directory: given_directory } = ports;
+    let Ports { access, directory: given_directory, queue: given_queue } = ports;
     let policy = Arc::new(load_policy(&settings.policy_file)?);
     tracing::info!(file = %settings.policy_file.display(), rules = policy.rules().len(), "policy loaded");
     for warning in policy.warnings() {
@@ -255,6 +279,14 @@ pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> R
         }
     };
     let notifier = notifier(settings, &store, &clock)?;
+    let queues = match given_queue {
+        Some(queue) => Some(queue),
+        None => settings
+            .queues
+            .as_ref()
+            .map(|q| storage_queues(q).map(|q| Arc::new(q) as Arc<dyn crate::service::ports::Queue>))
+            .transpose()?,
+    };
     let mut service = Elevate::new(store, access, policy, settings.broker_app_ids.clone(), sweep)
         .with_link_signer(Arc::new(HmacLinkSigner::new(link_signing_key(&csrf_key))))
         .with_max_open_requests(settings.max_open_requests);
@@ -263,6 +295,9 @@ pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> R
     }
     if let Some(notifier) = notifier {
         service = service.with_notifier(notifier);
+    }
+    if let Some(queue) = queues {
+        service = service.with_queue(queue);
     }
     let service = Arc::new(service);
     let context = Arc::new(HttpContext {
@@ -297,12 +332,21 @@ pub async fn serve(
     warp::serve(crate::http::filter(context)).incoming(listener).graceful(shutdown).run().await;
 }
 
-/// Standalone mode: one sweep at the start of every minute (the timer's `0 */1 * * * *`), until
-/// `stop` fires. Under the Functions host the timer trigger does this instead.
+/// Standalone mode: a sweep at the start of every minute (the timer's `0 */1 * * * *`), and as
+/// soon as an activation falls due in between, until `stop` fires. Under the Functions host the
+/// timer trigger and the `expiry` queue do this instead.
 pub async fn run_sweeper(service: Arc<Elevate>, clock: Arc<dyn Clock>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         let now = clock.now();
-        let wait = until_next_minute(now);
+        // On the minute, or sooner when something falls due before it: access ends at its end,
+        // not at the next tick. What is already due (a revocation that keeps failing) waits for
+        // the minute, so a failure never makes the loop spin.
+        let minute = until_next_minute(now);
+        let horizon = chrono::TimeDelta::from_std(minute).unwrap_or(chrono::TimeDelta::minutes(1));
+        let wait = match service.next_due(now, horizon).await {
+            Some(at) => (at - now).to_std().unwrap_or_default().min(minute),
+            None => minute,
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,

@@ -153,9 +153,23 @@ fn host_json_declares_the_custom_handler() {
     assert!(host["customHandler"].get("enableForwardingHttpRequest").is_none(), "the legacy mode must not be set too");
     assert_eq!(host["extensions"]["http"]["routePrefix"], "api");
     assert!(host["extensionBundle"]["id"].as_str().unwrap().starts_with("Microsoft.Azure.Functions.ExtensionBundle"));
+    let queues = &host["extensions"]["queues"];
+    assert_eq!(queues["messageEncoding"], "base64", "Elevate puts base64 text");
+    assert_eq!(queues["maxDequeueCount"], elevate::http::invoke::MAX_DEQUEUE_COUNT);
+    let polling = queues["maxPollingInterval"].as_str().unwrap();
+    assert!(polling <= "00:00:05", "a short poll: access ends within seconds ({polling})");
     let names: Vec<String> = functions().iter().map(|f| f.name.clone()).collect();
-    for required in ["activations", "approvals", "audit", "confirmations", "eligibilities", "expiry-sweeper", "health"]
-    {
+    for required in [
+        "activations",
+        "approvals",
+        "audit",
+        "confirmations",
+        "deliver",
+        "eligibilities",
+        "expiry",
+        "expiry-sweeper",
+        "health",
+    ] {
         assert!(names.contains(&required.to_owned()), "functions/{required} is missing");
     }
     for f in functions() {
@@ -173,6 +187,13 @@ fn host_json_declares_the_custom_handler() {
             "timerTrigger" => {
                 assert_eq!(f.trigger["schedule"], "0 */1 * * * *", "NCRONTAB with seconds, every minute");
                 assert_eq!(f.trigger["runOnStartup"], false);
+            }
+            "queueTrigger" => {
+                // The queue is named as the function is (and as infra/ creates it), read through
+                // the host's own storage connection (identity-based in Azure).
+                assert_eq!(f.trigger["queueName"], f.name.as_str());
+                assert_eq!(f.trigger["connection"], "AzureWebJobsStorage");
+                assert_eq!(f.trigger["name"], "msg");
             }
             other => panic!("{}: unexpected trigger {other}", f.name),
         }
@@ -374,4 +395,82 @@ async fn sigterm_finishes_in_flight_requests() {
         assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A queue message as the host delivers it in payload mode (azure-spec §6): the decoded text in
+/// `Data.msg`, the queue's metadata beside it.
+fn queue_payload(message: &str, dequeue_count: u64) -> Value {
+    json!({
+        "Data": {"msg": message},
+        "Metadata": {
+            "DequeueCount": dequeue_count,
+            "ExpirationTime": "9999-12-31T23:59:59+00:00",
+            "Id": "1c7c2d06-5d2e-4e38-9b3c-6c0c6f3c0a11",
+            "InsertionTime": "2026-11-25T12:34:03+00:00",
+            "NextVisibleTime": "2026-11-25T12:34:13+00:00",
+            "PopReceipt": "MjVOb3YyMDI2",
+            "sys": {"MethodName": "expiry", "UtcNow": "2026-11-25T12:34:03.12Z", "RandGuid": "0f8fad5b-d9cb-469f-a165-70867728950e"}
+        }
+    })
+}
+
+#[tokio::test]
+async fn queue_invocations_are_answered_so_the_host_deletes_or_retries_them() {
+    let handler = start_handler().await;
+    let alice = handler.token(ALICE, &[]);
+    let pending: Value = http_client()
+        .post(format!("{}/api/activations", handler.base))
+        .bearer_auth(&alice)
+        .json(&json!({"roleDefinitionId": "Contributor", "scope": "/subscriptions/00000000-0000-0000-0000-000000000002", "duration": "PT1H", "justification": "host test", "ticket": {"system": "SNOW", "number": "1"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = pending["id"].as_str().unwrap();
+    let queues: Vec<Function> = functions().into_iter().filter(|f| f.trigger["type"] == "queueTrigger").collect();
+    assert_eq!(queues.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["deliver", "expiry"]);
+    let send = |name: &'static str, payload: Value| {
+        let base = handler.base.clone();
+        async move {
+            let body = payload.to_string();
+            let request = format!(
+                "POST /{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json; charset=utf-8\r\nX-Azure-Functions-InvocationId: 83a33220-a921-460a-bec0-b3f043dcf1ff\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            );
+            let (status, answer) = raw_http(&base, request.into_bytes()).await;
+            let parsed: Value = serde_json::from_str(answer.trim()).unwrap_or_else(|_| panic!("not JSON: {answer}"));
+            assert!(
+                parsed["Outputs"].is_object() && parsed["Logs"].as_array().unwrap().iter().all(Value::is_string),
+                "{parsed}"
+            );
+            (status, parsed)
+        }
+    };
+    // A message for an activation that is not active: done with, deleted (2xx).
+    let stale = json!({"activationId": id, "expiresAt": "2026-11-25T13:00:00Z"}).to_string();
+    let (status, answer) = send("expiry", queue_payload(&stale, 1)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ReturnValue"]["result"], "stale: not active and not due");
+    // The host may hand JSON it parsed itself.
+    let (status, _) = send("expiry", json!({"Data": {"msg": {"activationId": id, "expiresAt": "2026-11-25T13:00:00Z"}}, "Metadata": {"DequeueCount": "2"}})).await;
+    assert_eq!(status, 200);
+    // Not an expiry message: 5xx, so the host retries it and in the end moves it to the poison
+    // queue, where someone looks at it; the last attempt is logged as such.
+    let (status, answer) = send("expiry", queue_payload("{\"activationId\": 7}", 1)).await;
+    assert_eq!(status, 500, "{answer}");
+    let (status, _) = send("expiry", queue_payload("garbage", 5)).await;
+    assert_eq!(status, 500);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        std::fs::read_to_string(&handler.log).unwrap().contains("POISON"),
+        "the last failed delivery is logged loudly"
+    );
+    let (status, answer) = send("deliver", queue_payload("{}", 1)).await;
+    assert_eq!(status, 200, "{answer}");
+    // Only the host posts to a queue function.
+    let (status, _) =
+        raw_http(&handler.base, b"GET /expiry HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()).await;
+    assert_eq!(status, 405);
 }

@@ -324,3 +324,29 @@ fn graph_app_roles_go_to_elevates_own_identity_on_microsoft_graph() {
     let version = graph_types.strip_prefix("br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:").unwrap();
     assert!(version.split('.').count() == 3 && version.split('.').all(|n| n.parse::<u32>().is_ok()), "{version}");
 }
+
+#[test]
+fn the_template_creates_every_queue_a_function_reads_and_lets_the_app_use_them() {
+    let bicep = read("infra/main.bicep");
+    let at = bicep.find("resource workQueues ").expect("the queues resource");
+    let created = quoted(bicep[at..].split("for queue in [").nth(1).unwrap().split(']').next().unwrap());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("functions");
+    let mut read_by_functions: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(e.unwrap().path().join("function.json")).ok()?).ok()?;
+            let trigger = doc["bindings"].as_array()?.iter().find(|b| b["type"] == "queueTrigger")?.clone();
+            Some(trigger["queueName"].as_str()?.to_owned())
+        })
+        .collect();
+    read_by_functions.sort();
+    let mut created_sorted = created.clone();
+    created_sorted.sort();
+    assert_eq!(created_sorted, read_by_functions);
+    let names: Vec<&str> = elevate::service::ports::WorkQueue::ALL.iter().map(|q| q.name()).collect::<Vec<_>>();
+    assert_eq!(created, names, "Elevate puts on the queues the template creates");
+    assert!(bicep.contains("'974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor"));
+    // The host's connection and Elevate's queues are the same account, reached by identity.
+    assert!(bicep.contains("AzureWebJobsStorage__accountName: storage.name"));
+}

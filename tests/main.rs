@@ -23,6 +23,8 @@ mod notify;
 mod paging;
 mod portal;
 mod portal_browser;
+mod queue_client;
+mod queues;
 mod readme;
 mod recovery;
 mod store_contract;

@@ -5,5 +5,7 @@ pub mod azure;
 pub mod directory;
 pub mod identity;
 pub mod notify;
+pub mod queue;
 pub mod signing;
 pub mod store;
+pub mod work_queue;

@@ -299,6 +299,14 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
             Method::POST => invoke::expiry_sweeper(ctx, &req).await,
             _ => allow("POST"),
         },
+        ["expiry"] if ctx.functions_host => match *m {
+            Method::POST => invoke::expiry(ctx, &req).await,
+            _ => allow("POST"),
+        },
+        ["deliver"] if ctx.functions_host => match *m {
+            Method::POST => invoke::deliver(ctx, &req).await,
+            _ => allow("POST"),
+        },
         ["dev", ..] if ctx.dev.is_some() => {
             if *m == Method::POST {
                 takes(&[Media::Form])?;

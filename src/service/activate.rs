@@ -195,7 +195,7 @@ impl Elevate {
         });
         let version = match self.store.insert(&opened.activation, &event, record.as_ref(), self.max_open).await {
             Ok(version) => {
-                self.notify_soon(&event);
+                self.after_write(None, &opened.activation, &event, now).await;
                 version
             }
             Err(StoreError::IdempotencyKeyTaken) => {

@@ -8,6 +8,7 @@ mod lifecycle;
 pub mod notify;
 pub mod ports;
 mod query;
+mod queued;
 mod review;
 mod sweep;
 
@@ -26,6 +27,7 @@ pub use error::ServiceError;
 pub use lifecycle::ExtensionInput;
 pub use query::{ActivationDetails, AuditFilter, DEFAULT_PAGE, ListFilter, MAX_LIST, PageRequest};
 
+pub use queued::{ExpiryMessage, ExpiryOutcome};
 pub use review::DecisionInput;
 pub use sweep::{SweepFailure, SweepReport, SweepSettings};
 
@@ -55,6 +57,9 @@ pub struct Elevate {
     directory: Option<Arc<dyn ports::Directory>>,
     /// Open requests and activations one principal may hold at once.
     max_open: usize,
+    /// Storage queues for expiry on time and notices without delay (`queued`); `None`: the
+    /// sweeper alone.
+    queue: Option<Arc<dyn ports::Queue>>,
 }
 
 impl Elevate {
@@ -77,6 +82,7 @@ impl Elevate {
             link_signer: None,
             directory: None,
             max_open: DEFAULT_MAX_OPEN_REQUESTS,
+            queue: None,
         }
     }
 
@@ -142,13 +148,22 @@ impl Elevate {
         self.notifier.as_ref()
     }
 
-    /// After a change that queued a notice: deliver it now, in the background.
-    fn notify_soon(&self, event: &AuditEvent) {
+    /// After every write of an activation: a notice it queued goes out now (in the background,
+    /// and through the `deliver` queue), and an end it set gets its expiry message.
+    async fn after_write(
+        &self,
+        before: Option<&Activation>,
+        after: &Activation,
+        event: &AuditEvent,
+        now: DateTime<Utc>,
+    ) {
         if let Some(notifier) = &self.notifier
             && crate::domain::notification::kind_of(event).is_some()
         {
             notifier.kick();
+            self.queue_delivery().await;
         }
+        self.queue_expiry(before, after, now).await;
     }
 
     pub fn policy(&self) -> &Policy {
@@ -186,11 +201,13 @@ impl Elevate {
     {
         for _ in 0..MAX_ATTEMPTS {
             let current = self.load(id).await?;
+            // Only the expiry message compares before and after.
+            let before = self.queue.as_ref().map(|_| current.value.clone());
             let (transition, justification, detail) = step(current.value)?;
             let event = AuditEvent::of(&transition, actor.clone(), justification, detail, now);
             match self.store.update(&transition.activation, &current.version, &event).await {
                 Ok(version) => {
-                    self.notify_soon(&event);
+                    self.after_write(before.as_ref(), &transition.activation, &event, now).await;
                     return Ok(Versioned { value: transition.activation, version });
                 }
                 Err(ports::StoreError::Conflict) => continue,

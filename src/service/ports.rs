@@ -564,3 +564,45 @@ pub trait Directory: Send + Sync {
     /// The principal's display name, if the directory knows the principal.
     async fn display_name(&self, principal: PrincipalId) -> Result<Option<DisplayName>, AccessError>;
 }
+
+/// The Storage queues Elevate puts work on, each read by a queue-triggered function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkQueue {
+    /// Revoke one activation when its end comes (`ExpiryMessage`).
+    Expiry,
+    /// Deliver the outbox now.
+    Deliver,
+}
+
+impl WorkQueue {
+    pub const ALL: [WorkQueue; 2] = [WorkQueue::Expiry, WorkQueue::Deliver];
+
+    /// The queue's name (`functions/*/function.json` and `infra/` use the same).
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkQueue::Expiry => "expiry",
+            WorkQueue::Deliver => "deliver",
+        }
+    }
+}
+
+/// The longest a queue message can stay invisible (Storage: 7 days); later work is chained.
+pub const MAX_QUEUE_DELAY: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct QueueError(pub String);
+
+/// Work started at a chosen moment inside a function invocation (Storage queues). Putting is
+/// best effort for the service: the sweeper does the same work a tick later without a queue.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Puts `message` on `queue`, visible after `delay` (at most `max_delay`).
+    async fn put(&self, queue: WorkQueue, message: &str, delay: std::time::Duration) -> Result<(), QueueError>;
+
+    /// The longest a message can wait; work further ahead is chained through messages that
+    /// put themselves back.
+    fn max_delay(&self) -> std::time::Duration {
+        MAX_QUEUE_DELAY
+    }
+}

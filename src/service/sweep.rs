@@ -193,6 +193,28 @@ impl Elevate {
         report
     }
 
+    /// The sweeper's step for one due activation (the `expiry` queue's work), in a word.
+    pub(super) async fn settle(
+        &self,
+        item: Versioned<Activation>,
+        now: DateTime<Utc>,
+    ) -> Result<&'static str, ServiceError> {
+        let id = item.value.id();
+        let outcome = self.sweep_one(item, now).await;
+        if let (Err(ServiceError::RevocationFailed(_)), Some(notifier)) = (&outcome, &self.notifier) {
+            notifier.revocation_failing(id, now).await;
+        }
+        Ok(match outcome? {
+            Outcome::Expired => "expired and revoked",
+            Outcome::TimedOut => "timed out",
+            Outcome::ExtensionTimedOut => "extension timed out",
+            Outcome::Started(_) => "started",
+            Outcome::StartRefused => "start refused",
+            Outcome::Provisioned(_) => "provisioning finished",
+            Outcome::Deferred | Outcome::Nothing => "nothing to do",
+        })
+    }
+
     async fn sweep_one(&self, item: Versioned<Activation>, now: DateTime<Utc>) -> Result<Outcome, ServiceError> {
         let id = item.value.id();
         match item.value.state().clone() {
@@ -321,7 +343,10 @@ impl Elevate {
         let (transition, justification, detail) = step(read.value.clone())?;
         let event = crate::domain::audit::AuditEvent::of(&transition, Actor::System, justification, detail, now);
         match self.store.update(&transition.activation, &read.version, &event).await {
-            Ok(version) => Ok(Versioned { value: transition.activation, version }),
+            Ok(version) => {
+                self.after_write(Some(&read.value), &transition.activation, &event, now).await;
+                Ok(Versioned { value: transition.activation, version })
+            }
             Err(super::ports::StoreError::Conflict) => {
                 tracing::debug!(activation = %id, "another writer changed the activation first");
                 Err(ServiceError::Contention)

@@ -161,7 +161,7 @@ pub async fn spawn_app_on(
 
 /// An app that sends notifications as `notifications` says.
 pub async fn spawn_with_notifications(policy: &str, notifications: elevate::config::NotificationSettings) -> TestApp {
-    spawn_full(policy, None, None, start(), None, None, Some(notifications), None).await
+    spawn_full(policy, None, None, start(), None, None, Some(notifications), None, None).await
 }
 
 /// An app with notifications and its own access provider.
@@ -170,7 +170,7 @@ pub async fn spawn_with_access_and_notifications(
     access: Arc<dyn elevate::service::ports::AccessProvider>,
     notifications: elevate::config::NotificationSettings,
 ) -> TestApp {
-    spawn_full(policy, Some(access), None, start(), None, None, Some(notifications), None).await
+    spawn_full(policy, Some(access), None, start(), None, None, Some(notifications), None, None).await
 }
 
 /// Another app on this app's store (its SQLite file, or its Table Storage table) and simulated
@@ -181,13 +181,14 @@ pub async fn restart_with(
     policy: &str,
     notifications: Option<elevate::config::NotificationSettings>,
 ) -> TestApp {
-    spawn_full(policy, None, Some(app.db.clone()), app.clock.now(), None, app.tables.clone(), notifications, None).await
+    spawn_full(policy, None, Some(app.db.clone()), app.clock.now(), None, app.tables.clone(), notifications, None, None)
+        .await
 }
 
 /// An app on the given Table Storage table (several apps may share one), the local provider's
 /// simulation in `tables.local_file`.
 pub async fn spawn_on_tables(policy: &str, tables: elevate::config::TablesSetting, at: DateTime<Utc>) -> TestApp {
-    spawn_full(policy, None, Some(tables.local_file.clone()), at, None, Some(tables), None, None).await
+    spawn_full(policy, None, Some(tables.local_file.clone()), at, None, Some(tables), None, None, None).await
 }
 
 async fn spawn(
@@ -197,7 +198,18 @@ async fn spawn(
     at: DateTime<Utc>,
     auth: Option<AuthSetting>,
 ) -> TestApp {
-    spawn_full(policy, access, db, at, auth, None, None, None).await
+    spawn_full(policy, access, db, at, auth, None, None, None, None).await
+}
+
+/// An app that puts expiry and delivery work on Storage queues (Azurite's), with its own access
+/// provider and notifications.
+pub async fn spawn_with_queues(
+    policy: &str,
+    access: Option<Arc<dyn elevate::service::ports::AccessProvider>>,
+    notifications: Option<elevate::config::NotificationSettings>,
+    queue: Arc<dyn elevate::service::ports::Queue>,
+) -> TestApp {
+    spawn_full(policy, access, None, start(), None, None, notifications, None, Some(queue)).await
 }
 
 /// An app with its own access provider and directory (Graph fakes), its clock at `at`.
@@ -207,7 +219,7 @@ pub async fn spawn_with_ports(
     directory: Option<Arc<dyn elevate::service::ports::Directory>>,
     at: DateTime<Utc>,
 ) -> TestApp {
-    spawn_full(policy, Some(access), None, at, None, None, None, directory).await
+    spawn_full(policy, Some(access), None, at, None, None, None, directory, None).await
 }
 
 /// The same over an existing SQLite store `db` (a restart).
@@ -218,7 +230,7 @@ pub async fn spawn_ports_on_db(
     db: PathBuf,
     at: DateTime<Utc>,
 ) -> TestApp {
-    spawn_full(policy, Some(access), Some(db), at, None, None, None, directory).await
+    spawn_full(policy, Some(access), Some(db), at, None, None, None, directory, None).await
 }
 
 #[expect(clippy::too_many_arguments, reason = "test harness: every knob a test may turn")]
@@ -231,6 +243,7 @@ async fn spawn_full(
     tables: Option<elevate::config::TablesSetting>,
     notifications: Option<elevate::config::NotificationSettings>,
     directory: Option<Arc<dyn elevate::service::ports::Directory>>,
+    queue: Option<Arc<dyn elevate::service::ports::Queue>>,
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let policy_file = dir.path().join("policy.yaml");
@@ -261,9 +274,10 @@ async fn spawn_full(
         notifications: notifications.unwrap_or_default(),
         max_open_requests: elevate::service::DEFAULT_MAX_OPEN_REQUESTS,
         group_checks: elevate::config::GroupChecks::Token,
+        queues: None,
     };
     let clock = Arc::new(ManualClock::new(at));
-    let ports = elevate::startup::Ports { access, directory };
+    let ports = elevate::startup::Ports { access, directory, queue };
     let built = elevate::startup::build_with(&settings, Arc::clone(&clock) as Arc<dyn Clock>, ports).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(elevate::startup::serve(listener, Arc::clone(&built.context), async {

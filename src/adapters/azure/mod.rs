@@ -1,4 +1,4 @@
-//! Plumbing shared by the adapters that call Azure REST APIs (ARM and Table Storage): the
+//! Plumbing shared by the adapters that call Azure REST APIs (ARM, Table and Queue Storage): the
 //! azure_core 1.x pipeline over reqwest with rustls (ring, no OpenSSL), bearer tokens from
 //! azure_identity or Storage SharedKey signatures (Azurite, connection strings), and retries that honour `Retry-After` behind one throttle gate shared by every
 //! caller of a client, so a 429 slows all workers rather than one.
@@ -273,6 +273,15 @@ impl AzureClient {
         }
     }
 
+    /// This client for one Storage service: a SharedKey signer signs the way `service` checks
+    /// (the Table and Queue strings-to-sign differ); a bearer signer is unchanged.
+    pub fn for_storage(mut self, service: shared_key::Service) -> Self {
+        if let Signer::SharedKey(key) = self.signer {
+            self.signer = Signer::SharedKey(key.for_service(service));
+        }
+        self
+    }
+
     /// Whether a 429 is holding every caller back right now.
     pub fn is_throttled(&self) -> bool {
         self.throttle.is_holding()
@@ -300,8 +309,14 @@ impl AzureClient {
                 request.insert_header("authorization", format!("Bearer {}", token.token.secret()));
             }
             Signer::SharedKey(key) => {
-                let content_type = outgoing.body.as_ref().map_or("", |(t, _)| t.as_str());
-                let (date, authorization) = key.sign(outgoing.method, outgoing.url, content_type);
+                // Set here, not by azure_core's policy after signing: the Queue service signs
+                // every `x-ms-*` header.
+                request.insert_header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
+                let headers: Vec<(String, String)> =
+                    request.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.as_str().to_owned())).collect();
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let length = outgoing.body.as_ref().map_or(0, |(_, bytes)| bytes.len());
+                let (date, authorization) = key.sign(outgoing.method, outgoing.url, &headers, length);
                 request.insert_header("x-ms-date", date);
                 request.insert_header("authorization", authorization);
             }
