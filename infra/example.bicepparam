@@ -35,3 +35,8 @@ param allowedClientAppIds = []
 // 'groupMembersAndOwners' or 'directoryRoles' grant Elevate's identity the Graph permissions for
 // them (docs/deploy.md, "Directory roles and groups"; directoryRoles makes it tier 0, SECURITY.md).
 param graphAccess = 'none'
+
+// Chat workflows (docs/chat-workflows.md): off. true deploys the request workflow as a broker of
+// this Elevate; a Teams Workflows webhook URL (a secret: keep it in the environment) adds the notices workflow.
+param chatWorkflows = false
+param chatNoticesWebhookUrl = readEnvironmentVariable('ELEVATE_CHAT_NOTICES_WEBHOOK_URL', '')

@@ -72,6 +72,16 @@ param graphAccess string = 'none'
 @description('Microsoft Graph base URL (ELEVATE_GRAPH_ENDPOINT), without a path. National clouds differ, e.g. https://graph.microsoft.us (US Government L4), https://dod-graph.microsoft.us (L5), https://microsoftgraph.chinacloudapi.cn (China).')
 param graphEndpoint string = 'https://graph.microsoft.com'
 
+@description('Chat workflows (docs/chat-workflows.md): a Logic App that Teams, or any system, calls to request access for a user, acting as an Elevate broker with its own managed identity (wired here: the app role Elevate.Broker and ELEVATE_BROKER_APP_IDS), and, with chatNoticesWebhookUrl, one that posts what becomes of requests to a Teams channel. false: none of it is created.')
+param chatWorkflows bool = false
+
+@description('With chatWorkflows: grant the request workflow\'s identity the app role Elevate.Broker from this template, with the Microsoft Graph Bicep extension (public cloud only; the deployer needs Application Administrator or Cloud Application Administrator). false: grant it by hand (docs/chat-workflows.md).')
+param chatBrokerRoleFromTemplate bool = true
+
+@description('With chatWorkflows: the Teams Workflows webhook URL ("When a Teams webhook request is received") of the channel where people ask for access. The notices workflow posts there, and Elevate sends it its events unless eventWebhookUrl names another receiver; eventWebhookSecret is then required. Empty: no notices workflow. The URL carries a signature: treat it as a secret.')
+@secure()
+param chatNoticesWebhookUrl string = ''
+
 @description('Flex Consumption scale-out limit.')
 @minValue(40)
 @maxValue(1000)
@@ -266,11 +276,11 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ELEVATE_TENANT_ID: tenantId
     ELEVATE_AUDIENCE: 'api://${apiClientId}'
     ELEVATE_PUBLIC_URL: 'https://${app.properties.defaultHostName}'
-    ELEVATE_BROKER_APP_IDS: join(brokerAppIds, ',')
+    ELEVATE_BROKER_APP_IDS: join(concat(brokerAppIds, chatBrokerAppIds), ',')
     ELEVATE_MFA_AUTH_CONTEXT: mfaAuthContext
     ELEVATE_LINK_KEY: linkKey
     ELEVATE_TEAMS_WEBHOOK_URL: teamsWebhookUrl
-    ELEVATE_EVENT_WEBHOOK_URL: eventWebhookUrl
+    ELEVATE_EVENT_WEBHOOK_URL: chatNotices ? chatNoticesWorkflow!.outputs.eventWebhookUrl : eventWebhookUrl
     ELEVATE_EVENT_WEBHOOK_SECRET: eventWebhookSecret
   }
 }
@@ -307,7 +317,7 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
         validation: {
           allowedAudiences: ['api://${apiClientId}', apiClientId]
           // An empty allowedApplications list allows no application at all (azure-spec §2.6).
-          defaultAuthorizationPolicy: empty(allowedClientAppIds) ? { allowedPrincipals: {} } : { allowedApplications: allowedClientAppIds }
+          defaultAuthorizationPolicy: empty(allowedClientAppIds) ? { allowedPrincipals: {} } : { allowedApplications: concat(allowedClientAppIds, chatBrokerAppIds) }
         }
       }
     }
@@ -360,6 +370,46 @@ module graphAccessGrants 'graph/graph-access.bicep' = if (graphAccess != 'none')
   params: {
     principalId: app.identity.principalId
     graphAccess: graphAccess
+  }
+}
+
+// Chat workflows (docs/chat-workflows.md), behind chatWorkflows: with false (the default) none of
+// this is deployed. The request workflow's identity becomes a broker here, from the same
+// deployment: its client id goes on ELEVATE_BROKER_APP_IDS (and on Easy Auth's allow-list when
+// there is one), and graph/chat-broker-role.bicep gives it the app role Elevate.Broker unless
+// chatBrokerRoleFromTemplate is false. The notices workflow is Elevate's event receiver unless
+// eventWebhookUrl names another one.
+module chatRequestsWorkflow 'modules/chat-requests.bicep' = if (chatWorkflows) {
+  name: 'elevate-chat-requests-${uniqueString(app.id)}'
+  params: {
+    location: location
+    appName: appName
+    tags: allTags
+    elevateUrl: 'https://${app.properties.defaultHostName}'
+    apiClientId: apiClientId
+  }
+}
+
+module chatBrokerRole 'graph/chat-broker-role.bicep' = if (chatWorkflows && chatBrokerRoleFromTemplate) {
+  name: 'elevate-chat-broker-role-${uniqueString(app.id)}'
+  params: {
+    principalId: chatRequestsWorkflow!.outputs.brokerPrincipalId
+    apiClientId: apiClientId
+  }
+}
+
+var chatBrokerAppIds = chatWorkflows ? [chatRequestsWorkflow!.outputs.brokerClientId] : []
+var chatNotices = chatWorkflows && !empty(chatNoticesWebhookUrl) && empty(eventWebhookUrl)
+
+module chatNoticesWorkflow 'modules/chat-notices.bicep' = if (chatNotices) {
+  name: 'elevate-chat-notices-${uniqueString(app.id)}'
+  params: {
+    location: location
+    appName: appName
+    tags: allTags
+    elevateUrl: 'https://${app.properties.defaultHostName}'
+    teamsWebhookUrl: chatNoticesWebhookUrl
+    eventWebhookSecretLength: length(eventWebhookSecret)
   }
 }
 

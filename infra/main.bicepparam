@@ -24,3 +24,9 @@ param eventWebhookSecret = readEnvironmentVariable('ELEVATE_EVENT_WEBHOOK_SECRET
 // deployer with Privileged Role Administrator or Global Administrator.
 param graphAccess = readEnvironmentVariable('ELEVATE_GRAPH_ACCESS', 'none')
 param graphEndpoint = readEnvironmentVariable('ELEVATE_GRAPH_ENDPOINT', 'https://graph.microsoft.com')
+// Chat workflows (docs/chat-workflows.md): true deploys the request workflow, a broker wired to
+// Elevate; a Teams Workflows webhook URL adds the notices workflow (then ELEVATE_EVENT_WEBHOOK_SECRET
+// is required). false grants Elevate.Broker by hand instead of with the Graph extension.
+param chatWorkflows = bool(readEnvironmentVariable('ELEVATE_CHAT_WORKFLOWS', 'false'))
+param chatBrokerRoleFromTemplate = bool(readEnvironmentVariable('ELEVATE_CHAT_BROKER_ROLE_FROM_TEMPLATE', 'true'))
+param chatNoticesWebhookUrl = readEnvironmentVariable('ELEVATE_CHAT_NOTICES_WEBHOOK_URL', '')

@@ -1,8 +1,9 @@
 //! Infrastructure as code, offline: the ABAC condition that the RBAC delegation templates render is
 //! the one Elevate computes from the policy, the templates wire Elevate as the code expects, and
 //! Microsoft Graph permissions are granted only behind `graphAccess`, level by level as graph-spec
-//! §8 lists them, to the Function App's own identity. No Bicep CLI exists offline: these tests
-//! read the Bicep text.
+//! §8 lists them, to the Function App's own identity; the chat workflows are deployed only behind
+//! `chatWorkflows`, their identity wired to Elevate as a broker (tests/workflows.rs runs their
+//! definitions). No Bicep CLI exists offline: these tests read the Bicep text.
 
 use std::path::PathBuf;
 
@@ -349,4 +350,171 @@ fn the_template_creates_every_queue_a_function_reads_and_lets_the_app_use_them()
     assert!(bicep.contains("'974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor"));
     // The host's connection and Elevate's queues are the same account, reached by identity.
     assert!(bicep.contains("AzureWebJobsStorage__accountName: storage.name"));
+}
+
+// ---- Chat workflows (docs/chat-workflows.md), behind `chatWorkflows` ----
+
+const CHAT_REQUESTS: &str = "infra/modules/chat-requests.bicep";
+const CHAT_NOTICES: &str = "infra/modules/chat-notices.bicep";
+const CHAT_BROKER_ROLE: &str = "infra/graph/chat-broker-role.bicep";
+
+/// The non-blank, non-comment lines of a block, trimmed.
+fn code_lines(block: &str) -> Vec<&str> {
+    block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("//")).collect()
+}
+
+#[test]
+fn chat_workflows_are_deployed_only_behind_chat_workflows() {
+    let main = read("infra/main.bicep");
+    assert!(main.contains("param chatWorkflows bool = false\n"), "chat workflows are opt-in");
+    assert!(main.contains("param chatBrokerRoleFromTemplate bool = true\n"));
+    assert!(main.contains("@secure()\nparam chatNoticesWebhookUrl string = ''\n"), "a webhook URL is a secret");
+    // Everything of them is in three modules, each behind the parameter.
+    for header in [
+        "module chatRequestsWorkflow 'modules/chat-requests.bicep' = if (chatWorkflows) {",
+        "module chatBrokerRole 'graph/chat-broker-role.bicep' = if (chatWorkflows && chatBrokerRoleFromTemplate) {",
+        "module chatNoticesWorkflow 'modules/chat-notices.bicep' = if (chatNotices) {",
+    ] {
+        assert!(main.lines().any(|l| l == header), "main.bicep lacks `{header}`");
+    }
+    assert!(
+        main.contains("var chatNotices = chatWorkflows && !empty(chatNoticesWebhookUrl) && empty(eventWebhookUrl)\n")
+    );
+    for resource_type in ["Microsoft.Logic/", "Microsoft.Graph/"] {
+        assert!(!main.contains(resource_type), "main.bicep declares a {resource_type} resource itself");
+    }
+    for file in ["infra/broker-rbac-management-group.bicep", "infra/modules/broker-rbac-subscription.bicep"] {
+        assert!(!read(file).contains("chat"), "{file}");
+    }
+    // The parameter files leave them off unless the operator turns them on.
+    let azd = read("infra/main.bicepparam");
+    assert!(azd.contains("param chatWorkflows = bool(readEnvironmentVariable('ELEVATE_CHAT_WORKFLOWS', 'false'))\n"));
+    assert!(
+        azd.contains("param chatNoticesWebhookUrl = readEnvironmentVariable('ELEVATE_CHAT_NOTICES_WEBHOOK_URL', '')\n")
+    );
+    assert!(read("infra/example.bicepparam").contains("param chatWorkflows = false\n"));
+}
+
+#[test]
+fn the_request_workflow_is_a_broker_of_this_elevate() {
+    let main = read("infra/main.bicep");
+    // It calls this Elevate, for the audience Elevate validates.
+    let params = code_lines(bicep_block(
+        bicep_block(&main, "module chatRequestsWorkflow 'modules/chat-requests.bicep'"),
+        "params: {",
+    ));
+    assert!(params.contains(&"elevateUrl: 'https://${app.properties.defaultHostName}'"));
+    assert!(main.contains("ELEVATE_PUBLIC_URL: 'https://${app.properties.defaultHostName}'\n"));
+    assert!(params.contains(&"apiClientId: apiClientId"));
+    let module = read(CHAT_REQUESTS);
+    assert!(module.contains("elevateAudience: { value: 'api://${apiClientId}' }\n"));
+    assert!(main.contains("ELEVATE_AUDIENCE: 'api://${apiClientId}'\n"));
+    // A Consumption Logic App with a system-assigned identity, carrying its definition file.
+    let workflow = bicep_block(&module, "resource requests 'Microsoft.Logic/workflows@2019-05-01' = {");
+    assert!(workflow.contains("identity: { type: 'SystemAssigned' }"));
+    assert!(!workflow.contains("kind:") && !workflow.contains("sku:"), "Consumption: no Standard plan");
+    assert!(workflow.contains("definition: loadJsonContent('../workflows/chat-requests.json')"));
+    // Its client id is the system-assigned identity's own, read from Microsoft.ManagedIdentity…
+    let identity = code_lines(bicep_block(
+        &module,
+        "resource requestsIdentity 'Microsoft.ManagedIdentity/identities@2023-01-31' existing = {",
+    ));
+    assert_eq!(identity, ["scope: requests", "name: 'default'"]);
+    assert!(module.contains("output brokerClientId string = requestsIdentity.properties.clientId\n"));
+    assert!(module.contains("output brokerPrincipalId string = requests.identity.principalId\n"));
+    // …and goes on ELEVATE_BROKER_APP_IDS, and on Easy Auth's allow-list when there is one.
+    assert!(
+        main.contains("var chatBrokerAppIds = chatWorkflows ? [chatRequestsWorkflow!.outputs.brokerClientId] : []\n")
+    );
+    let settings = bicep_block(&main, "resource appSettings ");
+    assert!(settings.contains("ELEVATE_BROKER_APP_IDS: join(concat(brokerAppIds, chatBrokerAppIds), ',')\n"));
+    let auth = bicep_block(&main, "resource auth ");
+    assert!(auth.contains("{ allowedApplications: concat(allowedClientAppIds, chatBrokerAppIds) }"));
+    assert!(auth.contains("empty(allowedClientAppIds) ? { allowedPrincipals: {} }"), "never an empty allow-list");
+    // Its object id gets the app role Elevate.Broker on Elevate's own service principal.
+    let params = code_lines(bicep_block(bicep_block(&main, "module chatBrokerRole "), "params: {"));
+    assert_eq!(params, ["principalId: chatRequestsWorkflow!.outputs.brokerPrincipalId", "apiClientId: apiClientId"]);
+    let role = read(CHAT_BROKER_ROLE);
+    let code: Vec<&str> = role.lines().filter(|l| !l.starts_with("//") && !l.trim().is_empty()).collect();
+    assert_eq!(code.first(), Some(&"extension microsoftGraphV1"), "the module starts by loading the Graph extension");
+    let resources: Vec<&&str> = code.iter().filter(|l| l.starts_with("resource ")).collect();
+    assert_eq!(
+        resources,
+        [
+            &"resource elevateApi 'Microsoft.Graph/servicePrincipals@v1.0' existing = {",
+            &"resource brokerRole 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {",
+        ]
+    );
+    assert_eq!(code_lines(bicep_block(&role, "resource elevateApi ")), ["appId: apiClientId"]);
+    assert_eq!(
+        code_lines(bicep_block(&role, "resource brokerRole ")),
+        [
+            "principalId: principalId",
+            "resourceId: elevateApi.id",
+            "appRoleId: filter(elevateApi.appRoles, role => role.id =~ brokerAppRoleId && role.value == 'Elevate.Broker')[0].id",
+        ]
+    );
+    let app_roles: serde_json::Value = serde_json::from_str(&read("docs/app-roles.json")).unwrap();
+    let broker = app_roles.as_array().unwrap().iter().find(|r| r["value"] == "Elevate.Broker").unwrap();
+    assert_eq!(broker["allowedMemberTypes"], serde_json::json!(["Application"]));
+    let id = broker["id"].as_str().unwrap();
+    assert!(
+        role.contains(&format!("var brokerAppRoleId = '{id}'\n")),
+        "the id docs/app-roles.json gives Elevate.Broker"
+    );
+    // checkov cannot parse the extension keyword either: it skips this file by name.
+    assert!(read("infra/.checkov.yaml").contains("  - graph/chat-broker-role.bicep\n"));
+}
+
+#[test]
+fn elevate_sends_its_events_to_the_notices_workflow_only_when_asked() {
+    let main = read("infra/main.bicep");
+    let settings = bicep_block(&main, "resource appSettings ");
+    assert!(settings.contains(
+        "ELEVATE_EVENT_WEBHOOK_URL: chatNotices ? chatNoticesWorkflow!.outputs.eventWebhookUrl : eventWebhookUrl\n"
+    ));
+    let params = code_lines(bicep_block(bicep_block(&main, "module chatNoticesWorkflow "), "params: {"));
+    assert!(params.contains(&"teamsWebhookUrl: chatNoticesWebhookUrl"));
+    // Elevate refuses to start with an event webhook and no 32-character secret: the deployment
+    // stops first.
+    assert!(params.contains(&"eventWebhookSecretLength: length(eventWebhookSecret)"));
+    let module = read(CHAT_NOTICES);
+    assert!(module.contains("@minValue(32)\n#disable-next-line no-unused-params"));
+    assert!(module.contains("@secure()\nparam teamsWebhookUrl string\n"));
+    // The trigger URL carries its signature: a secure output, never in the deployment history.
+    assert!(module.contains("@secure()\noutput eventWebhookUrl string = noticesTrigger.listCallbackUrl().value\n"));
+    let trigger = code_lines(bicep_block(
+        &module,
+        "resource noticesTrigger 'Microsoft.Logic/workflows/triggers@2019-05-01' existing = {",
+    ));
+    assert_eq!(trigger, ["parent: notices", "name: 'manual'"]);
+    let workflow = bicep_block(&module, "resource notices 'Microsoft.Logic/workflows@2019-05-01' = {");
+    assert!(workflow.contains("definition: loadJsonContent('../workflows/chat-notices.json')"));
+}
+
+#[test]
+fn each_workflow_gets_exactly_the_parameters_its_definition_needs() {
+    for (module, workflow, block) in [
+        (CHAT_REQUESTS, "chat-requests", "resource requests 'Microsoft.Logic/workflows@2019-05-01' = {"),
+        (CHAT_NOTICES, "chat-notices", "resource notices 'Microsoft.Logic/workflows@2019-05-01' = {"),
+    ] {
+        let bicep = read(module);
+        let definition: serde_json::Value =
+            serde_json::from_str(&read(&format!("infra/workflows/{workflow}.json"))).unwrap();
+        let set: Vec<String> = code_lines(bicep_block(bicep_block(&bicep, block), "parameters: {"))
+            .iter()
+            .map(|l| l.split(':').next().unwrap().to_owned())
+            .collect();
+        let declared = definition["parameters"].as_object().unwrap();
+        for name in &set {
+            assert!(declared.contains_key(name), "{module} sets {name}, which {workflow}.json does not declare");
+        }
+        // Settings without a usable default (an empty string) come from the template.
+        for (name, p) in declared {
+            if p["defaultValue"] == "" {
+                assert!(set.contains(name), "{module} leaves {workflow}.json's {name} empty");
+            }
+        }
+        assert!(bicep.contains("properties: {\n    state: 'Enabled'\n"), "{module}");
+    }
 }

@@ -28,3 +28,4 @@ mod queues;
 mod readme;
 mod recovery;
 mod store_contract;
+mod workflows;
