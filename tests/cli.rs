@@ -236,7 +236,10 @@ async fn activate_wait_follows_a_concurrent_approval_to_active() {
     let (done, id) = tokio::join!(waiting, approve);
     let last = done.json();
     assert_eq!((last["id"].as_str(), last["status"].as_str()), (Some(id.as_str()), Some("Active")));
-    let progress: Vec<&str> = done.stderr.lines().collect();
+    // A poll may land while the approved role is being granted (on a slower store it often
+    // does): that line is optional, the others are not.
+    let progress: Vec<&str> =
+        done.stderr.lines().filter(|l| *l != format!("activation {id}: the role is being granted")).collect();
     assert_eq!(
         progress,
         [
