@@ -86,6 +86,9 @@ enum Command {
         #[arg(long)]
         condition: bool,
     },
+    /// Run one governance pass against the configured store and provider (as the hourly
+    /// `governance` timer does) and print its report as JSON.
+    Governance,
     /// Validate a policy file and print what it allows.
     CheckPolicy {
         #[arg(default_value = "policy.yaml")]
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         Command::Serve { functions_host, bind, log_format } => serve(functions_host, bind, log_format),
         Command::Token(args) => token(args),
         Command::CheckPolicy { file } => check_policy(&file),
+        Command::Governance => governance(),
         Command::AssignableRoles { file, condition } => assignable_roles(&file, condition),
     };
     match result {
@@ -149,11 +153,15 @@ fn serve(functions_host: bool, bind: IpAddr, log_format: Option<Format>) -> Resu
             });
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let sweeper = startup::runs_own_sweeper(&settings)
-            .then(|| tokio::spawn(startup::run_sweeper(Arc::clone(&built.service), Arc::clone(&clock), stop_rx)));
+        let own = startup::runs_own_sweeper(&settings);
+        let governance = own.then(|| {
+            tokio::spawn(startup::run_governance(Arc::clone(&built.service), Arc::clone(&clock), stop_rx.clone()))
+        });
+        let sweeper =
+            own.then(|| tokio::spawn(startup::run_sweeper(Arc::clone(&built.service), Arc::clone(&clock), stop_rx)));
         startup::serve(listener, Arc::clone(&built.context), startup::shutdown_signal()).await;
         let _ = stop_tx.send(true);
-        if let Some(task) = sweeper {
+        for task in [sweeper, governance].into_iter().flatten() {
             let _ = task.await;
         }
         tracing::info!("stopped");
@@ -199,6 +207,25 @@ fn token(args: TokenArgs) -> Result<(), String> {
     let token = issuer.mint(&request, SystemClock.now()).map_err(|e| e.to_string())?;
     println!("{token}");
     Ok(())
+}
+
+fn governance() -> Result<(), String> {
+    telemetry::init(telemetry::LogFormat::Text);
+    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(ToOwned::to_owned));
+    let settings = Settings::from_env(RunMode::Standalone, |k| std::env::var(k).ok(), exe_dir.as_deref())
+        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let built = startup::build(&settings, Arc::clone(&clock)).map_err(|e| e.to_string())?;
+        let report = built.service.governance(clock.now()).await.map_err(|e| e.to_string())?;
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        if report.failures.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} part(s) could not be read", report.failures.len()))
+        }
+    })
 }
 
 fn check_policy(file: &std::path::Path) -> Result<(), String> {

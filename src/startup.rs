@@ -358,6 +358,28 @@ pub async fn run_sweeper(service: Arc<Elevate>, clock: Arc<dyn Clock>, mut stop:
     }
 }
 
+/// Standalone mode: the governance pass at seven minutes past every hour (the `governance`
+/// timer's `0 7 * * * *`), until `stop` fires.
+pub async fn run_governance(
+    service: Arc<Elevate>,
+    clock: Arc<dyn Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let now = clock.now();
+        let into_hour = now.timestamp().rem_euclid(3600);
+        let wait = (7 * 60 - into_hour).rem_euclid(3600);
+        let wait = std::time::Duration::from_secs(if wait == 0 { 3600 } else { wait as u64 });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = service.governance(clock.now()).await {
+            tracing::error!(error = %e, "governance pass failed; the next hour tries again");
+        }
+    }
+}
+
 fn until_next_minute(now: DateTime<Utc>) -> std::time::Duration {
     let into_minute = now.timestamp_subsec_millis() as u64 + (now.timestamp().rem_euclid(60) as u64) * 1000;
     std::time::Duration::from_millis(60_000 - into_minute.min(59_999))

@@ -6,12 +6,14 @@ mod support;
 
 mod api;
 mod arm;
+mod assignments_listing;
 mod bad_input;
 mod browser;
 mod cli;
 mod directory;
 mod eligibility;
 mod fake_graph_selftest;
+mod governance;
 mod graph;
 mod graph_lifecycle;
 mod hardening;

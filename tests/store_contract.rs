@@ -12,8 +12,8 @@ use elevate::domain::ids::{ActivationId, Justification, PrincipalId, RoleDefinit
 use elevate::domain::policy::{ActivationDraft, Policy, Subject};
 use elevate::domain::scope::Scope;
 use elevate::service::ports::{
-    ActivationQuery, AuditQuery, AwaitingQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Page, PageToken, Store,
-    StoreError, Version, Versioned,
+    ActivationQuery, AuditQuery, AwaitingQuery, DueCursor, IdempotencyKey, IdempotencyRecord, MAX_RECORD_BODY_BYTES,
+    Page, PageToken, RecordId, RecordKind, Store, StoreError, Version, Versioned,
 };
 use futures_util::StreamExt;
 
@@ -180,6 +180,11 @@ contract!(
     the_open_cap_refuses_the_one_too_many_and_frees_as_activations_end,
     concurrent_inserts_never_exceed_the_open_cap,
     audit_pages_join_to_the_trail_oldest_first,
+    a_record_is_created_read_back_and_replaced_with_its_version,
+    two_concurrent_record_writes_one_wins,
+    records_are_listed_by_kind_in_id_order_up_to_the_limit,
+    record_ids_of_every_allowed_character_round_trip,
+    an_oversize_record_body_is_refused_and_nothing_is_stored,
 );
 
 pub fn table_store() -> Arc<dyn Store> {
@@ -855,6 +860,158 @@ async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
 
+fn kind(value: &str) -> RecordKind {
+    RecordKind::parse(value).unwrap()
+}
+
+fn rid(value: &str) -> RecordId {
+    RecordId::parse(value).unwrap()
+}
+
+fn versioned(body: &str, version: &Version) -> Versioned<String> {
+    Versioned { value: body.to_owned(), version: version.clone() }
+}
+
+async fn a_record_is_created_read_back_and_replaced_with_its_version(store: Arc<dyn Store>) {
+    let (alert, id) = (kind("alert"), rid("alert-1"));
+    assert_eq!(store.record(&alert, &id).await.unwrap(), None, "an unknown record");
+    let v1 = store.put_record(&alert, &id, r#"{"state":"open"}"#, None).await.unwrap();
+    assert_eq!(store.record(&alert, &id).await.unwrap(), Some(versioned(r#"{"state":"open"}"#, &v1)));
+    let v2 = store.put_record(&alert, &id, r#"{"state":"closed"}"#, Some(&v1)).await.unwrap();
+    assert_ne!(v1, v2);
+    assert_eq!(store.record(&alert, &id).await.unwrap(), Some(versioned(r#"{"state":"closed"}"#, &v2)));
+    // The version read before the last write; a second create; versions this store never made.
+    let stale = store.put_record(&alert, &id, r#"{"state":"stale"}"#, Some(&v1)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+    let again = store.put_record(&alert, &id, r#"{"state":"again"}"#, None).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    for made_up in ["garbage", "*", "", "0"] {
+        let result = store.put_record(&alert, &id, r#"{"state":"made up"}"#, Some(&Version(made_up.into()))).await;
+        assert!(matches!(result, Err(StoreError::Conflict)), "{made_up:?}: {result:?}");
+    }
+    assert_eq!(store.record(&alert, &id).await.unwrap(), Some(versioned(r#"{"state":"closed"}"#, &v2)), "unchanged");
+    // A version is no way to create a record that does not exist.
+    let absent = store.put_record(&alert, &rid("alert-2"), "{}", Some(&v2)).await;
+    assert!(matches!(absent, Err(StoreError::Conflict)), "{absent:?}");
+    assert_eq!(store.record(&alert, &rid("alert-2")).await.unwrap(), None);
+    // The same id under another kind is another record.
+    assert_eq!(store.record(&kind("review"), &id).await.unwrap(), None);
+    let v3 = store.put_record(&alert, &id, r#"{"state":"reopened"}"#, Some(&v2)).await.unwrap();
+    assert_eq!(store.record(&alert, &id).await.unwrap(), Some(versioned(r#"{"state":"reopened"}"#, &v3)));
+    let trail = store.audit(&AuditQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert!(trail.items.is_empty(), "records write no audit events: {trail:?}");
+}
+
+async fn two_concurrent_record_writes_one_wins(store: Arc<dyn Store>) {
+    let alert = kind("alert");
+    for round in 0..5 {
+        let id = rid(&format!("race-{round}"));
+        let mut expected: Option<Version> = None;
+        // First two creates, then two replaces from the same version.
+        for step in ["create", "replace"] {
+            let race = |body: String| {
+                let (store, alert, id, expected) = (Arc::clone(&store), alert.clone(), id.clone(), expected.clone());
+                tokio::spawn(async move { store.put_record(&alert, &id, &body, expected.as_ref()).await })
+            };
+            let bodies = [format!(r#"{{"{step}":1}}"#), format!(r#"{{"{step}":2}}"#)];
+            let (one, two) = (race(bodies[0].clone()), race(bodies[1].clone()));
+            let results = [one.await.unwrap(), two.await.unwrap()];
+            let wins: Vec<usize> = (0..2).filter(|&i| results[i].is_ok()).collect();
+            let conflicts = results.iter().filter(|r| matches!(r, Err(StoreError::Conflict))).count();
+            assert_eq!((wins.len(), conflicts), (1, 1), "round {round}, {step}: {results:?}");
+            let winner = wins[0];
+            let version = results[winner].as_ref().unwrap().clone();
+            let stored = store.record(&alert, &id).await.unwrap();
+            assert_eq!(stored, Some(versioned(&bodies[winner], &version)), "round {round}, {step}: the winner's");
+            expected = Some(version);
+        }
+    }
+}
+
+async fn records_are_listed_by_kind_in_id_order_up_to_the_limit(store: Arc<dyn Store>) {
+    let (alert, review, archive) = (kind("alert"), kind("review"), kind("alert-archive"));
+    for id in ["c", "a", "e", "b", "d"] {
+        store.put_record(&alert, &rid(id), &format!(r#"{{"id":"{id}"}}"#), None).await.unwrap();
+    }
+    store.put_record(&review, &rid("a"), r#"{"review":"a"}"#, None).await.unwrap();
+    store.put_record(&archive, &rid("aa"), r#"{"archived":"aa"}"#, None).await.unwrap();
+    let v = store.record(&alert, &rid("d")).await.unwrap().unwrap().version;
+    let v = store.put_record(&alert, &rid("d"), r#"{"id":"d","seen":true}"#, Some(&v)).await.unwrap();
+    let all = store.records(&alert, 10).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    for (id, listed) in &all {
+        assert_eq!(Some(listed), store.record(&alert, id).await.unwrap().as_ref(), "{id}: as a read finds it");
+    }
+    assert_eq!(all[3].1, versioned(r#"{"id":"d","seen":true}"#, &v), "the latest version");
+    let first: Vec<RecordId> = store.records(&alert, 2).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(first, [rid("a"), rid("b")]);
+    assert!(store.records(&alert, 0).await.unwrap().is_empty());
+    assert_eq!(store.records(&alert, usize::MAX).await.unwrap(), all, "asking for more gets them all");
+    let reviews = store.records(&review, 10).await.unwrap();
+    assert_eq!(reviews.len(), 1);
+    assert_eq!((reviews[0].0.as_str(), reviews[0].1.value.as_str()), ("a", r#"{"review":"a"}"#));
+    let archived: Vec<RecordId> = store.records(&archive, 10).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(archived, [rid("aa")], "a kind that begins with another's name is another kind");
+    assert!(store.records(&kind("none"), 10).await.unwrap().is_empty());
+}
+
+async fn record_ids_of_every_allowed_character_round_trip(store: Arc<dyn Store>) {
+    let longest_kind = kind("abcdefghijklmnopqrstuvwxyz------");
+    let every = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:";
+    // `activation` and `event_000001` are other entities' RowKeys in Table Storage.
+    let mut ids: Vec<String> = [every, "-", "_", ".", "..", ":", "Z", "a", "activation", "event_000001"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(["2026-11-25T12:00:00.000Z".to_owned(), "x".repeat(RecordId::MAX_CHARS)])
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let body = format!(r#"{{"n":{i},"id":"{id}"}}"#);
+        let v = store.put_record(&longest_kind, &rid(id), &body, None).await.unwrap();
+        assert_eq!(store.record(&longest_kind, &rid(id)).await.unwrap(), Some(versioned(&body, &v)), "{id}");
+    }
+    // Bytewise order: `-` `.` digits `:` upper case `_` lower case.
+    ids.sort();
+    let listed: Vec<String> =
+        store.records(&longest_kind, 100).await.unwrap().into_iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(listed, ids);
+    // Nothing that reads activations takes a record for one.
+    let page = store.list(&ActivationQuery { limit: 10, now: at(0), ..Default::default() }).await.unwrap();
+    assert!(page.items.is_empty(), "{page:?}");
+    let trail = store.audit(&AuditQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert!(trail.items.is_empty(), "{trail:?}");
+    inserted(&*store, ALICE, READER, SUB1, at(0)).await;
+    assert_eq!(
+        store.list(&ActivationQuery { limit: 10, now: at(0), ..Default::default() }).await.unwrap().items.len(),
+        1
+    );
+}
+
+async fn an_oversize_record_body_is_refused_and_nothing_is_stored(store: Arc<dyn Store>) {
+    let alert = kind("alert");
+    // 64 KiB as Table Storage counts a string (UTF-16): 32 Ki ASCII characters.
+    let most = "x".repeat(MAX_RECORD_BODY_BYTES / 2);
+    let v = store.put_record(&alert, &rid("big"), &most, None).await.unwrap();
+    assert_eq!(store.record(&alert, &rid("big")).await.unwrap(), Some(versioned(&most, &v)));
+    let over = format!("{most}x");
+    match store.put_record(&alert, &rid("bigger"), &over, None).await {
+        Err(StoreError::TooLarge(m)) => assert!(m.contains("65536"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.record(&alert, &rid("bigger")).await.unwrap(), None, "nothing stored");
+    let replaced = store.put_record(&alert, &rid("big"), &over, Some(&v)).await;
+    assert!(matches!(replaced, Err(StoreError::TooLarge(_))), "{replaced:?}");
+    assert_eq!(store.record(&alert, &rid("big")).await.unwrap(), Some(versioned(&most, &v)), "unchanged");
+    // And 64 KiB of UTF-8: three bytes a character.
+    let euros = "€".repeat(MAX_RECORD_BODY_BYTES / 3);
+    let e = store.put_record(&alert, &rid("euros"), &euros, None).await.unwrap();
+    assert_eq!(store.record(&alert, &rid("euros")).await.unwrap(), Some(versioned(&euros, &e)));
+    let more = store.put_record(&alert, &rid("more-euros"), &format!("{euros}€"), None).await;
+    assert!(matches!(more, Err(StoreError::TooLarge(_))), "{more:?}");
+    let listed: Vec<RecordId> = store.records(&alert, 10).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(listed, [rid("big"), rid("euros")]);
+}
+
 /// Where the store can count inside its write transaction, the cap is exact under concurrency.
 mod sqlite_only {
     use super::*;
@@ -872,11 +1029,15 @@ mod sqlite_only {
 /// What only the Table Storage store has to get right: continuation, key and size checks,
 /// the due index's leftovers, and retries whose first attempt landed.
 mod tables_only {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering::SeqCst;
+
     use elevate::adapters::store::table_client::{Properties, TableError};
     use serde_json::json;
 
     use super::*;
     use crate::support::azurite::azurite;
+    use crate::support::fake_http::{FakeReply, FakeRequest, serve};
     use crate::support::raw_table;
 
     fn entity(partition: &str, row: &str, extra: serde_json::Value) -> Properties {
@@ -1123,6 +1284,86 @@ mod tables_only {
         store.insert(&c, &f, None, 10).await.unwrap();
         let insert = counts.take();
         assert_eq!((insert.queries, insert.entities), (1, 9), "{insert:?}");
+    }
+
+    #[tokio::test]
+    async fn a_record_is_one_entity_in_its_kind_partition() {
+        let settings = azurite().tables(std::env::temp_dir().join("unused.db"));
+        let store = elevate::startup::table_store(&settings).unwrap();
+        let v = store.put_record(&kind("alert"), &rid("a-1"), r#"{"n":1}"#, None).await.unwrap();
+        let stored = raw_table(&settings).get("record-alert", "a-1").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.properties["Kind"].as_str(), stored.properties["Body"].as_str()),
+            (Some("record"), Some(r#"{"n":1}"#))
+        );
+        assert_eq!(Version(stored.etag), v, "the ETag is the version");
+    }
+
+    /// A proxy in front of Azurite that forwards every request, but answers the next `lose`
+    /// record writes with 503 once the service has applied them: an answer lost on its way back.
+    async fn lossy_proxy(target: &str, lose: Arc<AtomicUsize>) -> (String, tokio::task::JoinHandle<()>) {
+        let target = target.trim_end_matches('/').to_owned();
+        let client = crate::support::http_client();
+        let (addr, task) = serve(Arc::new(move |req: FakeRequest| {
+            let (lose, target, client) = (Arc::clone(&lose), target.clone(), client.clone());
+            Box::pin(async move {
+                let mut url = format!("{target}{}", req.path);
+                if !req.raw_query.is_empty() {
+                    url.push('?');
+                    url.push_str(&req.raw_query);
+                }
+                let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
+                let mut forward = client.request(method, url).body(req.body.clone());
+                for (name, value) in &req.headers {
+                    if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+                        forward = forward.header(name, value);
+                    }
+                }
+                let Ok(answer) = forward.send().await else { return FakeReply::Drop };
+                let is_record_write = String::from_utf8_lossy(&req.body).contains("\"WriteId\"");
+                if is_record_write && lose.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+                    return FakeReply::empty(503);
+                }
+                let status = answer.status().as_u16();
+                let headers: Vec<(String, String)> = answer
+                    .headers()
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "content-length" | "connection" | "transfer-encoding"))
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                    .collect();
+                let body = answer.bytes().await.unwrap_or_default().to_vec();
+                FakeReply::Respond { status, headers, body }
+            })
+        }))
+        .await;
+        (format!("http://{addr}"), task)
+    }
+
+    #[tokio::test]
+    async fn a_record_write_whose_answer_was_lost_is_recognised_on_retry() {
+        let settings = azurite().tables(std::env::temp_dir().join("unused.db"));
+        let lose = Arc::new(AtomicUsize::new(0));
+        let (proxy, _server) = lossy_proxy(&azurite().base, Arc::clone(&lose)).await;
+        let proxied = elevate::config::TablesSetting {
+            endpoint: format!("{proxy}/{}", elevate::config::DEV_STORAGE_ACCOUNT),
+            ..settings.clone()
+        };
+        let store = elevate::startup::table_store(&proxied).unwrap();
+        let (alert, id) = (kind("alert"), rid("a-1"));
+        // The create lands, its answer is lost, the retry meets the record: ours, not a conflict.
+        lose.store(1, SeqCst);
+        let v1 = store.put_record(&alert, &id, r#"{"n":1}"#, None).await.unwrap();
+        assert_eq!(lose.load(SeqCst), 0, "an answer was lost");
+        assert_eq!(store.record(&alert, &id).await.unwrap(), Some(versioned(r#"{"n":1}"#, &v1)));
+        // The same for a replace: the retry's ETag no longer matches, but the write is ours.
+        lose.store(1, SeqCst);
+        let v2 = store.put_record(&alert, &id, r#"{"n":2}"#, Some(&v1)).await.unwrap();
+        assert_eq!(lose.load(SeqCst), 0, "an answer was lost");
+        assert_eq!(store.record(&alert, &id).await.unwrap(), Some(versioned(r#"{"n":2}"#, &v2)));
+        // Another write from the old version, or another create, is still a conflict.
+        assert!(matches!(store.put_record(&alert, &id, r#"{"n":3}"#, Some(&v1)).await, Err(StoreError::Conflict)));
+        assert!(matches!(store.put_record(&alert, &id, r#"{"n":3}"#, None).await, Err(StoreError::Conflict)));
+        assert_eq!(store.record(&alert, &id).await.unwrap(), Some(versioned(r#"{"n":2}"#, &v2)));
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ pub mod approver;
 pub mod audit;
 pub mod delegation;
 pub mod duration;
+pub mod governance;
 pub mod ids;
 pub mod notification;
 pub mod policy;

@@ -788,3 +788,37 @@ impl From<&crate::service::ports::Caller> for MeView {
         }
     }
 }
+
+/// A governance alert on the wire (`GET /api/alerts`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertView {
+    pub id: String,
+    pub kind: &'static str,
+    pub severity: crate::domain::governance::Severity,
+    pub status: &'static str,
+    pub title: String,
+    pub items: Vec<String>,
+    pub remediation: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<&crate::service::Alert> for AlertView {
+    fn from(a: &crate::service::Alert) -> Self {
+        Self {
+            id: a.finding.id.clone(),
+            kind: a.finding.kind.as_str(),
+            severity: a.finding.severity,
+            status: a.status.as_str(),
+            title: a.finding.title.clone(),
+            items: a.finding.items.clone(),
+            remediation: a.finding.remediation.clone(),
+            first_seen: a.first_seen,
+            last_seen: a.last_seen,
+            resolved_at: a.resolved_at,
+        }
+    }
+}

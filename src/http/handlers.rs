@@ -231,6 +231,32 @@ pub async fn decide(ctx: &HttpContext, req: &Request, raw_id: &str) -> Result<Re
     json(StatusCode::OK, &ActivationView::of(&result?, None))
 }
 
+/// Query parameters of `GET /api/alerts`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    status: Option<String>,
+}
+
+/// `GET /api/alerts?status=Open|All`: governance alerts (auditors, admins).
+#[tracing::instrument(skip_all)]
+pub async fn alerts(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    let who = caller(ctx, req).await?;
+    let q: AlertsQuery = dto::parse_query(&req.query)?;
+    let include_resolved = match q.status.as_deref() {
+        None | Some("Open") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "status",
+                format!("`{}` is not `Open` or `All`", crate::domain::ids::shorten(other)),
+            ));
+        }
+    };
+    let alerts = ctx.service.alerts(&who, include_resolved).await?;
+    json(StatusCode::OK, &List { value: alerts.iter().map(dto::AlertView::from).collect() })
+}
+
 #[tracing::instrument(skip_all)]
 pub async fn audit(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
     let who = caller(ctx, req).await?;

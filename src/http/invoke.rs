@@ -186,3 +186,31 @@ pub async fn deliver(ctx: &HttpContext, req: &Request) -> Result<Response, ApiEr
 
 /// How long one `deliver` invocation spends starting deliveries.
 const DELIVER_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `POST /governance`: the hourly governance pass (timer). Always 2xx: what could not be read
+/// is in the report and the logs, and the next tick tries again.
+pub async fn governance(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    if !req.body.is_empty() {
+        serde_json::from_slice::<serde_json::Value>(&req.body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "InvalidInvocation", format!("the invocation body is not JSON: {e}"))
+        })?;
+    }
+    let (logs, report) = match ctx.service.governance(ctx.clock.now()).await {
+        Ok(report) => {
+            let mut logs = vec![format!(
+                "governance: {} assignments listed, {} alerts open, {} opened, {} resolved",
+                report.assignments_listed,
+                report.open,
+                report.opened.len(),
+                report.resolved.len()
+            )];
+            logs.extend(report.failures.iter().map(|f| format!("governance could not read: {f}")));
+            (logs, serde_json::to_value(&report).unwrap_or_default())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "governance pass failed");
+            (vec![format!("governance pass failed: {e}")], serde_json::json!({"error": e.to_string()}))
+        }
+    };
+    json(StatusCode::OK, &QueueResult { outputs: serde_json::Map::new(), logs, return_value: report })
+}

@@ -291,6 +291,14 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
             }
             _ => allow("GET, POST"),
         },
+        ["api", "alerts"] => match *m {
+            Method::GET => handlers::alerts(ctx, &req).await,
+            _ => allow("GET"),
+        },
+        ["governance"] if ctx.functions_host => match *m {
+            Method::POST => invoke::governance(ctx, &req).await,
+            _ => allow("POST"),
+        },
         ["api", "audit"] => match *m {
             Method::GET => handlers::audit(ctx, &req).await,
             _ => allow("GET"),

@@ -4,6 +4,7 @@
 mod activate;
 pub mod confirm;
 pub mod error;
+mod governance;
 mod lifecycle;
 pub mod notify;
 pub mod ports;
@@ -24,6 +25,7 @@ use crate::domain::policy::Policy;
 pub use activate::{ActivationInput, Preview, Requested, WouldBe};
 pub use confirm::{Answer, ConfirmationLink, LinkRefusal, LinkSigner, PendingConfirmation};
 pub use error::ServiceError;
+pub use governance::{Alert, AlertStatus, GovernanceReport};
 pub use lifecycle::ExtensionInput;
 pub use query::{ActivationDetails, AuditFilter, DEFAULT_PAGE, ListFilter, MAX_LIST, PageRequest};
 

@@ -53,6 +53,106 @@ impl fmt::Debug for IdempotencyKey {
     }
 }
 
+/// What a governance record is about (`alert`, `review`, …): 1 to 32 lower-case ASCII letters
+/// and `-`. Part of a Table Storage PartitionKey, so nothing else may appear in it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKind(String);
+
+impl RecordKind {
+    pub const MAX_CHARS: usize = 32;
+
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        parse_key(value, Self::MAX_CHARS, |c| c.is_ascii_lowercase() || c == '-', "a record kind (a-z and `-`)")
+            .map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One governance record of a kind: 1 to 200 ASCII letters, digits, `-`, `_`, `.` and `:`.
+/// INVARIANT: safe as a Table Storage RowKey and an SQLite key as it is (no `/`, `\`, `#`, `?`,
+/// control or non-ASCII characters), and ordered as both stores order keys: bytewise.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordId(String);
+
+impl RecordId {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        parse_key(
+            value,
+            Self::MAX_CHARS,
+            |c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'),
+            "a record id (ASCII letters, digits, `-`, `_`, `.` and `:`)",
+        )
+        .map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A record key as given (never trimmed): not empty, at most `max` characters, each `allowed`.
+fn parse_key(value: &str, max: usize, allowed: fn(char) -> bool, expected: &'static str) -> Result<String, ParseError> {
+    if value.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if value.chars().count() > max {
+        return Err(ParseError::TooLong { max });
+    }
+    // Said without quoting the value: a log line is no place for control characters.
+    if value.chars().any(char::is_control) {
+        return Err(ParseError::ControlCharacter);
+    }
+    if !value.chars().all(allowed) {
+        return Err(ParseError::malformed(value, expected));
+    }
+    Ok(value.to_owned())
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordKind({:?})", self.0)
+    }
+}
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordId({:?})", self.0)
+    }
+}
+
+/// The most a record's body holds: 64 KiB counted in UTF-8 and in UTF-16 alike. Table Storage
+/// measures a string property in UTF-16 (64 KiB, 32 Ki units), so a body of ASCII JSON holds up
+/// to 32 Ki characters.
+pub const MAX_RECORD_BODY_BYTES: usize = 64 * 1024;
+
+/// Refuses a record body over `MAX_RECORD_BODY_BYTES` (`StoreError::TooLarge`). Every store
+/// checks it before writing anything, so every store holds the same records.
+pub fn check_record_body(body: &str) -> Result<(), StoreError> {
+    let utf16 = body.encode_utf16().count().saturating_mul(2);
+    let size = body.len().max(utf16);
+    if size > MAX_RECORD_BODY_BYTES {
+        return Err(StoreError::TooLarge(format!(
+            "a record body of {size} bytes (the larger of UTF-8 and UTF-16); records hold at most {MAX_RECORD_BODY_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
 /// Remembers which activation a caller's idempotency key produced, and for which request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -231,6 +331,23 @@ pub trait Store: Send + Sync {
     async fn outbox_save(&self, item: &OutboxItem, expected: &Version) -> Result<Version, StoreError>;
     /// Removes a fully delivered notice if it is unchanged since read.
     async fn outbox_remove(&self, item: &OutboxItem, expected: &Version) -> Result<(), StoreError>;
+    /// A governance record: a JSON document under a kind (`alert`, `review`, …) and an id, with
+    /// a version for optimistic concurrency. Not activations: no audit event is written with it.
+    async fn record(&self, kind: &RecordKind, id: &RecordId) -> Result<Option<Versioned<String>>, StoreError>;
+    /// Every record of a kind, in id order, at most `limit` (a caller asking for more than exist
+    /// gets them all).
+    async fn records(&self, kind: &RecordKind, limit: usize) -> Result<Vec<(RecordId, Versioned<String>)>, StoreError>;
+    /// Writes `body` as the record: `expected` None = only if none exists (else
+    /// `StoreError::Conflict`); Some(v) = only if its version is still v (else Conflict). Returns
+    /// the new version. A body over `MAX_RECORD_BODY_BYTES` is `StoreError::TooLarge`, and
+    /// nothing is written.
+    async fn put_record(
+        &self,
+        kind: &RecordKind,
+        id: &RecordId,
+        body: &str,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
@@ -314,6 +431,15 @@ pub struct Assignment {
     pub principal_id: PrincipalId,
     pub role_definition_id: RoleDefinitionId,
     pub description: Option<String>,
+}
+
+/// One assignment found at or below a scope, and whether it carries Elevate's marker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed {
+    pub assignment: Assignment,
+    /// Whether it carries Elevate's marker (`parse_marker` reads its description). A provider
+    /// whose assignments cannot carry one (Graph) says `false` for all: see its `list_all`.
+    pub elevates: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -412,6 +538,21 @@ pub trait AccessProvider: Send + Sync {
     async fn inspect(&self, grant: &Grant) -> Result<Option<Assignment>, AccessError>;
     /// Assignments at or below `scope` that carry an Elevate marker.
     async fn list_managed(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError>;
+    /// Every assignment at or below `scope`, Elevate's or not, read a page at a time (governance:
+    /// what is assigned outside Elevate). Bounded like `list_managed`.
+    ///
+    /// INVARIANT: all or nothing. A read that cannot be completed (a failed or missing later
+    /// page, a paging bound reached, an entry at or below `scope` that cannot be read) is an
+    /// error, never a shorter list: "nothing outside Elevate" must not come from a partial read.
+    ///
+    /// The default refuses, so a provider that has not learnt to list everything is never taken
+    /// for one that found nothing.
+    async fn list_all(&self, scope: &Scope) -> Result<Vec<Listed>, AccessError> {
+        Err(AccessError::Permanent(format!(
+            "the `{}` access provider cannot list every assignment at `{scope}`",
+            self.kind()
+        )))
+    }
     /// A short name for logs and health (`local`, `arm`).
     fn kind(&self) -> &'static str;
 }
@@ -504,6 +645,50 @@ mod tests {
         assert_eq!(m, "elevate:05c5a614-a7d6-4502-b150-c2fb455033ff:2026-11-25T14:00:00Z");
         assert_eq!(parse_marker(&m), Some((id, at)));
         assert_eq!(parse_marker("JIT grant"), None);
+    }
+
+    #[test]
+    fn record_kinds_are_lower_case_letters_and_dashes() {
+        for good in ["alert", "access-review", "-", &"a".repeat(32)] {
+            assert_eq!(RecordKind::parse(good).unwrap().as_str(), good);
+        }
+        assert_eq!(RecordKind::parse("").unwrap_err(), ParseError::Empty);
+        assert_eq!(RecordKind::parse(&"a".repeat(33)).unwrap_err(), ParseError::TooLong { max: 32 });
+        assert_eq!(RecordKind::parse("al\u{0}ert").unwrap_err(), ParseError::ControlCharacter);
+        for bad in ["Alert", "alert_1", "alert1", "al ert", " alert", "alert/x", "é"] {
+            assert!(matches!(RecordKind::parse(bad), Err(ParseError::Malformed { .. })), "{bad:?}");
+        }
+        assert_eq!(RecordKind::parse("alert").unwrap().to_string(), "alert");
+    }
+
+    #[test]
+    fn record_ids_are_safe_as_keys_everywhere() {
+        let every = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:";
+        for good in [every, "a", ":", &"x".repeat(200)] {
+            let id = RecordId::parse(good).unwrap();
+            assert_eq!((id.as_str(), id.to_string().as_str()), (good, good));
+        }
+        assert_eq!(RecordId::parse("").unwrap_err(), ParseError::Empty);
+        assert_eq!(RecordId::parse(&"x".repeat(201)).unwrap_err(), ParseError::TooLong { max: 200 });
+        for control in ["a\u{0}", "a\tb", "a\nb", "\u{7f}", "\u{9f}"] {
+            assert_eq!(RecordId::parse(control).unwrap_err(), ParseError::ControlCharacter, "{control:?}");
+        }
+        for bad in ["a/b", "a\\b", "a#b", "a?b", "a b", " a", "a'b", "a%2F", "é", "a|b"] {
+            assert!(matches!(RecordId::parse(bad), Err(ParseError::Malformed { .. })), "{bad:?}");
+        }
+        assert_eq!(format!("{:?}", RecordId::parse("a-1").unwrap()), r#"RecordId("a-1")"#);
+    }
+
+    #[test]
+    fn record_bodies_hold_64_kib_in_utf8_and_in_utf16() {
+        check_record_body("").unwrap();
+        check_record_body(&"x".repeat(MAX_RECORD_BODY_BYTES / 2)).unwrap();
+        assert!(matches!(check_record_body(&"x".repeat(MAX_RECORD_BODY_BYTES / 2 + 1)), Err(StoreError::TooLarge(_))));
+        check_record_body(&"€".repeat(MAX_RECORD_BODY_BYTES / 3)).unwrap();
+        assert!(check_record_body(&"€".repeat(MAX_RECORD_BODY_BYTES / 3 + 1)).is_err());
+        // Four bytes in UTF-8, two units in UTF-16: 16 Ki of them.
+        check_record_body(&"😀".repeat(MAX_RECORD_BODY_BYTES / 4)).unwrap();
+        assert!(check_record_body(&"😀".repeat(MAX_RECORD_BODY_BYTES / 4 + 1)).is_err());
     }
 }
 

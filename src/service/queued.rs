@@ -136,7 +136,15 @@ impl Elevate {
             }
         }
         match item.value.due_at() {
-            Some(due) if due <= now => Ok(ExpiryOutcome::Settled(self.settle(item, now).await?)),
+            Some(due) if due <= now => {
+                let settled = self.settle(item, now).await?;
+                // What it settled may have queued a notice (access expired): out now.
+                if let Some(notifier) = &self.notifier {
+                    notifier.kick();
+                }
+                self.queue_delivery().await;
+                Ok(ExpiryOutcome::Settled(settled))
+            }
             _ => Ok(ExpiryOutcome::Stale("not active and not due")),
         }
     }

@@ -344,7 +344,10 @@ impl Elevate {
         let event = crate::domain::audit::AuditEvent::of(&transition, Actor::System, justification, detail, now);
         match self.store.update(&transition.activation, &read.version, &event).await {
             Ok(version) => {
-                self.after_write(Some(&read.value), &transition.activation, &event, now).await;
+                // The sweep delivers its notices itself at the end of the pass (a background
+                // delivery started here would hold the outbox while the pass's own delivery
+                // looks); the expiry queue's handler asks for delivery after its step.
+                self.queue_expiry(Some(&read.value), &transition.activation, now).await;
                 Ok(Versioned { value: transition.activation, version })
             }
             Err(super::ports::StoreError::Conflict) => {

@@ -91,6 +91,13 @@ struct State {
     /// DELETE answers 200 but the assignment stays (a read after it must catch this).
     sticky_deletes: bool,
     page_size: usize,
+    /// List pages (by their offset, `$skiptoken`) that answer this status, every time.
+    failing_pages: HashMap<usize, u16>,
+    /// Every list page links a next one, even past the end (a server that never stops paging).
+    endless_paging: bool,
+    /// Subscription scope (lowercase) → the management groups above it, as ARM knows them: a
+    /// list at or below the subscription also returns their assignments (inherited access).
+    management_groups: HashMap<String, Vec<String>>,
     hang_next_put: Option<tokio::sync::oneshot::Sender<()>>,
     /// The next PUT is stored, then answered 201 with this body instead of the assignment.
     garble_next_put: Option<Value>,
@@ -204,6 +211,45 @@ impl FakeAzure {
     /// An assignment made outside Elevate (or anything else a test wants to exist).
     pub fn seed(&self, stored: Stored) {
         self.state.lock().unwrap().assignments.insert(stored.name, stored);
+    }
+    /// An assignment someone made outside Elevate: a fresh name, no description (no marker), the
+    /// role as a subscription's role definition (the tenant's at a management group or the root
+    /// `/`, which every list returns as above its scope). Returns its ARM id.
+    pub fn assign_outside(&self, scope: &str, principal: &str, role_guid: &str) -> String {
+        let subscription: Vec<&str> = scope.split('/').take(3).collect();
+        let role_definition_id = if scope.to_ascii_lowercase().starts_with("/subscriptions/") {
+            format!("{}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}", subscription.join("/"))
+        } else {
+            format!("/providers/Microsoft.Authorization/roleDefinitions/{role_guid}")
+        };
+        let stored = Stored {
+            name: Uuid::new_v4(),
+            scope: scope.to_owned(),
+            principal_id: principal.to_ascii_lowercase(),
+            principal_type: Some("User".into()),
+            role_definition_id,
+            description: None,
+        };
+        let id = stored.id();
+        self.seed(stored);
+        id
+    }
+    /// Lists at or below `subscription` also return what is assigned at `management_group`.
+    pub fn place_in_management_group(&self, subscription: &str, management_group: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .management_groups
+            .entry(scope_key(subscription))
+            .or_default()
+            .push(scope_key(management_group));
+    }
+    /// The list page at `offset` (its `$skiptoken`; 0 is the first) answers `status`, every time.
+    pub fn fail_list_page(&self, offset: usize, status: u16) {
+        self.state.lock().unwrap().failing_pages.insert(offset, status);
+    }
+    pub fn set_endless_paging(&self, on: bool) {
+        self.state.lock().unwrap().endless_paging = on;
     }
     pub fn assignments(&self) -> Vec<Stored> {
         self.state.lock().unwrap().assignments.values().cloned().collect()
@@ -531,20 +577,31 @@ impl FakeAzure {
         if filter.is_some_and(|f| f != "atScope()") {
             return arm_error(400, "UnsupportedFilter", "This fake supports no $filter but atScope().");
         }
+        // The management groups above the listed scope's subscription (none unless placed).
+        let subscription = key.split('/').take(3).collect::<Vec<_>>().join("/");
+        let inherited = s.management_groups.get(&subscription).cloned().unwrap_or_default();
         let matching: Vec<&Stored> = s
             .assignments
             .values()
             .filter(|a| {
+                // The root `/` has the key "": every scope continues it, so it is above all.
                 let at = scope_key(&a.scope);
-                let above_or_at = key == at || key.starts_with(&format!("{at}/"));
+                let above_or_at = key == at || key.starts_with(&format!("{at}/")) || inherited.contains(&at);
                 let below = at.starts_with(&format!("{key}/"));
                 above_or_at || (filter.is_none() && below)
             })
             .collect();
         let skip: usize = req.query("$skiptoken").and_then(|t| t.parse().ok()).unwrap_or(0);
+        if let Some(&status) = s.failing_pages.get(&skip) {
+            return match status {
+                404 => arm_error(404, "NotFound", "The skip token is no longer valid."),
+                500..=599 => arm_error(status, "InternalServerError", "Encountered internal server error."),
+                _ => arm_error(status, "BadRequest", "The request is not valid."),
+            };
+        }
         let page: Vec<Value> = matching.iter().skip(skip).take(s.page_size).map(|a| a.wire()).collect();
         let mut body = json!({ "value": page });
-        if skip + s.page_size < matching.len() {
+        if s.endless_paging || skip + s.page_size < matching.len() {
             body["nextLink"] = json!(format!(
                 "{}{}?api-version={API_VERSION}&%24skiptoken={}",
                 self.url(),

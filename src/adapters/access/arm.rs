@@ -20,7 +20,7 @@ use crate::adapters::access::transient;
 use crate::adapters::azure::{AzureClient, Reply, RetryPolicy};
 use crate::domain::ids::{PrincipalId, RoleDefinitionId};
 use crate::domain::scope::{Scope, ScopeKind, ScopeLevel};
-use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant, parse_marker};
+use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant, Listed, parse_marker};
 
 pub const API_VERSION: &str = "2022-04-01";
 pub const TOKEN_SCOPE: &str = "https://management.azure.com/.default";
@@ -190,6 +190,98 @@ impl ArmAccessProvider {
     ) -> Result<Reply, AccessError> {
         self.client.send(method, url, body, what).await.map_err(transient)
     }
+
+    /// Lists the assignments at or below `scope` that `keep` keeps, following `nextLink` to the
+    /// end. ARM lists what lies above the scope too (inherited from management groups and the
+    /// root `/`): those are dropped, whatever they hold.
+    ///
+    /// All or nothing: a page that fails (a 404 on a later page is transient: the listing must
+    /// start again), a `nextLink` off our endpoint or repeating an earlier page, more than
+    /// `MAX_PAGES` pages, or a kept entry at or below `scope` that cannot be read is an error.
+    /// Entries `keep` drops are not read further, so a foreign entry Elevate cannot parse fails
+    /// `Keep::All` listings only.
+    async fn list_below(&self, scope: &Scope, keep: Keep) -> Result<Vec<Listed>, AccessError> {
+        if scope.kind() != ScopeKind::Azure {
+            return Err(not_azure(scope));
+        }
+        let what = "list role assignments";
+        // Without a filter ARM lists assignments at, above and below the scope.
+        let mut url = self.url(&format!(
+            "{}/providers/Microsoft.Authorization/roleAssignments?api-version={API_VERSION}",
+            scope.as_str()
+        ))?;
+        let mut found = Vec::new();
+        let mut seen_links = std::collections::HashSet::new();
+        for page in 0..MAX_PAGES {
+            let reply = self.call(Method::Get, &url, None, what).await?;
+            match reply.status {
+                200 => {}
+                404 if page > 0 => {
+                    return Err(AccessError::Transient(format!(
+                        "{what}: a later page answered 404; the listing must start again"
+                    )));
+                }
+                _ => return Err(Self::refusal(&reply, what, None, scope)),
+            }
+            let page: WirePage = serde_json::from_slice(&reply.body).map_err(|e| unexpected(what, e))?;
+            for wire in page.value {
+                let elevates = wire.properties.description.as_deref().and_then(parse_marker).is_some();
+                if !keep.keeps(elevates) {
+                    continue;
+                }
+                if !at_or_below(scope, &wire.properties.scope).map_err(|e| unexpected(what, e))? {
+                    continue;
+                }
+                let assignment = wire.into_assignment().map_err(|e| unexpected(what, e))?;
+                found.push(Listed { assignment, elevates });
+            }
+            let Some(link) = page.next_link.filter(|l| !l.is_empty()) else {
+                return Ok(found);
+            };
+            let next = Url::parse(&link).map_err(|e| unexpected(what, format!("nextLink: {e}")))?;
+            if !self.same_origin(&next) {
+                return Err(unexpected(what, "nextLink leads to another host; not sending the token there"));
+            }
+            if !seen_links.insert(link) {
+                return Err(unexpected(what, "nextLink repeats an earlier page"));
+            }
+            url = next;
+        }
+        Err(unexpected(what, format!("more than {MAX_PAGES} pages; refusing a partial list")))
+    }
+}
+
+/// Which listed assignments a listing keeps, judged by the marker alone.
+#[derive(Clone, Copy, Debug)]
+enum Keep {
+    /// Those carrying Elevate's marker (`list_managed`).
+    Marked,
+    /// All of them (`list_all`).
+    All,
+}
+
+impl Keep {
+    fn keeps(self, elevates: bool) -> bool {
+        match self {
+            Keep::Marked => elevates,
+            Keep::All => true,
+        }
+    }
+}
+
+/// Whether ARM's `scope` text of a listed assignment is `scope` or lies below it. Text Elevate
+/// cannot parse is above it (the root `/`, say) unless its path continues `scope`: then it is an
+/// entry Elevate must report and cannot, an error.
+fn at_or_below(scope: &Scope, listed: &str) -> Result<bool, String> {
+    match Scope::parse(listed) {
+        Ok(parsed) => Ok(scope.contains(&parsed)),
+        Err(e) => {
+            let key = scope.key();
+            let text = listed.trim_end_matches('/').to_ascii_lowercase();
+            let below = text.strip_prefix(key.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if below { Err(format!("scope `{listed}`: {e}")) } else { Ok(false) }
+        }
+    }
 }
 
 fn parse_assignment(reply: &Reply, what: &str) -> Result<Assignment, AccessError> {
@@ -288,46 +380,15 @@ impl AccessProvider for ArmAccessProvider {
     }
 
     async fn list_managed(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError> {
-        if scope.kind() != ScopeKind::Azure {
-            return Err(not_azure(scope));
-        }
-        let what = "list role assignments";
-        // Without a filter ARM lists assignments at, above and below the scope.
-        let mut url = self.url(&format!(
-            "{}/providers/Microsoft.Authorization/roleAssignments?api-version={API_VERSION}",
-            scope.as_str()
-        ))?;
-        let mut found = Vec::new();
-        let mut seen_links = std::collections::HashSet::new();
-        for _ in 0..MAX_PAGES {
-            let reply = self.call(Method::Get, &url, None, what).await?;
-            if reply.status != 200 {
-                return Err(Self::refusal(&reply, what, None, scope));
-            }
-            let page: WirePage = serde_json::from_slice(&reply.body).map_err(|e| unexpected(what, e))?;
-            for wire in page.value {
-                let is_ours = wire.properties.description.as_deref().and_then(parse_marker).is_some();
-                if !is_ours {
-                    continue;
-                }
-                let assignment = wire.into_assignment().map_err(|e| unexpected(what, e))?;
-                if scope.contains(&assignment.scope) {
-                    found.push(assignment);
-                }
-            }
-            let Some(link) = page.next_link.filter(|l| !l.is_empty()) else {
-                return Ok(found);
-            };
-            let next = Url::parse(&link).map_err(|e| unexpected(what, format!("nextLink: {e}")))?;
-            if !self.same_origin(&next) {
-                return Err(unexpected(what, "nextLink leads to another host; not sending the token there"));
-            }
-            if !seen_links.insert(link) {
-                return Err(unexpected(what, "nextLink repeats an earlier page"));
-            }
-            url = next;
-        }
-        Err(unexpected(what, format!("more than {MAX_PAGES} pages")))
+        Ok(self.list_below(scope, Keep::Marked).await?.into_iter().map(|l| l.assignment).collect())
+    }
+
+    /// Every assignment at or below `scope` that ARM lists, `elevates` when it carries Elevate's
+    /// marker. Past `MAX_PAGES` pages, on a failed page or on an entry at or below `scope` that
+    /// cannot be read, an error: never a partial list (see `list_below`). A management group
+    /// contains only itself (`Scope::contains`): the subscriptions under it are listed at theirs.
+    async fn list_all(&self, scope: &Scope) -> Result<Vec<Listed>, AccessError> {
+        self.list_below(scope, Keep::All).await
     }
 
     fn kind(&self) -> &'static str {
@@ -345,6 +406,21 @@ mod tests {
         assert_eq!(existing_name(message), Some(Uuid::try_parse("716c4d15-9bc8-476d-a3c1-6ccb70082517").unwrap()));
         assert_eq!(existing_name("The role assignment already exists."), None);
         assert_eq!(existing_name("… is 716c4d15-9bc8-476d-a3c1-6ccb70082517."), None);
+    }
+
+    #[test]
+    fn listed_scopes_are_kept_only_at_or_below_and_unreadable_ones_below_are_errors() {
+        let sub = Scope::parse("/subscriptions/00000000-0000-0000-0000-000000000001").unwrap();
+        let below = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/App";
+        assert_eq!(at_or_below(&sub, "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000001"), Ok(true));
+        assert_eq!(at_or_below(&sub, below), Ok(true));
+        assert_eq!(at_or_below(&Scope::parse(below).unwrap(), sub.as_str()), Ok(false));
+        assert_eq!(at_or_below(&sub, "/subscriptions/00000000-0000-0000-0000-000000000002"), Ok(false));
+        assert_eq!(at_or_below(&sub, "/providers/Microsoft.Management/managementGroups/platform"), Ok(false));
+        // The root and other text Elevate cannot parse: above unless its path continues the scope.
+        assert_eq!(at_or_below(&sub, "/"), Ok(false));
+        assert_eq!(at_or_below(&sub, "/subscriptions/00000000-0000-0000-0000-0000000000012/x"), Ok(false));
+        assert!(at_or_below(&sub, &format!("{below}/providers/Microsoft.Web")).is_err());
     }
 
     #[test]

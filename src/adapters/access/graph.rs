@@ -19,6 +19,9 @@
 //!   for a group the membership itself (`groups/{g}/members/{p}`). With nothing recorded they look
 //!   by principal, role and scope only if a grant may have been asked for (`Grant::issued`); if
 //!   none was, they send nothing, since what they would find is someone else's.
+//! - **list_all** (governance) reads every role assignment at or below a directory scope, or every
+//!   direct member and owner of a group, to the last page or not at all. With no marker to read
+//!   it calls none of them Elevate's (`elevates: false`); the store's recorded ids tell.
 //!
 //! Must never: remove a member or owner without `/$ref` (without it Graph deletes the user or
 //! group itself, §4.2); delete an assignment or link it did not find as Elevate's own; send the
@@ -38,8 +41,8 @@ use uuid::Uuid;
 use crate::adapters::access::transient;
 use crate::adapters::azure::{AzureClient, Delivery, Reply, RetryPolicy, parse_retry_after};
 use crate::domain::ids::{PrincipalId, RoleDefinitionId};
-use crate::domain::scope::{Scope, ScopeKind};
-use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant};
+use crate::domain::scope::{Scope, ScopeKind, ScopeLevel};
+use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant, Listed};
 
 pub const TOKEN_SCOPE: &str = "https://graph.microsoft.com/.default";
 /// Every call goes under this path of the endpoint.
@@ -78,6 +81,14 @@ impl Link {
         match self {
             Link::Members => "members",
             Link::Owners => "owners",
+        }
+    }
+
+    /// The group role (`GROUP_ROLES`) the link is.
+    fn role(self) -> &'static str {
+        match self {
+            Link::Members => "member",
+            Link::Owners => "owner",
         }
     }
 }
@@ -297,16 +308,20 @@ impl GraphAccessProvider {
 
     /// Maps an answer that is not success for this operation. 404 is the caller's to judge first.
     fn refusal(reply: &Reply, what: &str, spec: &AssignmentSpec) -> AccessError {
+        let role = spec
+            .role_definition_id
+            .built_in_name()
+            .map_or_else(|| spec.role_definition_id.to_string(), |n| format!("{n} ({})", spec.role_definition_id));
+        Self::refusal_at(reply, what, role, &spec.scope)
+    }
+
+    /// `refusal` for a call about `role` (a label) at `scope` rather than about one spec.
+    fn refusal_at(reply: &Reply, what: &str, role: String, scope: &Scope) -> AccessError {
         let (code, message) = error_of(reply);
         match reply.status {
-            403 => AccessError::Forbidden {
-                role: spec.role_definition_id.built_in_name().map_or_else(
-                    || spec.role_definition_id.to_string(),
-                    |n| format!("{n} ({})", spec.role_definition_id),
-                ),
-                scope: spec.scope.as_str().to_owned(),
-                message: format!("{code}: {message}"),
-            },
+            403 => {
+                AccessError::Forbidden { role, scope: scope.as_str().to_owned(), message: format!("{code}: {message}") }
+            }
             // An expired or rejected token: a fresh one may work.
             401 => AccessError::Transient(format!("{what}: Graph refused the token ({code})")),
             // Retried by the client already; still failing.
@@ -316,7 +331,7 @@ impl GraphAccessProvider {
     }
 
     /// Every page of a list, from `first`, through `@odata.nextLink`s followed verbatim.
-    async fn list_all<T: serde::de::DeserializeOwned>(
+    async fn read_pages<T: serde::de::DeserializeOwned>(
         &self,
         first: Url,
         what: &str,
@@ -369,7 +384,7 @@ impl GraphAccessProvider {
         let filter = assignment_filter(spec.principal_id, role, directory_scope_id);
         let url = self.url("roleManagement/directory/roleAssignments", &[("$filter", filter)])?;
         let listed: Vec<WireAssignment> = self
-            .list_all(url, what, |r| Self::refusal(r, what, spec))
+            .read_pages(url, what, |r| Self::refusal(r, what, spec))
             .await?
             .ok_or_else(|| unexpected(what, "404 for the role assignment collection"))?;
         for wire in listed {
@@ -394,7 +409,7 @@ impl GraphAccessProvider {
             &format!("groups/{}/{}", group.hyphenated(), link.as_str()),
             &[("$select", "id".to_owned()), ("$top", LINK_PAGE_SIZE.to_owned())],
         )?;
-        let listed: Option<Vec<WireObject>> = self.list_all(url, what, |r| Self::refusal(r, what, spec)).await?;
+        let listed: Option<Vec<WireObject>> = self.read_pages(url, what, |r| Self::refusal(r, what, spec)).await?;
         let principal = *spec.principal_id.as_uuid();
         Ok(listed.map(|objects| objects.iter().any(|o| Uuid::try_parse(&o.id).is_ok_and(|id| id == principal))))
     }
@@ -613,6 +628,110 @@ impl GraphAccessProvider {
     }
 }
 
+impl GraphAccessProvider {
+    /// Every role assignment at or below a `directory:` scope: at an administrative unit, those
+    /// whose `directoryScopeId` is it (a `$filter` list, §2.3); at the tenant (`directory:/`),
+    /// every assignment, unfiltered, since everything lies below it (§2.3 advises a filter: if
+    /// Graph refuses the unfiltered list, that is an error, never an empty list). Items the
+    /// filter let through are checked again; one below `scope` that Elevate cannot read (an
+    /// app-scoped `directoryScopeId`, say) fails the listing rather than go unreported.
+    async fn list_roles(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError> {
+        let what = "list directory role assignments";
+        let directory_scope_id = scope
+            .directory_scope_id()
+            .ok_or_else(|| AccessError::Permanent(format!("`{scope}` has no directoryScopeId")))?;
+        let query = match scope.level() {
+            ScopeLevel::AdministrativeUnit => {
+                vec![("$filter", format!("directoryScopeId eq {}", literal(&directory_scope_id)))]
+            }
+            _ => Vec::new(),
+        };
+        let url = self.url("roleManagement/directory/roleAssignments", &query)?;
+        let listed: Vec<WireAssignment> = self
+            .read_pages(url, what, |r| Self::refusal_at(r, what, "(any)".into(), scope))
+            .await?
+            .ok_or_else(|| unexpected(what, "404 for the role assignment collection"))?;
+        let mut found = Vec::new();
+        for wire in listed {
+            let at = wire.directory_scope_id.clone().unwrap_or_default();
+            let parsed = match Scope::parse(&format!("directory:{at}")) {
+                Ok(parsed) => parsed,
+                // Only the tenant has below it what Elevate cannot name; under an administrative
+                // unit it is another scope the filter should have excluded.
+                Err(e) if scope.level() == ScopeLevel::Directory => {
+                    return Err(unexpected(
+                        what,
+                        format!(
+                            "assignment `{}` has directoryScopeId `{at}` Elevate cannot read ({e}); refusing a partial list",
+                            wire.id
+                        ),
+                    ));
+                }
+                Err(_) => {
+                    tracing::warn!(operation = what, id = %wire.id, directory_scope_id = %at, "Graph listed an assignment the filter excludes; ignored");
+                    continue;
+                }
+            };
+            if !scope.contains(&parsed) {
+                tracing::warn!(operation = what, id = %wire.id, directory_scope_id = %at, "Graph listed an assignment the filter excludes; ignored");
+                continue;
+            }
+            let principal_id = PrincipalId::parse(&wire.principal_id)
+                .map_err(|e| unexpected(what, format!("assignment `{}`: principalId: {e}", wire.id)))?;
+            let role_definition_id = RoleDefinitionId::parse(&wire.role_definition_id)
+                .map_err(|e| unexpected(what, format!("assignment `{}`: roleDefinitionId: {e}", wire.id)))?;
+            found.push(Assignment {
+                id: wire.id,
+                // Graph names nothing: see `list_all`.
+                name: Uuid::nil(),
+                scope: parsed,
+                principal_id,
+                role_definition_id,
+                description: None,
+            });
+        }
+        Ok(found)
+    }
+
+    /// Every direct member and owner of a `group:` scope (§4.4), as Elevate records its own
+    /// links (`groups/{g}/members/{p}`). A group Graph does not know is an error, not an empty
+    /// list.
+    async fn list_links(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError> {
+        let group = scope.group_id().ok_or_else(|| AccessError::Permanent(format!("`{scope}` names no group")))?;
+        let mut found = Vec::new();
+        for link in [Link::Members, Link::Owners] {
+            let what = match link {
+                Link::Members => "list group members",
+                Link::Owners => "list group owners",
+            };
+            let role = ScopeKind::Group
+                .parse_role(link.role())
+                .map_err(|e| AccessError::Permanent(format!("{what}: no role for `{}`: {e}", link.role())))?;
+            let url = self.url(
+                &format!("groups/{}/{}", group.hyphenated(), link.as_str()),
+                &[("$select", "id".to_owned()), ("$top", LINK_PAGE_SIZE.to_owned())],
+            )?;
+            let objects: Vec<WireObject> = self
+                .read_pages(url, what, |r| Self::refusal_at(r, what, link.role().to_owned(), scope))
+                .await?
+                .ok_or_else(|| AccessError::Permanent(format!("{what}: Graph does not know group `{group}`")))?;
+            for object in objects {
+                let principal_id = PrincipalId::parse(&object.id)
+                    .map_err(|e| unexpected(what, format!("directory object `{}`: {e}", object.id)))?;
+                found.push(Assignment {
+                    id: link_id(group, link, principal_id),
+                    name: Uuid::nil(),
+                    scope: scope.clone(),
+                    principal_id,
+                    role_definition_id: role,
+                    description: None,
+                });
+            }
+        }
+        Ok(found)
+    }
+}
+
 #[async_trait]
 impl AccessProvider for GraphAccessProvider {
     async fn grant(&self, spec: &AssignmentSpec) -> Result<Assignment, AccessError> {
@@ -684,6 +803,28 @@ impl AccessProvider for GraphAccessProvider {
     /// store knows which are Elevate's, and the orphan sweep must never delete standing access.
     async fn list_managed(&self, _scope: &Scope) -> Result<Vec<Assignment>, AccessError> {
         Ok(Vec::new())
+    }
+
+    /// Every directory role assignment at or below a `directory:` scope, or every direct member
+    /// and owner of a `group:` scope (not transitive ones), each page to the end; an incomplete
+    /// read is an error (`read_pages`: a 404 on a later page, a `nextLink` off the endpoint or
+    /// repeating, more than `MAX_PAGES` pages).
+    ///
+    /// `elevates` is always `false`: Graph keeps no marker (§0 item 5, §9), so Graph alone cannot
+    /// tell Elevate's grants from anyone's. Whoever needs that matches `Assignment::id` against the
+    /// ids Elevate recorded (an active activation's `roleAssignmentId`: Graph's id for a role,
+    /// `groups/{g}/members/{p}` for a link). `name` is the nil UUID: Graph names nothing.
+    async fn list_all(&self, scope: &Scope) -> Result<Vec<Listed>, AccessError> {
+        let found = match scope.kind() {
+            ScopeKind::Directory => self.list_roles(scope).await?,
+            ScopeKind::Group => self.list_links(scope).await?,
+            ScopeKind::Azure => {
+                return Err(AccessError::Permanent(format!(
+                    "`{scope}` is an Azure RBAC scope; its assignments are listed through ARM"
+                )));
+            }
+        };
+        Ok(found.into_iter().map(|assignment| Listed { assignment, elevates: false }).collect())
     }
 
     fn kind(&self) -> &'static str {

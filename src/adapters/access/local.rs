@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::domain::ids::{PrincipalId, RoleDefinitionId};
 use crate::domain::scope::{Scope, ScopeKind};
-use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant};
+use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant, Listed, parse_marker};
 
 use crate::adapters::store::sqlite::open_connection;
 
@@ -88,7 +88,8 @@ impl LocalAccessProvider {
         .map_err(err)?
     }
 
-    /// Adds an assignment as if someone had created it outside Elevate (tests, demos of drift).
+    /// Adds an assignment as if someone had created it outside Elevate (tests, demos of drift):
+    /// a fresh name and no description, so no marker. Returns its id.
     pub async fn seed_foreign(
         &self,
         scope: &Scope,
@@ -203,12 +204,23 @@ impl AccessProvider for LocalAccessProvider {
     }
 
     async fn list_managed(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError> {
+        Ok(self.list_all(scope).await?.into_iter().filter(|l| l.elevates).map(|l| l.assignment).collect())
+    }
+
+    /// Every simulated assignment at or below `scope`, of any kind, `elevates` when its
+    /// description is Elevate's marker. The simulation holds Elevate's grants and whatever was
+    /// put there behind Elevate's back (`seed_foreign`). One read: complete, or an error.
+    async fn list_all(&self, scope: &Scope) -> Result<Vec<Listed>, AccessError> {
         let scope = scope.clone();
         Ok(self
             .all()
             .await?
             .into_iter()
-            .filter(|a| scope.contains(&a.scope) && a.description.as_deref().is_some_and(|d| d.starts_with("elevate:")))
+            .filter(|a| scope.contains(&a.scope))
+            .map(|assignment| Listed {
+                elevates: assignment.description.as_deref().and_then(parse_marker).is_some(),
+                assignment,
+            })
             .collect())
     }
 

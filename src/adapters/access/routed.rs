@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::scope::{Scope, ScopeKind};
-use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant};
+use crate::service::ports::{AccessError, AccessProvider, Assignment, AssignmentSpec, Grant, Listed};
 
 pub struct RoutedAccess {
     azure: Arc<dyn AccessProvider>,
@@ -45,6 +45,10 @@ impl AccessProvider for RoutedAccess {
 
     async fn list_managed(&self, scope: &Scope) -> Result<Vec<Assignment>, AccessError> {
         self.for_scope(scope).list_managed(scope).await
+    }
+
+    async fn list_all(&self, scope: &Scope) -> Result<Vec<Listed>, AccessError> {
+        self.for_scope(scope).list_all(scope).await
     }
 
     /// The Azure provider's name (`arm`), with `+graph`.

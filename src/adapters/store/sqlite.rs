@@ -5,7 +5,9 @@
 //! the insert's transaction, so it is exact. `due_at` is indexed (partial index, terminal rows
 //! leave it) so the sweeper's query reads only what is due. Lists are keyset-paginated over
 //! indexes in their order (`requested_at DESC, id`; audit by `seq`), never with OFFSET; the
-//! approvals inbox reads `awaiting_rule`, set while an activation awaits a decision. Schema
+//! approvals inbox reads `awaiting_rule`, set while an activation awaits a decision. Governance
+//! records (`records`) are rows of their own, keyed by (kind, id), versioned like activations
+//! but written alone: no audit event, no notice. Schema
 //! changes are numbered migrations; a database written by a newer Elevate is refused rather
 //! than guessed at.
 
@@ -22,8 +24,8 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{ActivationId, PrincipalId};
 use crate::domain::notification::OutboxItem;
 use crate::service::ports::{
-    ActivationQuery, AuditQuery, AwaitingQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Page, PageToken, Store,
-    StoreError, Version, Versioned,
+    ActivationQuery, AuditQuery, AwaitingQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Page, PageToken,
+    RecordId, RecordKind, Store, StoreError, Version, Versioned, check_record_body,
 };
 
 /// How long a delivered notice is remembered (to refuse the same id again).
@@ -99,6 +101,18 @@ CREATE INDEX activations_principal_status_newest ON activations(principal_id, st
 CREATE INDEX activations_status_newest ON activations(status, requested_at DESC, id);
 DROP INDEX activations_by_principal;
 DROP INDEX activations_by_status;
+"#,
+    ),
+    (
+        4,
+        r#"
+CREATE TABLE records (
+    kind    TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+) STRICT;
 "#,
     ),
 ];
@@ -648,6 +662,82 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record(&self, kind: &RecordKind, id: &RecordId) -> Result<Option<Versioned<String>>, StoreError> {
+        let (kind, id) = (kind.clone(), id.clone());
+        self.with(move |conn| {
+            let row: Option<(i64, String)> = conn
+                .query_row(
+                    "SELECT version, body FROM records WHERE kind = ?1 AND id = ?2",
+                    params![kind.as_str(), id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sql)?;
+            Ok(row.map(|(version, body)| Versioned { value: body, version: Version(version.to_string()) }))
+        })
+        .await
+    }
+
+    async fn records(&self, kind: &RecordKind, limit: usize) -> Result<Vec<(RecordId, Versioned<String>)>, StoreError> {
+        let kind = kind.clone();
+        self.with(move |conn| {
+            // The primary key's order: ids compare bytewise (BINARY), as Table Storage's RowKeys.
+            let mut stmt = conn
+                .prepare_cached("SELECT id, version, body FROM records WHERE kind = ?1 ORDER BY id LIMIT ?2")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![kind.as_str(), limit_arg(limit)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(sql)?;
+            rows.map(|r| {
+                let (id, version, body) = r.map_err(sql)?;
+                let id = RecordId::parse(&id).map_err(|e| StoreError::Corrupt(format!("a stored record id: {e}")))?;
+                Ok((id, Versioned { value: body, version: Version(version.to_string()) }))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn put_record(
+        &self,
+        kind: &RecordKind,
+        id: &RecordId,
+        body: &str,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
+        check_record_body(body)?;
+        // A version this store never made matches nothing.
+        let expected: Option<i64> = expected.map(|v| v.0.parse().map_err(|_| StoreError::Conflict)).transpose()?;
+        let (kind, id, body) = (kind.clone(), id.clone(), body.to_owned());
+        self.with(move |conn| {
+            let (changed, version) = match expected {
+                None => (
+                    conn.execute(
+                        "INSERT INTO records (kind, id, version, body) VALUES (?1, ?2, 1, ?3) ON CONFLICT(kind, id) DO NOTHING",
+                        params![kind.as_str(), id.as_str(), body],
+                    )
+                    .map_err(sql)?,
+                    1,
+                ),
+                Some(expected) => (
+                    conn.execute(
+                        "UPDATE records SET version = version + 1, body = ?1 WHERE kind = ?2 AND id = ?3 AND version = ?4",
+                        params![body, kind.as_str(), id.as_str(), expected],
+                    )
+                    .map_err(sql)?,
+                    expected.saturating_add(1),
+                ),
+            };
+            if changed == 0 {
+                return Err(StoreError::Conflict);
+            }
+            Ok(Version(version.to_string()))
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)).await
     }
@@ -743,6 +833,49 @@ mod tests {
             .collect();
         let expected = [("a", Some("rule-a")), ("b", Some("rule-b")), ("c", None), ("d", None)];
         assert_eq!(marked, expected.map(|(id, rule)| (id.to_owned(), rule.map(str::to_owned))).to_vec());
+    }
+
+    #[test]
+    fn a_database_before_records_gets_the_records_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            // A database as Elevate left it before migration 4.
+            let mut conn = open_connection(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v < 4) {
+                tx.execute_batch(script).unwrap();
+                tx.execute("INSERT INTO schema_migrations VALUES (?1, 'x')", params![version]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let conn = store.conn.lock().unwrap();
+        conn.execute("INSERT INTO records (kind, id, version, body) VALUES ('alert', 'a', 1, '{}')", []).unwrap();
+        let version: i64 = conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 4);
+    }
+
+    #[test]
+    fn records_are_listed_from_the_primary_key_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let conn = store.conn.lock().unwrap();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id, version, body FROM records WHERE kind = 'alert' ORDER BY id LIMIT 10",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("sqlite_autoindex_records")), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
     }
 
     /// The plan of each list query: an index in the list's order, no scan, no sort.

@@ -16,6 +16,15 @@
 //! | activation id         | `outbox_<notice id>`               | a notice waiting for delivery                     |
 //! | `outbox`              | notice id                          | the index of waiting notices                      |
 //! | `meta`                | `indexes`                          | marks that the list indexes cover every activation |
+//! | `record-<kind>`       | record id                          | a governance record (JSON `Body`; its ETag is its version) |
+//!
+//! A `record-` partition is never one of the others: activation ids begin with a hex digit,
+//! never `r`, and no fixed partition or `_` prefix above begins with `record-`. A record's id may
+//! be any RowKey, `activation` included, so the scans across partitions select by `Kind`
+//! (`activation`, `event`), and a record's is `record`. A record is one entity, replaced with
+//! `If-Match` its ETag (inserted when new); no index, audit event or notice goes with it. Each
+//! write carries a fresh `WriteId`, so a retried write whose answer was lost recognises itself
+//! instead of reporting a conflict with its own first attempt.
 //!
 //! The newest-first key is the inverted `requested_at` milliseconds and the id
 //! (`newest_first_key`), so a partition read in key order lists newest first; an `awaiting`
@@ -76,8 +85,8 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{ActivationId, PrincipalId, RuleId};
 use crate::domain::notification::OutboxItem;
 use crate::service::ports::{
-    ActivationQuery, AuditQuery, AwaitingQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Page, PageToken, Store,
-    StoreError, Version, Versioned,
+    ActivationQuery, AuditQuery, AwaitingQuery, DueCursor, IdempotencyKey, IdempotencyRecord, Page, PageToken,
+    RecordId, RecordKind, Store, StoreError, Version, Versioned, check_record_body,
 };
 
 const ACTIVATION_ROW: &str = "activation";
@@ -88,6 +97,9 @@ const OUTBOX: &str = "outbox";
 const LIST_ALL: &str = "list";
 const META: &str = "meta";
 const INDEXES_ROW: &str = "indexes";
+/// What begins a record partition's key; the kind follows.
+const RECORD_PREFIX: &str = "record-";
+const RECORD_KIND: &str = "record";
 /// Index entries this much older than their due time, whose activation is gone or no longer
 /// due then, are removed. Younger ones may belong to a write in flight and are only skipped.
 const STALE_AFTER: TimeDelta = TimeDelta::minutes(10);
@@ -380,6 +392,32 @@ fn read_activation(stored: Stored) -> Result<Versioned<Activation>, StoreError> 
     Ok(Versioned { value, version: tag.version() })
 }
 
+fn record_partition(kind: &RecordKind) -> String {
+    format!("{RECORD_PREFIX}{kind}")
+}
+
+/// A record as written by one `put_record` call: `WriteId` tells that call's write from any other.
+fn record_entity(kind: &RecordKind, id: &RecordId, body: &str, write: &str) -> Properties {
+    entity(&record_partition(kind), id.as_str(), json!({ "Kind": RECORD_KIND, "WriteId": write, "Body": body }))
+}
+
+fn read_record(stored: Stored) -> Result<Versioned<String>, StoreError> {
+    let body = text(&stored.properties, "Body")?.to_owned();
+    Ok(Versioned { value: body, version: Version(stored.etag) })
+}
+
+/// The ETag a record's version holds. Anything else (a wildcard `*` above all, which would match
+/// whatever is stored) is a version this store never made: a conflict, and nothing is sent.
+fn record_etag(version: &Version) -> Result<&str, StoreError> {
+    let tag = version.0.as_str();
+    let quoted = tag.strip_prefix("W/").unwrap_or(tag);
+    if quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"') {
+        Ok(tag)
+    } else {
+        Err(StoreError::Conflict)
+    }
+}
+
 fn read_event(p: &Properties) -> Result<AuditEvent, StoreError> {
     serde_json::from_str(text(p, "Body")?).map_err(|e| StoreError::Corrupt(format!("undecodable audit event: {e}")))
 }
@@ -620,7 +658,8 @@ impl TableStore {
                 if self.table.get(META, INDEXES_ROW).await.map_err(store_error)?.is_some() {
                     return Ok(());
                 }
-                let filter = format!("RowKey eq {}", literal(ACTIVATION_ROW));
+                // By `Kind` too: a governance record may be called `activation`.
+                let filter = format!("RowKey eq {} and Kind eq {}", literal(ACTIVATION_ROW), literal(ACTIVATION_ROW));
                 let rows = self.table.query(&filter, 1000, usize::MAX).await.map_err(store_error)?;
                 let written = futures_util::stream::iter(rows.into_iter().map(|p| async move {
                     let a: Activation = serde_json::from_str(text(&p, "Body")?)
@@ -1174,6 +1213,74 @@ impl Store for TableStore {
                 tracing::warn!(notice = %item.id, error = %e, "could not remove an outbox-index entry; the next pass will");
                 Ok(())
             }
+        }
+    }
+
+    async fn record(&self, kind: &RecordKind, id: &RecordId) -> Result<Option<Versioned<String>>, StoreError> {
+        self.table.get(&record_partition(kind), id.as_str()).await.map_err(store_error)?.map(read_record).transpose()
+    }
+
+    async fn records(&self, kind: &RecordKind, limit: usize) -> Result<Vec<(RecordId, Versioned<String>)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A query's rows carry no ETag (`odata=nometadata`): each record listed is point-read for
+        // its version, which also pairs that version with the very body it read.
+        let partition = record_partition(kind);
+        let filter = format!("PartitionKey eq {}", literal(&partition));
+        let rows = self.table.query(&filter, limit.min(1000), limit).await.map_err(store_error)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for p in &rows {
+            let row = text(p, "RowKey")?;
+            ids.push(RecordId::parse(row).map_err(|e| StoreError::Corrupt(format!("a stored record id: {e}")))?);
+        }
+        let partition = &partition;
+        let loaded = futures_util::stream::iter(ids.into_iter().map(|id| async move {
+            let stored = self.table.get(partition, id.as_str()).await.map_err(store_error)?;
+            Ok::<_, StoreError>((id, stored))
+        }))
+        .buffered(READ_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        let mut found = Vec::with_capacity(loaded.len());
+        for result in loaded {
+            // Records are never deleted; one gone between the query and its read is left out.
+            if let (id, Some(stored)) = result? {
+                found.push((id, read_record(stored)?));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn put_record(
+        &self,
+        kind: &RecordKind,
+        id: &RecordId,
+        body: &str,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
+        check_record_body(body)?;
+        let write = uuid::Uuid::new_v4().to_string();
+        let e = record_entity(kind, id, body, &write);
+        super::table_client::check_size(&e).map_err(store_error)?;
+        let written = match expected {
+            None => self.table.insert(&e).await,
+            Some(version) => self.table.replace(&e, Some(record_etag(version)?)).await,
+        };
+        match written {
+            Ok(etag) => Ok(Version(etag)),
+            // Taken (insert), changed (412) or absent (404, a replace): not the record expected,
+            // unless this is a retry of ours whose first attempt landed and only its answer was
+            // lost, which then finds its own write.
+            Err(TableError::Conflict(_) | TableError::PreconditionFailed | TableError::NotFound) => {
+                match self.table.get(&record_partition(kind), id.as_str()).await.map_err(store_error)? {
+                    Some(stored) if stored.properties.get("WriteId").and_then(Value::as_str) == Some(&write) => {
+                        Ok(Version(stored.etag))
+                    }
+                    _ => Err(StoreError::Conflict),
+                }
+            }
+            Err(other) => Err(store_error(other)),
         }
     }
 

@@ -75,6 +75,33 @@ struct RawRule {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawStanding {
+    principal: String,
+    role: String,
+    scope: String,
+    reason: String,
+    owner: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawFrequent {
+    count: usize,
+    window: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawGovernance {
+    privileged_roles: Option<Vec<String>>,
+    max_permanent_holders: Option<usize>,
+    stale_after_days: Option<u32>,
+    frequent_activations: Option<RawFrequent>,
+    long_maximum: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawPolicy {
     #[serde(rename = "$schema")]
     _schema: Option<String>,
@@ -82,6 +109,92 @@ struct RawPolicy {
     #[serde(default)]
     defaults: RawDefaults,
     rules: Vec<RawRule>,
+    #[serde(default)]
+    standing: Vec<RawStanding>,
+    #[serde(default)]
+    governance: RawGovernance,
+}
+
+/// A role named in `standing:` or `governance:`: read in the scope's kind when there is one, else
+/// as an Azure role and then as a directory role.
+fn any_role(value: &str, scope: Option<&Scope>) -> Result<RoleDefinitionId, ParseError> {
+    match scope {
+        Some(scope) => scope.kind().parse_role(value),
+        None => ScopeKind::Azure
+            .parse_role(value)
+            .or_else(|first| ScopeKind::Directory.parse_role(value).map_err(|_| first)),
+    }
+}
+
+fn load_standing(p: &mut Problems<'_>, raw: &[RawStanding]) -> Vec<crate::domain::governance::StandingException> {
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let here = |field: &str| format!("standing[{i}].{field}");
+        let id = s.principal.trim();
+        let id = id.strip_prefix("user:").or_else(|| id.strip_prefix("group:")).unwrap_or(id);
+        let principal = p.parse(|| here("principal"), PrincipalId::parse(id));
+        let scope = p.parse(|| here("scope"), Scope::parse(&s.scope));
+        let role = p.parse(|| here("role"), any_role(&s.role, scope.as_ref()));
+        if s.reason.trim().is_empty() {
+            p.add(here("reason"), "say why this assignment stays standing");
+        }
+        if s.owner.trim().is_empty() {
+            p.add(here("owner"), "name who answers for this assignment");
+        }
+        if let (Some(principal), Some(role), Some(scope)) = (principal, role, scope) {
+            out.push(crate::domain::governance::StandingException {
+                principal,
+                role,
+                scope,
+                reason: s.reason.trim().to_owned(),
+                owner: s.owner.trim().to_owned(),
+            });
+        }
+    }
+    out
+}
+
+fn load_governance(p: &mut Problems<'_>, raw: &RawGovernance) -> crate::domain::governance::GovernanceSettings {
+    let mut g = crate::domain::governance::GovernanceSettings::default();
+    if let Some(roles) = &raw.privileged_roles {
+        g.privileged_roles = roles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| p.parse(|| format!("governance.privilegedRoles[{i}]"), any_role(r, None)))
+            .collect();
+    }
+    if let Some(n) = raw.max_permanent_holders {
+        g.max_permanent_holders = n;
+    }
+    if let Some(days) = raw.stale_after_days {
+        if !(1..=3650).contains(&days) {
+            p.add("governance.staleAfterDays".into(), "must be a number of days from 1 to 3650");
+        }
+        g.stale_after = TimeDelta::days(i64::from(days));
+    }
+    if let Some(f) = &raw.frequent_activations {
+        if f.count == 0 {
+            p.add("governance.frequentActivations.count".into(), "must be at least 1");
+        }
+        g.frequent_count = f.count;
+        if let Some(window) = p.parse(|| "governance.frequentActivations.window".into(), IsoDuration::parse(&f.window))
+        {
+            check_bounds(
+                p,
+                "governance.frequentActivations.window".into(),
+                window,
+                IsoDuration::from_hours(1),
+                IsoDuration::from_hours(90 * 24),
+            );
+            g.frequent_window = window.as_delta();
+        }
+    }
+    if let Some(text) = &raw.long_maximum
+        && let Some(max) = p.parse(|| "governance.longMaximum".into(), IsoDuration::parse(text))
+    {
+        g.long_maximum = max;
+    }
+    g
 }
 
 /// Collects problems with their paths while a raw policy is turned into a [`Policy`].
@@ -263,7 +376,9 @@ impl Policy {
                 });
             }
         }
-        if p.found.is_empty() { Ok(Policy { rules }) } else { Err(PolicyError(p.found)) }
+        let standing = load_standing(&mut p, &raw.standing);
+        let governance = load_governance(&mut p, &raw.governance);
+        if p.found.is_empty() { Ok(Policy { rules, standing, governance }) } else { Err(PolicyError(p.found)) }
     }
 }
 

@@ -163,6 +163,20 @@ impl Rule {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// Assignments accepted as standing (`standing:`): governance does not report them.
+    standing: Vec<crate::domain::governance::StandingException>,
+    /// Thresholds of the governance alerts (`governance:`).
+    governance: crate::domain::governance::GovernanceSettings,
+}
+
+impl Policy {
+    pub fn standing(&self) -> &[crate::domain::governance::StandingException] {
+        &self.standing
+    }
+
+    pub fn governance(&self) -> &crate::domain::governance::GovernanceSettings {
+        &self.governance
+    }
 }
 
 /// Who is asking, as far as the policy cares. Built by the service from an authenticated caller.

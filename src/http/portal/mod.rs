@@ -7,6 +7,7 @@
 //! the field it concerns.
 
 mod access;
+mod alerts;
 mod approvals;
 mod audit;
 mod roles;
@@ -34,6 +35,7 @@ enum Nav {
     Access,
     Approvals,
     Audit,
+    Alerts,
     Policy,
     Other,
 }
@@ -82,6 +84,7 @@ pub async fn route(ctx: &HttpContext, req: &Request, parts: &[&str], raw: &[Stri
         }
         (true, ["approvals"]) => approvals::page(ctx, &who).await,
         (true, ["policy"]) => approvals::policy(ctx, &who).await,
+        (true, ["alerts"]) => alerts::page(ctx, req, &who).await,
         (true, ["audit"]) => audit::page(ctx, req, &who).await,
         (true, ["audit", "export"]) => audit::export(ctx, req, &who).await,
         _ => Ok(problem(
@@ -112,6 +115,7 @@ fn layout(who: Option<&Caller>, nav: Nav, title: &str, body: &str) -> String {
                 + &link(Nav::Approvals, "approvals", "Approvals");
             if who.can_read_audit() {
                 links += &link(Nav::Audit, "audit", "Audit");
+                links += &link(Nav::Alerts, "alerts", "Alerts");
                 links += &link(Nav::Policy, "policy", "Policy");
             }
             let name = who.name.as_ref().map(|n| esc(n.as_str())).unwrap_or_else(|| "you".to_owned());
