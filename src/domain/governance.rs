@@ -8,68 +8,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::duration::IsoDuration;
 use super::ids::{PrincipalId, PrincipalRef, RoleDefinitionId, RuleId};
+pub use super::policy::{DEFAULT_PRIVILEGED, GovernanceSettings, StandingException};
 use super::policy::{Policy, Rule};
 use super::scope::Scope;
-
-/// An assignment the policy accepts as standing (`standing:`), with why and who answers for it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StandingException {
-    pub principal: PrincipalId,
-    pub role: RoleDefinitionId,
-    pub scope: Scope,
-    pub reason: String,
-    pub owner: String,
-}
-
-impl StandingException {
-    pub fn covers(&self, a: &Found) -> bool {
-        self.principal == a.principal && self.role == a.role && self.scope.key() == a.scope.key()
-    }
-}
-
-/// The thresholds of the alerts (`governance:`), with their defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GovernanceSettings {
-    /// The roles whose permanent holders are counted and whose rules must be strong.
-    pub privileged_roles: Vec<RoleDefinitionId>,
-    /// More standing holders than this of a privileged role at one scope is an alert.
-    pub max_permanent_holders: usize,
-    /// An eligible principal who has not activated a rule for this long is stale.
-    pub stale_after: TimeDelta,
-    /// More activations than `frequent_count` of one role by one principal within
-    /// `frequent_window` is an alert: the role may belong in a standing assignment, or be misused.
-    pub frequent_count: usize,
-    pub frequent_window: TimeDelta,
-    /// A rule for a privileged role that allows longer than this is weak.
-    pub long_maximum: IsoDuration,
-}
-
-/// Azure's Owner and User Access Administrator; Entra's Global Administrator and Privileged Role
-/// Administrator (role template ids).
-pub const DEFAULT_PRIVILEGED: [&str; 4] = [
-    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
-    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
-    "62e90394-69f5-4237-9190-012177145e10",
-    "e8611ab8-c189-46e8-94e1-60213ab1f814",
-];
-
-impl Default for GovernanceSettings {
-    fn default() -> Self {
-        Self {
-            privileged_roles: DEFAULT_PRIVILEGED.iter().filter_map(|r| RoleDefinitionId::parse(r).ok()).collect(),
-            max_permanent_holders: 2,
-            stale_after: TimeDelta::days(90),
-            frequent_count: 10,
-            frequent_window: TimeDelta::days(7),
-            long_maximum: IsoDuration::from_hours(4),
-        }
-    }
-}
 
 /// A real assignment found at a managed scope, as governance reads it.
 #[derive(Clone, Debug, PartialEq)]
@@ -139,6 +84,11 @@ pub struct ActivationHistory {
     pub recent: HashMap<(PrincipalId, RoleDefinitionId), Vec<DateTime<Utc>>>,
 }
 
+/// Whether a standing exception accepts this assignment: the same holder, role and scope.
+fn accepted(s: &StandingException, a: &Found) -> bool {
+    s.principal == a.principal && s.role == a.role && s.scope.key() == a.scope.key()
+}
+
 fn role_name(role: &RoleDefinitionId) -> String {
     role.built_in_name().map_or_else(|| role.to_string(), str::to_owned)
 }
@@ -167,7 +117,7 @@ pub fn assigned_outside(
     let mut out = Vec::new();
     for a in found.iter().filter(|a| !a.elevates) {
         let rules: Vec<&str> = managing(policy, &a.role, &a.scope, now).map(|r| r.id.as_str()).collect();
-        if rules.is_empty() || standing.iter().any(|s| s.covers(a)) {
+        if rules.is_empty() || standing.iter().any(|s| accepted(s, a)) {
             continue;
         }
         let privileged = settings.privileged_roles.contains(&a.role);

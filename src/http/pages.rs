@@ -290,7 +290,7 @@ pub fn sign_in_required(ctx: &HttpContext, path: &str, e: &ApiError) -> Response
 <p>Or <a href=\"{}\">sign in as a demo user</a>.</p>",
             esc(&e.message),
             esc(path),
-            esc(&super::portal::sign_in::url(path, None))
+            esc(&format!("/api/portal/sign-in?returnTo={}", crate::endpoint::encode_component(path)))
         )
     } else {
         format!("<h1>Sign-in required</h1><p class=\"note warn\">{}</p>", esc(&e.message))

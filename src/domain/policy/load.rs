@@ -126,7 +126,7 @@ fn any_role(value: &str, scope: Option<&Scope>) -> Result<RoleDefinitionId, Pars
     }
 }
 
-fn load_standing(p: &mut Problems<'_>, raw: &[RawStanding]) -> Vec<crate::domain::governance::StandingException> {
+fn load_standing(p: &mut Problems<'_>, raw: &[RawStanding]) -> Vec<StandingException> {
     let mut out = Vec::new();
     for (i, s) in raw.iter().enumerate() {
         let here = |field: &str| format!("standing[{i}].{field}");
@@ -142,7 +142,7 @@ fn load_standing(p: &mut Problems<'_>, raw: &[RawStanding]) -> Vec<crate::domain
             p.add(here("owner"), "name who answers for this assignment");
         }
         if let (Some(principal), Some(role), Some(scope)) = (principal, role, scope) {
-            out.push(crate::domain::governance::StandingException {
+            out.push(StandingException {
                 principal,
                 role,
                 scope,
@@ -154,8 +154,8 @@ fn load_standing(p: &mut Problems<'_>, raw: &[RawStanding]) -> Vec<crate::domain
     out
 }
 
-fn load_governance(p: &mut Problems<'_>, raw: &RawGovernance) -> crate::domain::governance::GovernanceSettings {
-    let mut g = crate::domain::governance::GovernanceSettings::default();
+fn load_governance(p: &mut Problems<'_>, raw: &RawGovernance) -> GovernanceSettings {
+    let mut g = GovernanceSettings::default();
     if let Some(roles) = &raw.privileged_roles {
         g.privileged_roles = roles
             .iter()

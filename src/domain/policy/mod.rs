@@ -13,11 +13,13 @@ mod evaluate;
 mod load;
 #[cfg(test)]
 mod properties;
+mod standing;
 #[cfg(test)]
 mod tests;
 
 pub use evaluate::{Deny, Refusal, Violation};
 pub use load::{PolicyError, PolicyProblem};
+pub use standing::{DEFAULT_PRIVILEGED, GovernanceSettings, StandingException};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -164,17 +166,17 @@ impl Rule {
 pub struct Policy {
     rules: Vec<Rule>,
     /// Assignments accepted as standing (`standing:`): governance does not report them.
-    standing: Vec<crate::domain::governance::StandingException>,
+    standing: Vec<StandingException>,
     /// Thresholds of the governance alerts (`governance:`).
-    governance: crate::domain::governance::GovernanceSettings,
+    governance: GovernanceSettings,
 }
 
 impl Policy {
-    pub fn standing(&self) -> &[crate::domain::governance::StandingException] {
+    pub fn standing(&self) -> &[StandingException] {
         &self.standing
     }
 
-    pub fn governance(&self) -> &crate::domain::governance::GovernanceSettings {
+    pub fn governance(&self) -> &GovernanceSettings {
         &self.governance
     }
 }
