@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alert_notices;
 mod api;
 mod arm;
 mod assignments_listing;

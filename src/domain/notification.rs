@@ -6,6 +6,10 @@
 //! once and again on every sweep until each sink has taken it. Its id is the audit event's id
 //! (or, for notices that are not state changes, a name derived from what they are about), so
 //! receivers can drop duplicates and the outbox never holds one notice twice.
+//!
+//! Most notices tell of an activation; one tells of a governance alert that opened
+//! ([`OutboxItem::alert_opened`]), and carries what people need to know of it, since an alert
+//! record can change or resolve before the notice goes out.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,10 +17,19 @@ use uuid::Uuid;
 
 use super::activation::{Action, Status};
 use super::audit::AuditEvent;
+use super::governance::{AlertKind, Finding, Severity};
 use super::ids::ActivationId;
 
 /// Namespace for notices that are not state changes (UUIDv5 names).
 const NOTICE_NAMESPACE: Uuid = Uuid::from_u128(0x6c1d_3a52_9f0e_4b7a_8d21_5e6f_7a8b_9c0d);
+
+/// The `activation_id` of a notice about no activation (a governance alert's): the nil UUID.
+/// The stores key every notice by an activation id (SQLite's `outbox.activation_id` column, the
+/// Table Storage partition a notice shares with its activation's change), so notices about
+/// alerts are kept under this one.
+/// INVARIANT: no activation has it (theirs are random, version 4); what a notice is about is
+/// [`OutboxItem::subject`], never this id.
+pub const NO_ACTIVATION: Uuid = Uuid::nil();
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
@@ -30,6 +43,8 @@ pub enum Kind {
     Deactivated,
     Failed,
     RevocationFailing,
+    /// A governance alert opened (or reopened).
+    AlertOpened,
 }
 
 impl Kind {
@@ -46,6 +61,7 @@ impl Kind {
             Kind::Deactivated => "io.elevate.activation.deactivated",
             Kind::Failed => "io.elevate.activation.failed",
             Kind::RevocationFailing => "io.elevate.activation.revocationFailing",
+            Kind::AlertOpened => "io.elevate.governance.alertOpened",
         }
     }
 
@@ -62,10 +78,12 @@ impl Kind {
             Kind::Deactivated => "Access ended early",
             Kind::Failed => "Activation failed",
             Kind::RevocationFailing => "Revocation failing",
+            Kind::AlertOpened => "Governance alert",
         }
     }
 
-    /// Whether people must act (shown with emphasis).
+    /// Whether people must act (shown with emphasis). An alert's severity decides for it
+    /// ([`AlertNotice::is_urgent`]).
     pub fn is_urgent(self) -> bool {
         matches!(self, Kind::ApprovalNeeded | Kind::RevocationFailing | Kind::Failed)
     }
@@ -92,13 +110,61 @@ pub fn kind_of(event: &AuditEvent) -> Option<Kind> {
     }
 }
 
+/// A governance alert as its notice tells of it: what the alert said when it opened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertNotice {
+    /// The alert's stable id (`outside:…`, `permanent:…`, …).
+    pub alert_id: String,
+    pub kind: AlertKind,
+    pub severity: Severity,
+    pub title: String,
+    /// What is affected, one line each.
+    pub items: Vec<String>,
+    pub remediation: String,
+    /// When this opening began (a reopened alert starts again).
+    pub first_seen: DateTime<Utc>,
+}
+
+impl AlertNotice {
+    /// The notice of an alert raised for `finding`, open since `first_seen`.
+    pub fn of(finding: &Finding, first_seen: DateTime<Utc>) -> Self {
+        Self {
+            alert_id: finding.id.clone(),
+            kind: finding.kind,
+            severity: finding.severity,
+            title: finding.title.clone(),
+            items: finding.items.clone(),
+            remediation: finding.remediation.clone(),
+            first_seen,
+        }
+    }
+
+    /// High severity is shown with emphasis.
+    pub fn is_urgent(&self) -> bool {
+        self.severity == Severity::High
+    }
+}
+
+/// What a notice tells of.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Subject<'a> {
+    Activation(ActivationId),
+    Alert(&'a AlertNotice),
+}
+
 /// One notice waiting in the outbox.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboxItem {
     /// The CloudEvents id, and the outbox key: one notice, once.
     pub id: Uuid,
+    /// The activation it tells of; [`NO_ACTIVATION`] for a notice about an alert.
     pub activation_id: ActivationId,
+    /// The alert it tells of, if it is about one. Notices stored before alerts had notices have
+    /// none, and are about their activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertNotice>,
     pub kind: Kind,
     /// When what it tells of happened.
     pub at: DateTime<Utc>,
@@ -114,7 +180,25 @@ pub struct OutboxItem {
 
 impl OutboxItem {
     fn new(id: Uuid, activation_id: ActivationId, kind: Kind, at: DateTime<Utc>) -> Self {
-        Self { id, activation_id, kind, at, next_at: at, attempts: 0, delivered: Vec::new(), last_error: None }
+        Self {
+            id,
+            activation_id,
+            alert: None,
+            kind,
+            at,
+            next_at: at,
+            attempts: 0,
+            delivered: Vec::new(),
+            last_error: None,
+        }
+    }
+
+    /// What it tells of: its alert if it carries one, else its activation.
+    pub fn subject(&self) -> Subject<'_> {
+        match &self.alert {
+            Some(alert) => Subject::Alert(alert),
+            None => Subject::Activation(self.activation_id),
+        }
     }
 
     /// The notice a state change implies, keyed by its audit event.
@@ -132,6 +216,18 @@ impl OutboxItem {
     pub fn revocation_failing(activation_id: ActivationId, now: DateTime<Utc>) -> Self {
         let name = format!("revocation-failing/{activation_id}/{}", now.timestamp() / 3600);
         Self::new(Uuid::new_v5(&NOTICE_NAMESPACE, name.as_bytes()), activation_id, Kind::RevocationFailing, now)
+    }
+
+    /// A governance alert opened: one notice per opening, named by the alert and when the opening
+    /// began. The same opening seen again is the same notice; a reopened alert (a new
+    /// `first_seen`) is told anew.
+    pub fn alert_opened(notice: AlertNotice, now: DateTime<Utc>) -> Self {
+        let name = format!("alert-opened/{}/{}", notice.alert_id, notice.first_seen.timestamp_millis());
+        let id = Uuid::new_v5(&NOTICE_NAMESPACE, name.as_bytes());
+        let mut item = Self::new(id, ActivationId::from(NO_ACTIVATION), Kind::AlertOpened, notice.first_seen);
+        item.next_at = now;
+        item.alert = Some(notice);
+        item
     }
 
     /// When to try again after `attempts` failures: 30 s doubling to at most an hour, or what
@@ -158,6 +254,46 @@ mod tests {
         assert_ne!(OutboxItem::expiring_soon(id, t(900), t(0)).id, OutboxItem::expiring_soon(id, t(1800), t(0)).id);
         assert_eq!(OutboxItem::revocation_failing(id, t(0)).id, OutboxItem::revocation_failing(id, t(3599)).id);
         assert_ne!(OutboxItem::revocation_failing(id, t(0)).id, OutboxItem::revocation_failing(id, t(3600)).id);
+    }
+
+    fn opened(alert_id: &str, first_seen: DateTime<Utc>) -> AlertNotice {
+        AlertNotice {
+            alert_id: alert_id.into(),
+            kind: AlertKind::AssignedOutsideElevate,
+            severity: Severity::High,
+            title: "Owner assigned outside Elevate".into(),
+            items: vec!["principal x".into()],
+            remediation: "Remove it.".into(),
+            first_seen,
+        }
+    }
+
+    #[test]
+    fn an_alert_is_told_once_per_opening() {
+        let first = OutboxItem::alert_opened(opened("outside:a", t(0)), t(0));
+        assert_eq!(first.id, OutboxItem::alert_opened(opened("outside:a", t(0)), t(60)).id, "the same opening");
+        assert_ne!(first.id, OutboxItem::alert_opened(opened("outside:a", t(3600)), t(3600)).id, "reopened");
+        assert_ne!(first.id, OutboxItem::alert_opened(opened("outside:b", t(0)), t(0)).id);
+        assert_eq!(first.kind, Kind::AlertOpened);
+        assert_eq!(first.subject(), Subject::Alert(&opened("outside:a", t(0))));
+        assert_eq!(*first.activation_id.as_uuid(), NO_ACTIVATION);
+        assert!(matches!(first.subject(), Subject::Alert(a) if a.is_urgent()));
+    }
+
+    #[test]
+    fn stored_notices_read_back_old_and_new() {
+        // A row written before alerts had notices: no `alert`.
+        let old = r#"{"id":"0b7d3c4e-5f60-4a1b-8c2d-3e4f5a6b7c8d","activationId":"05c5a614-a7d6-4502-b150-c2fb455033ff","kind":"Approved","at":"2026-11-25T12:00:00Z","nextAt":"2026-11-25T12:00:00Z","attempts":2,"delivered":["teams"]}"#;
+        let item: OutboxItem = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            item.subject(),
+            Subject::Activation(ActivationId::parse("05c5a614-a7d6-4502-b150-c2fb455033ff").unwrap())
+        );
+        assert!(!serde_json::to_string(&item).unwrap().contains("alert"), "activation notices are written as before");
+        let alert = OutboxItem::alert_opened(opened("outside:a", t(0)), t(0));
+        let json = serde_json::to_string(&alert).unwrap();
+        assert!(json.contains(r#""alert":{"alertId":"outside:a""#), "{json}");
+        assert_eq!(serde_json::from_str::<OutboxItem>(&json).unwrap(), alert);
     }
 
     #[test]

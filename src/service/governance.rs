@@ -203,6 +203,7 @@ impl Elevate {
             }
         }
         let current: HashSet<String> = findings.iter().map(|f| f.id.clone()).collect();
+        let mut told = false;
         for finding in findings {
             let id = record_id(&finding.id)?;
             let (alert, expected, opened) = match existing.remove(&finding.id) {
@@ -226,8 +227,17 @@ impl Elevate {
             report.open += 1;
             if self.write_alert(&kind, &id, &alert, expected.as_ref()).await? && opened {
                 tracing::warn!(alert = %alert.finding.id, kind = alert.finding.kind.as_str(), severity = ?alert.finding.severity, title = %alert.finding.title, "governance alert opened");
+                if let Some(notifier) = &self.notifier {
+                    let notice = crate::domain::notification::AlertNotice::of(&alert.finding, alert.first_seen);
+                    told |= notifier.alert_opened(notice, now).await;
+                }
                 report.opened.push(alert.finding.id.clone());
             }
+        }
+        // What was queued goes out now, as after a change (the sweeper retries what fails).
+        if let Some(notifier) = self.notifier.as_ref().filter(|_| told) {
+            notifier.kick();
+            self.queue_delivery().await;
         }
         for (alert_id, (mut alert, version)) in existing {
             if alert.status != AlertStatus::Open || current.contains(&alert_id) || !judged(alert.finding.kind) {

@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use super::ports::{DeliveryError, Notice, NotificationSink, Store, StoreError};
+use super::ports::{DeliveryError, Notice, NoticeSubject, NotificationSink, Store, StoreError};
 use crate::clock::Clock;
 use crate::domain::activation::State;
-use crate::domain::notification::OutboxItem;
+use crate::domain::notification::{AlertNotice, OutboxItem, Subject};
 
 /// How long a claimed notice is left to its deliverer before another may try.
 const LEASE: TimeDelta = TimeDelta::minutes(2);
@@ -91,15 +91,35 @@ impl Notifier {
     /// timer's timeout however slow a webhook is). One pass at a time per process; a request for
     /// another while one runs makes it go round again.
     pub async fn deliver(&self, budget: std::time::Duration) -> DeliveryReport {
+        self.deliver_with(budget, false).await
+    }
+
+    /// As `deliver`, but when a delivery is already running, waits for it (within `budget`) and
+    /// then delivers what is left: what the sweep and the `deliver` queue use, so that when they
+    /// return, what was due has been offered.
+    pub async fn deliver_now(&self, budget: std::time::Duration) -> DeliveryReport {
+        self.deliver_with(budget, true).await
+    }
+
+    async fn deliver_with(&self, budget: std::time::Duration, wait: bool) -> DeliveryReport {
         let deadline = tokio::time::Instant::now() + budget;
         let mut report = DeliveryReport::default();
         // A sink that failed once in this call is not called again until the next: a dead or
         // hanging endpoint costs one timeout per call, not one per notice.
         let mut failing: Vec<&'static str> = Vec::new();
         loop {
-            let Ok(guard) = self.running.try_lock() else {
-                self.again.store(true, Ordering::SeqCst);
-                return report;
+            let guard = match self.running.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    self.again.store(true, Ordering::SeqCst);
+                    if !wait {
+                        return report;
+                    }
+                    match tokio::time::timeout_at(deadline, self.running.lock()).await {
+                        Ok(guard) => guard,
+                        Err(_) => return report,
+                    }
+                }
             };
             loop {
                 self.again.store(false, Ordering::SeqCst);
@@ -187,19 +207,25 @@ impl Notifier {
         if self.sinks.is_empty() {
             return Ok(());
         }
-        let activation = match self.store.get(item.activation_id).await {
-            Ok(Some(a)) => a.value,
-            Ok(None) => {
-                tracing::error!(notice = %item.id, activation = %item.activation_id, "a notice names an unknown activation; dropping it");
-                return Ok(());
+        let (subject, url) = match item.subject() {
+            // An alert's notice carries what it tells: nothing to read.
+            Subject::Alert(alert) => {
+                (NoticeSubject::Alert(alert.clone()), format!("{}/api/portal/alerts", self.public_url))
             }
-            Err(e) => return Err(DeliveryError { message: format!("reading the activation: {e}"), retry_after: None }),
+            Subject::Activation(id) => match self.store.get(id).await {
+                Ok(Some(a)) => {
+                    (NoticeSubject::Activation(Box::new(a.value)), format!("{}/api/approvals/{id}", self.public_url))
+                }
+                Ok(None) => {
+                    tracing::error!(notice = %item.id, activation = %id, "a notice names an unknown activation; dropping it");
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(DeliveryError { message: format!("reading the activation: {e}"), retry_after: None });
+                }
+            },
         };
-        let notice = Notice {
-            item: item.clone(),
-            approval_url: format!("{}/api/approvals/{}", self.public_url, activation.id()),
-            activation,
-        };
+        let notice = Notice { item: item.clone(), subject, url };
         let mut first_failure = None;
         for sink in &self.sinks {
             if item.delivered.iter().any(|d| d == sink.name()) {
@@ -262,6 +288,22 @@ impl Notifier {
         }
         if let Err(e) = self.store.enqueue(&OutboxItem::revocation_failing(activation, now)).await {
             tracing::warn!(activation = %activation, error = %e, "could not queue a revocation-failing notice");
+        }
+    }
+
+    /// Queues "alert opened", once per opening. `true` when it was queued now (not before, and
+    /// there is someone to tell): then a delivery is worth starting.
+    pub async fn alert_opened(&self, notice: AlertNotice, now: DateTime<Utc>) -> bool {
+        if self.sinks.is_empty() {
+            return false;
+        }
+        let alert = notice.alert_id.clone();
+        match self.store.enqueue(&OutboxItem::alert_opened(notice, now)).await {
+            Ok(queued) => queued,
+            Err(e) => {
+                tracing::warn!(alert = %alert, error = %e, "could not queue an alert-opened notice");
+                false
+            }
         }
     }
 }

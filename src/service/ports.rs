@@ -11,7 +11,7 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{
     ActivationId, AuthContextId, DisplayName, ParseError, PrincipalId, RoleDefinitionId, RuleId, TenantId,
 };
-use crate::domain::notification::OutboxItem;
+use crate::domain::notification::{AlertNotice, OutboxItem};
 use crate::domain::policy::Subject;
 use crate::domain::scope::Scope;
 
@@ -692,13 +692,23 @@ mod tests {
     }
 }
 
-/// A notice ready for a sink: the outbox item, the activation it tells of, and its page.
+/// A notice ready for a sink: the outbox item, what it tells of, and the page that shows it.
 #[derive(Clone, Debug)]
 pub struct Notice {
     pub item: OutboxItem,
-    pub activation: Activation,
-    /// The approval page (`{public URL}/api/approvals/{id}`): decisions and the outcome.
-    pub approval_url: String,
+    pub subject: NoticeSubject,
+    /// For an activation, its approval page (`{public URL}/api/approvals/{id}`): decisions and
+    /// the outcome. For an alert, the alerts page (`{public URL}/api/portal/alerts`).
+    pub url: String,
+}
+
+/// What a notice tells of, as sinks render it.
+#[derive(Clone, Debug)]
+pub enum NoticeSubject {
+    /// As it is now (read when the notice goes out).
+    Activation(Box<Activation>),
+    /// As it was when it opened (carried by the notice).
+    Alert(AlertNotice),
 }
 
 /// Why a sink did not take a notice. Every failure is retried later.

@@ -152,7 +152,7 @@ impl Elevate {
     /// The `deliver` queue's work: the outbox, now.
     pub async fn on_deliver(&self, budget: Duration) -> Option<super::notify::DeliveryReport> {
         match &self.notifier {
-            Some(notifier) => Some(notifier.deliver(budget).await),
+            Some(notifier) => Some(notifier.deliver_now(budget).await),
             None => None,
         }
     }

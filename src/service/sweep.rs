@@ -183,7 +183,7 @@ impl Elevate {
             && started.elapsed() < budget
         {
             report.expiry_warnings = notifier.warn_expiring(now).await;
-            let delivered = notifier.deliver(budget.saturating_sub(started.elapsed())).await;
+            let delivered = notifier.deliver_now(budget.saturating_sub(started.elapsed())).await;
             report.notices_delivered = delivered.delivered;
             report.notices_retrying = delivered.retrying;
         }

@@ -18,8 +18,9 @@ use sha2::Sha256;
 
 use super::{WebhookUrl, client, post};
 use crate::clock::Clock;
-use crate::domain::activation::State;
-use crate::service::ports::{DeliveryError, Notice, NotificationSink};
+use crate::domain::activation::{Activation, State};
+use crate::domain::notification::AlertNotice;
+use crate::service::ports::{DeliveryError, Notice, NoticeSubject, NotificationSink};
 
 /// The shared signing secret: its `Debug` prints no value.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,44 +85,66 @@ impl NotificationSink for EventSink {
 
 /// The CloudEvent for a notice. `id` is the notice's: the same notice is the same event.
 pub fn cloud_event(notice: &Notice, source: &str) -> Value {
-    let a = &notice.activation;
-    let r = a.request();
     let item = &notice.item;
+    let (subject, data) = match &notice.subject {
+        NoticeSubject::Activation(a) => (format!("activations/{}", a.id()), activation_data(a, &notice.url)),
+        NoticeSubject::Alert(alert) => (alert.alert_id.clone(), alert_data(alert, &notice.url)),
+    };
     json!({
         "specversion": "1.0",
         "id": item.id.to_string(),
         "source": source,
         "type": item.kind.event_type(),
-        "subject": format!("activations/{}", a.id()),
+        "subject": subject,
         "time": item.at.to_rfc3339_opts(SecondsFormat::Millis, true),
         "datacontenttype": "application/json",
-        "data": {
-            "activationId": a.id().to_string(),
-            "status": a.status().as_str(),
-            "principalId": r.principal_id.to_string(),
-            "principalName": r.principal_name.as_ref().map(|n| n.as_str().to_owned()),
-            "roleDefinitionId": r.role_definition_id.to_string(),
-            "roleName": r.role_definition_id.built_in_name(),
-            "scope": r.scope.as_str(),
-            "ruleId": r.rule_id.as_str(),
-            "duration": r.duration.to_string(),
-            "justification": r.justification.as_ref().map(|j| j.as_str().to_owned()),
-            "ticket": r.ticket.as_ref().map(|t| json!({ "system": t.system.as_str(), "number": t.number.as_str() })),
-            "requestedAt": r.requested_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "expiresAt": a.expires_at().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
-            "expiryLimitedByEligibility": a.expiry_limit().is_some(),
-            "failure": match a.state() {
-                State::Failed { failure, .. } => json!({ "code": failure.code, "message": failure.message }),
-                _ => Value::Null,
-            },
-            "approvals": a.approvals().iter().map(|d| json!({
-                "approverId": d.approver_id.to_string(),
-                "decision": format!("{:?}", d.decision),
-                "justification": d.justification.as_str(),
-                "at": d.at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            })).collect::<Vec<_>>(),
-            "url": notice.approval_url,
-        }
+        "data": data,
+    })
+}
+
+/// An alert as it opened, with the alerts page.
+fn alert_data(alert: &AlertNotice, url: &str) -> Value {
+    json!({
+        "alertId": alert.alert_id,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "title": alert.title,
+        "items": alert.items,
+        "remediation": alert.remediation,
+        "firstSeen": alert.first_seen.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "url": url,
+    })
+}
+
+/// An activation as it is now, with its approval page.
+fn activation_data(a: &Activation, url: &str) -> Value {
+    let r = a.request();
+    json!({
+        "activationId": a.id().to_string(),
+        "status": a.status().as_str(),
+        "principalId": r.principal_id.to_string(),
+        "principalName": r.principal_name.as_ref().map(|n| n.as_str().to_owned()),
+        "roleDefinitionId": r.role_definition_id.to_string(),
+        "roleName": r.role_definition_id.built_in_name(),
+        "scope": r.scope.as_str(),
+        "ruleId": r.rule_id.as_str(),
+        "duration": r.duration.to_string(),
+        "justification": r.justification.as_ref().map(|j| j.as_str().to_owned()),
+        "ticket": r.ticket.as_ref().map(|t| json!({ "system": t.system.as_str(), "number": t.number.as_str() })),
+        "requestedAt": r.requested_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "expiresAt": a.expires_at().map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        "expiryLimitedByEligibility": a.expiry_limit().is_some(),
+        "failure": match a.state() {
+            State::Failed { failure, .. } => json!({ "code": failure.code, "message": failure.message }),
+            _ => Value::Null,
+        },
+        "approvals": a.approvals().iter().map(|d| json!({
+            "approverId": d.approver_id.to_string(),
+            "decision": format!("{:?}", d.decision),
+            "justification": d.justification.as_str(),
+            "at": d.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        })).collect::<Vec<_>>(),
+        "url": url,
     })
 }
 
@@ -138,5 +161,43 @@ mod tests {
         assert_ne!(sig, signature(&EventSecret::new("secret".into()), 1_764_072_001, b"{}"));
         assert_ne!(sig, signature(&EventSecret::new("other".into()), 1_764_072_000, b"{}"));
         assert!(!format!("{:?}", EventSecret::new("hunter2".into())).contains("hunter2"));
+    }
+
+    #[test]
+    fn an_alert_event_carries_the_alert_as_it_opened() {
+        use crate::domain::governance::{AlertKind, Severity};
+        use crate::domain::notification::OutboxItem;
+        let at = "2026-11-25T12:00:00Z".parse().unwrap();
+        let alert = AlertNotice {
+            alert_id: "permanent:owner:sub".into(),
+            kind: AlertKind::TooManyPermanentHolders,
+            severity: Severity::High,
+            title: "3 permanent holders".into(),
+            items: vec!["principal a".into(), "principal b".into()],
+            remediation: "Make them eligible.".into(),
+            first_seen: at,
+        };
+        let notice = Notice {
+            item: OutboxItem::alert_opened(alert.clone(), at),
+            subject: NoticeSubject::Alert(alert),
+            url: "https://elevate.example/api/portal/alerts".into(),
+        };
+        let event = cloud_event(&notice, "https://elevate.example");
+        assert_eq!(event["type"], "io.elevate.governance.alertOpened");
+        assert_eq!(event["subject"], "permanent:owner:sub");
+        assert_eq!(event["id"], notice.item.id.to_string());
+        assert_eq!(
+            event["data"],
+            json!({
+                "alertId": "permanent:owner:sub",
+                "kind": "TooManyPermanentHolders",
+                "severity": "High",
+                "title": "3 permanent holders",
+                "items": ["principal a", "principal b"],
+                "remediation": "Make them eligible.",
+                "firstSeen": "2026-11-25T12:00:00.000Z",
+                "url": "https://elevate.example/api/portal/alerts",
+            })
+        );
     }
 }

@@ -7,9 +7,12 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{WebhookUrl, client, post};
-use crate::domain::activation::{Decision, State};
-use crate::domain::notification::Kind;
-use crate::service::ports::{DeliveryError, Notice, NotificationSink};
+use crate::domain::activation::{Activation, Decision, State};
+use crate::domain::notification::{AlertNotice, Kind};
+use crate::service::ports::{DeliveryError, Notice, NoticeSubject, NotificationSink};
+
+/// Items an alert's card lists; the rest are counted (a Workflows message is at most 28 KB).
+const MAX_ALERT_ITEMS: usize = 20;
 
 pub struct TeamsSink {
     url: WebhookUrl,
@@ -72,7 +75,13 @@ pub fn message(notice: &Notice) -> Value {
 
 /// The Adaptive Card for a notice.
 pub fn card(notice: &Notice) -> Value {
-    let a = &notice.activation;
+    match &notice.subject {
+        NoticeSubject::Activation(a) => activation_card(notice, a),
+        NoticeSubject::Alert(alert) => alert_card(notice, alert),
+    }
+}
+
+fn activation_card(notice: &Notice, a: &Activation) -> Value {
     let r = a.request();
     let kind = notice.item.kind;
     let role = r.role_definition_id.built_in_name().map_or_else(|| r.role_definition_id.to_string(), str::to_owned);
@@ -146,8 +155,56 @@ pub fn card(notice: &Notice) -> Value {
             }
         ],
         "actions": [
-            { "type": "Action.OpenUrl", "title": primary, "url": notice.approval_url },
+            { "type": "Action.OpenUrl", "title": primary, "url": notice.url },
             { "type": "Action.OpenUrl", "title": "Scope in the Azure portal", "url": portal },
+        ]
+    })
+}
+
+/// An alert's card: severity, title, what is affected as a list, the remediation, and the one
+/// link to the alerts page. The text is Elevate's, but made of what Azure and the policy hold
+/// (scope and rule names): escaped like a requester's.
+fn alert_card(notice: &Notice, alert: &AlertNotice) -> Value {
+    // As the alerts API names it (`High`, `Medium`, `Low`).
+    let severity = json!(alert.severity);
+    let headline =
+        format!("{} ({}): {}", notice.item.kind.headline(), severity.as_str().unwrap_or_default(), plain(&alert.title));
+    // A Markdown list, one line each (`plain` keeps any line break out of an item).
+    let mut items: Vec<String> = alert.items.iter().take(MAX_ALERT_ITEMS).map(|i| format!("- {}", plain(i))).collect();
+    if alert.items.len() > MAX_ALERT_ITEMS {
+        items.push(format!("- and {} more (on the alerts page)", alert.items.len() - MAX_ALERT_ITEMS));
+    }
+    let mut body = vec![
+        json!({
+            "type": "TextBlock",
+            "size": "medium",
+            "weight": "bolder",
+            "wrap": true,
+            "color": if alert.is_urgent() { "attention" } else { "default" },
+            "text": headline,
+        }),
+        json!({
+            "type": "FactSet",
+            "facts": [
+                { "title": "Severity", "value": severity },
+                { "title": "Kind", "value": alert.kind.as_str() },
+                { "title": "Open since", "value": when(alert.first_seen) },
+            ],
+        }),
+    ];
+    if !items.is_empty() {
+        body.push(json!({ "type": "TextBlock", "wrap": true, "weight": "bolder", "text": "Affected" }));
+        body.push(json!({ "type": "TextBlock", "wrap": true, "text": items.join("\r") }));
+    }
+    body.push(json!({ "type": "TextBlock", "wrap": true, "weight": "bolder", "text": "What to do" }));
+    body.push(json!({ "type": "TextBlock", "wrap": true, "text": plain(&alert.remediation) }));
+    json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": body,
+        "actions": [
+            { "type": "Action.OpenUrl", "title": "Open the alerts", "url": notice.url },
         ]
     })
 }
@@ -160,5 +217,54 @@ mod tests {
     fn requester_text_cannot_form_links_or_emphasis() {
         assert_eq!(plain("[click](https://evil) *now*"), "\\[click\\](https://evil) \\*now\\*");
         assert_eq!(plain("a\nb"), "a b");
+    }
+
+    fn alert_notice(items: Vec<String>) -> Notice {
+        use crate::domain::governance::{AlertKind, Severity};
+        use crate::domain::notification::OutboxItem;
+        let at = "2026-11-25T12:00:00Z".parse().unwrap();
+        let alert = AlertNotice {
+            alert_id: "outside:/subscriptions/x/providers/microsoft.authorization/roleassignments/y".into(),
+            kind: AlertKind::AssignedOutsideElevate,
+            severity: Severity::High,
+            title: "Owner assigned outside Elevate at /subscriptions/x/resourceGroups/rg_[1]".into(),
+            items,
+            remediation: "Remove the assignment.".into(),
+            first_seen: at,
+        };
+        Notice {
+            item: OutboxItem::alert_opened(alert.clone(), at),
+            subject: NoticeSubject::Alert(alert),
+            url: "https://elevate.example/api/portal/alerts".into(),
+        }
+    }
+
+    #[test]
+    fn an_alert_card_lists_what_is_affected_escaped_with_one_link() {
+        let card = card(&alert_notice(vec!["principal [x](https://evil) holds *Owner*".into(), "line\nbreak".into()]));
+        assert_eq!(card["body"][0]["color"], "attention", "High severity");
+        assert_eq!(
+            card["body"][0]["text"],
+            "Governance alert (High): Owner assigned outside Elevate at /subscriptions/x/resourceGroups/rg\\_\\[1\\]"
+        );
+        let list =
+            card["body"].as_array().unwrap().iter().find(|b| b["text"].as_str().is_some_and(|t| t.starts_with("- ")));
+        assert_eq!(
+            list.unwrap()["text"],
+            "- principal \\[x\\](https://evil) holds \\*Owner\\*\r- line break",
+            "one item a line, none able to start another"
+        );
+        assert_eq!(
+            card["actions"],
+            json!([{ "type": "Action.OpenUrl", "title": "Open the alerts", "url": "https://elevate.example/api/portal/alerts" }])
+        );
+    }
+
+    #[test]
+    fn a_long_alert_lists_the_first_items_and_counts_the_rest() {
+        let card = card(&alert_notice((0..25).map(|i| format!("principal {i}")).collect()));
+        let text = card.to_string();
+        assert!(text.contains("principal 19") && !text.contains("principal 20"), "{text}");
+        assert!(text.contains("- and 5 more (on the alerts page)"), "{text}");
     }
 }

@@ -216,7 +216,9 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("unencodable value: {e}")))
 }
 
-/// Writes the notice an event implies, in the event's transaction.
+/// Writes the notice an event implies, in the event's transaction (or a notice that is not a
+/// state change). `activation_id` is not read back: a notice about an alert has the nil id there
+/// (`notification::NO_ACTIVATION`).
 fn insert_notice(conn: &Connection, item: &OutboxItem) -> Result<bool, StoreError> {
     let added = conn
         .execute(

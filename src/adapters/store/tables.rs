@@ -18,6 +18,9 @@
 //! | `meta`                | `indexes`                          | marks that the list indexes cover every activation |
 //! | `record-<kind>`       | record id                          | a governance record (JSON `Body`; its ETag is its version) |
 //!
+//! A notice about no activation (a governance alert's) is kept under the nil activation id
+//! (`notification::NO_ACTIVATION`), in a partition no activation has.
+//!
 //! A `record-` partition is never one of the others: activation ids begin with a hex digit,
 //! never `r`, and no fixed partition or `_` prefix above begins with `record-`. A record's id may
 //! be any RowKey, `activation` included, so the scans across partitions select by `Kind`
