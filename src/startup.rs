@@ -336,14 +336,16 @@ pub async fn serve(
 /// soon as an activation falls due in between, until `stop` fires. Under the Functions host the
 /// timer trigger and the `expiry` queue do this instead.
 pub async fn run_sweeper(service: Arc<Elevate>, clock: Arc<dyn Clock>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    // The `now` of the last pass: what fell due after it (while that pass ran, or since) is
+    // swept at once; what was due at it and is still due (a revocation that keeps failing)
+    // waits for the minute, so a failure never makes the loop spin.
+    let mut last: Option<DateTime<Utc>> = None;
     loop {
         let now = clock.now();
-        // On the minute, or sooner when something falls due before it: access ends at its end,
-        // not at the next tick. What is already due (a revocation that keeps failing) waits for
-        // the minute, so a failure never makes the loop spin.
+        let from = last.unwrap_or(now).min(now);
         let minute = until_next_minute(now);
-        let horizon = chrono::TimeDelta::from_std(minute).unwrap_or(chrono::TimeDelta::minutes(1));
-        let wait = match service.next_due(now, horizon).await {
+        let horizon = (now - from) + chrono::TimeDelta::from_std(minute).unwrap_or(chrono::TimeDelta::minutes(1));
+        let wait = match service.next_due(from, horizon).await {
             Some(at) => (at - now).to_std().unwrap_or_default().min(minute),
             None => minute,
         };
@@ -351,7 +353,9 @@ pub async fn run_sweeper(service: Arc<Elevate>, clock: Arc<dyn Clock>, mut stop:
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
-        let report = service.sweep(clock.now()).await;
+        let at = clock.now();
+        let report = service.sweep(at).await;
+        last = Some(at);
         if !report.failures.is_empty() {
             tracing::error!(failures = report.failures.len(), "sweep left failures; they stay due");
         }

@@ -77,6 +77,11 @@ impl Notifier {
     }
 
     /// Starts a delivery pass in the background: the caller never waits for a webhook.
+    /// Whether any sink is configured (without one, nothing is ever delivered).
+    pub fn has_sinks(&self) -> bool {
+        !self.sinks.is_empty()
+    }
+
     pub fn kick(self: &Arc<Self>) {
         if self.sinks.is_empty() {
             return;

@@ -103,7 +103,7 @@ impl Elevate {
     /// After a change that queued a notice: a `deliver` message, so it goes out inside an
     /// invocation. Best effort, logged.
     pub(super) async fn queue_delivery(&self) {
-        if self.queue.is_none() || self.notifier.is_none() {
+        if self.queue.is_none() || !self.notifier.as_ref().is_some_and(|n| n.has_sinks()) {
             return;
         }
         if let Err(e) = self.put(WorkQueue::Deliver, "{}", Duration::ZERO).await {
