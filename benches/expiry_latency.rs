@@ -434,8 +434,12 @@ fn revocation_steps(
     vec![("end to DELETE sent", sorted(waited)), ("DELETE sent to confirmed", sorted(revoking))]
 }
 
-/// The value at rank ⌈p·n⌉ of sorted values.
+/// The value at rank ⌈p·n⌉ of sorted values; NaN (printed as such) when there are none, as for
+/// the `deliver` steps of a run whose app has no notification sink.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }
