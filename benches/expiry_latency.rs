@@ -332,6 +332,7 @@ fn settings(dir: &Path, mode: RunMode, concurrency: usize, public_url: String, t
         max_open_requests: 100_000,
         group_checks: GroupChecks::Token,
         queues: None,
+        audit_export: None,
     }
 }
 

@@ -24,6 +24,16 @@ param appName string
 @maxLength(24)
 param storageName string
 
+@description('Audit archive storage account name (sealed audit days, immutable): 3-24 lowercase letters and digits, globally unique.')
+@minLength(3)
+@maxLength(24)
+param auditStorageName string = '${take(storageName, 19)}audit'
+
+@description('Days each exported audit day stays immutable (time-based retention: no one, the operator included, can change or delete it before then). Well beyond the 30 days PIM keeps its audit.')
+@minValue(31)
+@maxValue(146000)
+param auditRetentionDays int = 365
+
 @description('Client (application) id of the Entra app registration that represents the Elevate API (token audience).')
 param apiClientId string
 
@@ -108,6 +118,7 @@ param tags object = {}
 
 var packageContainer = 'app-package'
 var tableName = 'elevate'
+var auditContainer = 'audit'
 var allTags = union(tags, { application: 'elevate' })
 
 // Data-plane roles for the app's identity (azure-spec §3.3).
@@ -160,6 +171,98 @@ resource packages 'Microsoft.Storage/storageAccounts/blobServices/containers@202
   parent: blobService
   name: packageContainer
   properties: { publicAccess: 'None' }
+}
+
+// The audit archive (service::audit_chain): one blob per sealed UTC day, in an account of its own
+// so that the app's broad rights on its working storage (Blob Data Owner, for the package and the
+// host's leases) reach nothing here. The container's time-based retention policy makes each blob
+// immutable for auditRetentionDays: no one can overwrite or delete it, and once the policy is
+// locked (docs/deploy.md: `az storage container immutability-policy lock`, a one-way step) no one
+// can shorten or remove the policy either.
+resource auditStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: as `storage`: reached over its public endpoint unless private endpoints are added; access is identity-only (shared keys off), TLS 1.2, no public blobs.
+  // checkov:skip=CKV_AZURE_206: as `storage`: replicated per storageSku (default zone-redundant); geo-replicated SKUs are offered by the parameter.
+  // checkov:skip=CKV_AZURE_43: as `storage`: the name is a parameter checkov cannot evaluate.
+  name: auditStorageName
+  location: location
+  tags: allTags
+  sku: { name: storageSku }
+  kind: 'StorageV2'
+  properties: {
+    minimumTlsVersion: 'TLS1_2'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    supportsHttpsTrafficOnly: true
+    allowCrossTenantReplication: false
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: { enabled: true, keyType: 'Account' }
+        file: { enabled: true, keyType: 'Account' }
+      }
+    }
+  }
+}
+
+resource auditBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: auditStorage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: { enabled: true, days: 7 }
+    containerDeleteRetentionPolicy: { enabled: true, days: 7 }
+  }
+}
+
+resource auditBlobs 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: auditBlobService
+  name: auditContainer
+  properties: { publicAccess: 'None' }
+}
+
+resource auditRetention 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: auditBlobs
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: auditRetentionDays
+    // Whole blobs only: nothing, not even appends, changes a blob once written.
+    allowProtectedAppendWrites: false
+  }
+}
+
+// What the export needs and no more: read a day's blob (to compare a retry with what is there)
+// and create new ones. No delete, no container or policy management.
+resource auditWriterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, auditStorageName, 'elevate-audit-writer')
+  properties: {
+    roleName: 'Elevate audit writer (${appName}, ${resourceGroup().name})'
+    description: 'Creates and reads blobs in the Elevate audit archive; cannot delete them.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [resourceGroup().id]
+  }
+}
+
+resource auditWriterAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(auditBlobs.id, app.id, 'elevate-audit-writer')
+  scope: auditBlobs
+  properties: {
+    roleDefinitionId: auditWriterRole.id
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
 }
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
@@ -270,6 +373,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
     ELEVATE_STORE: 'tables:${storage.properties.primaryEndpoints.table}${tableName}'
+    ELEVATE_AUDIT_EXPORT: '${auditStorage.properties.primaryEndpoints.blob}${auditContainer}'
     ELEVATE_PROVIDER: 'arm'
     ELEVATE_GRAPH_ENDPOINT: graphEndpoint
     ELEVATE_AUTH_MODE: 'easyauth'

@@ -30,3 +30,5 @@ param graphEndpoint = readEnvironmentVariable('ELEVATE_GRAPH_ENDPOINT', 'https:/
 param chatWorkflows = bool(readEnvironmentVariable('ELEVATE_CHAT_WORKFLOWS', 'false'))
 param chatBrokerRoleFromTemplate = bool(readEnvironmentVariable('ELEVATE_CHAT_BROKER_ROLE_FROM_TEMPLATE', 'true'))
 param chatNoticesWebhookUrl = readEnvironmentVariable('ELEVATE_CHAT_NOTICES_WEBHOOK_URL', '')
+// Days each exported audit day stays immutable (default 365; at least 31).
+param auditRetentionDays = int(readEnvironmentVariable('ELEVATE_AUDIT_RETENTION_DAYS', '365'))

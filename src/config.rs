@@ -76,6 +76,7 @@ pub const DEFAULT_TABLE: &str = "elevate";
 enum StorageService {
     Table,
     Queue,
+    Blob,
 }
 
 impl StorageService {
@@ -84,6 +85,7 @@ impl StorageService {
         match self {
             StorageService::Table => "table",
             StorageService::Queue => "queue",
+            StorageService::Blob => "blob",
         }
     }
 
@@ -92,6 +94,7 @@ impl StorageService {
         match self {
             StorageService::Table => 10002,
             StorageService::Queue => 10001,
+            StorageService::Blob => 10000,
         }
     }
 }
@@ -182,6 +185,64 @@ pub struct QueueSetting {
     pub auth: TablesAuth,
 }
 
+/// `ELEVATE_AUDIT_EXPORT`: the Blob container sealed audit days are exported to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditExportSetting {
+    /// The Blob service endpoint: `https://acct.blob.core.windows.net`, or Azurite's path-style
+    /// `http://127.0.0.1:10000/devstoreaccount1`.
+    pub endpoint: String,
+    pub container: String,
+    pub auth: TablesAuth,
+}
+
+/// The container `infra/` creates for the audit export.
+pub const DEFAULT_AUDIT_CONTAINER: &str = "audit";
+
+/// `ELEVATE_AUDIT_EXPORT`: unset or `off`, none; the container's URL
+/// (`https://acct.blob.core.windows.net/audit`, Entra tokens); or a storage connection string,
+/// with the container in `ELEVATE_AUDIT_EXPORT_CONTAINER` (default `audit`).
+fn audit_export(
+    on_app_service: bool,
+    get: &impl Fn(&str) -> Option<String>,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<AuditExportSetting>, ConfigError> {
+    const VARIABLE: &str = "ELEVATE_AUDIT_EXPORT";
+    let value = match get(VARIABLE) {
+        None => return Ok(None),
+        Some(v) if v == "off" => return Ok(None),
+        Some(v) => v,
+    };
+    if value.contains('=') {
+        let container = get("ELEVATE_AUDIT_EXPORT_CONTAINER").unwrap_or_else(|| DEFAULT_AUDIT_CONTAINER.to_owned());
+        crate::adapters::blob::check_container_name(&container)
+            .map_err(|m| bad("ELEVATE_AUDIT_EXPORT_CONTAINER", m))?;
+        let (endpoint, auth) = storage_connection(VARIABLE, &value, StorageService::Blob)?;
+        if on_app_service && endpoint.ends_with(&format!("/{DEV_STORAGE_ACCOUNT}")) {
+            return Err(bad(
+                VARIABLE,
+                "the development storage emulator (its key is public) is refused on App Service (WEBSITE_SITE_NAME is set)",
+            ));
+        }
+        return Ok(Some(AuditExportSetting { endpoint, container, auth }));
+    }
+    let url = check_url(VARIABLE, &value)?;
+    if url.contains(['?', '#']) {
+        return Err(bad(VARIABLE, "takes the container's URL without a query (no SAS)"));
+    }
+    let Some((endpoint, container)) = url.trim_end_matches('/').rsplit_once('/').filter(|(e, _)| !e.ends_with('/'))
+    else {
+        return Err(bad(VARIABLE, "needs the container's URL, e.g. `https://acct.blob.core.windows.net/audit`"));
+    };
+    crate::adapters::blob::check_container_name(container)
+        .map_err(|m| bad(VARIABLE, format!("the URL must end with the container name: {m}")))?;
+    let credential = CredentialKind::detect(var).map_err(|e| bad("IDENTITY_ENDPOINT", e.to_string()))?;
+    Ok(Some(AuditExportSetting {
+        endpoint: endpoint.to_owned(),
+        container: container.to_owned(),
+        auth: TablesAuth::Entra(credential),
+    }))
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProviderSetting {
     /// Simulated role assignments kept in this SQLite file.
@@ -260,6 +321,8 @@ pub struct Settings {
     pub group_checks: GroupChecks,
     /// Storage queues for expiry on time and notices without delay (`ELEVATE_QUEUES`).
     pub queues: Option<QueueSetting>,
+    /// Where sealed audit days are exported (`ELEVATE_AUDIT_EXPORT`).
+    pub audit_export: Option<AuditExportSetting>,
 }
 
 /// `ELEVATE_GROUP_CHECKS`: whose word counts for group membership.
@@ -579,6 +642,7 @@ impl Settings {
         };
 
         let queues = queues(mode, on_app_service, &get, &var)?;
+        let audit_export = audit_export(on_app_service, &get, &var)?;
 
         Ok(Settings {
             mode,
@@ -596,6 +660,7 @@ impl Settings {
             max_open_requests,
             group_checks,
             queues,
+            audit_export,
         })
     }
 }

@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod endpoint;
+#[macro_use]
+pub mod failpoint;
 pub mod http;
 pub mod service;
 pub mod startup;

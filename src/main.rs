@@ -157,11 +157,14 @@ fn serve(functions_host: bool, bind: IpAddr, log_format: Option<Format>) -> Resu
         let governance = own.then(|| {
             tokio::spawn(startup::run_governance(Arc::clone(&built.service), Arc::clone(&clock), stop_rx.clone()))
         });
+        let digest = own.then(|| {
+            tokio::spawn(startup::run_digest(Arc::clone(&built.service), Arc::clone(&clock), stop_rx.clone()))
+        });
         let sweeper =
             own.then(|| tokio::spawn(startup::run_sweeper(Arc::clone(&built.service), Arc::clone(&clock), stop_rx)));
         startup::serve(listener, Arc::clone(&built.context), startup::shutdown_signal()).await;
         let _ = stop_tx.send(true);
-        for task in [sweeper, governance].into_iter().flatten() {
+        for task in [sweeper, governance, digest].into_iter().flatten() {
             let _ = task.await;
         }
         tracing::info!("stopped");

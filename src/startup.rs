@@ -121,6 +121,27 @@ pub fn storage_queues(setting: &crate::config::QueueSetting) -> Result<StorageQu
     StorageQueues::new(queues, "").map_err(setup)
 }
 
+/// The Blob container sealed audit days are exported to (`ELEVATE_AUDIT_EXPORT`).
+pub fn audit_archive(
+    setting: &crate::config::AuditExportSetting,
+) -> Result<crate::adapters::blob::BlobArchive, StartupError> {
+    let setup = |m: String| StartupError::Store(StoreError::Unavailable(format!("audit export: {m}")));
+    let signer = match &setting.auth {
+        TablesAuth::Entra(kind) => Signer::Bearer {
+            credential: kind.credential().map_err(|e| setup(e.to_string()))?,
+            scope: STORAGE_SCOPE.to_owned(),
+        },
+        TablesAuth::SharedKey { account, key } => {
+            Signer::SharedKey(SharedKey::new(account, key.expose(), Arc::new(SystemClock)).map_err(setup)?)
+        }
+    };
+    let client = AzureClient::with_signer(signer, RetryPolicy::default()).map_err(|e| setup(e.to_string()))?;
+    let archive =
+        crate::adapters::blob::BlobArchive::new(client, &setting.endpoint, &setting.container).map_err(setup)?;
+    tracing::info!(endpoint = %setting.endpoint, container = %setting.container, "sealed audit days are exported to Blob Storage");
+    Ok(archive)
+}
+
 /// The notification sinks the settings name, behind one notifier.
 fn notifier(
     settings: &Settings,
@@ -299,6 +320,9 @@ pub fn build_with(settings: &Settings, clock: Arc<dyn Clock>, ports: Ports) -> R
     if let Some(queue) = queues {
         service = service.with_queue(queue);
     }
+    if let Some(export) = &settings.audit_export {
+        service = service.with_audit_archive(Arc::new(audit_archive(export)?));
+    }
     let service = Arc::new(service);
     let context = Arc::new(HttpContext {
         service: Arc::clone(&service),
@@ -384,6 +408,30 @@ pub async fn run_governance(
     }
 }
 
+/// Standalone mode: the weekly digest on Mondays at 08:00 UTC (the `digest` timer's
+/// `0 0 8 * * 1`), until `stop` fires.
+pub async fn run_digest(service: Arc<Elevate>, clock: Arc<dyn Clock>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let wait = until_next_digest(clock.now());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = service.digest(clock.now()).await {
+            tracing::error!(error = %e, "the weekly digest failed; next week's runs again");
+        }
+    }
+}
+
+/// How long from `now` to the next Monday 08:00 UTC (a week when it is that instant).
+fn until_next_digest(now: DateTime<Utc>) -> std::time::Duration {
+    const WEEK: i64 = 7 * 24 * 3600;
+    // The Unix epoch fell on a Thursday: Monday 00:00 is 4 days after a multiple of a week.
+    let since_monday_eight = (now.timestamp() - 4 * 24 * 3600 - 8 * 3600).rem_euclid(WEEK);
+    let wait = WEEK - since_monday_eight;
+    std::time::Duration::from_secs(wait.unsigned_abs())
+}
+
 fn until_next_minute(now: DateTime<Utc>) -> std::time::Duration {
     let into_minute = now.timestamp_subsec_millis() as u64 + (now.timestamp().rem_euclid(60) as u64) * 1000;
     std::time::Duration::from_millis(60_000 - into_minute.min(59_999))
@@ -427,5 +475,16 @@ mod tests {
         assert_eq!(until_next_minute(at("2026-11-25T12:00:00Z")).as_millis(), 60_000);
         assert_eq!(until_next_minute(at("2026-11-25T12:00:59.500Z")).as_millis(), 500);
         assert_eq!(until_next_minute(at("2026-11-25T12:00:30Z")).as_millis(), 30_000);
+    }
+
+    #[test]
+    fn the_digest_wakes_on_monday_at_eight() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        // 2026-11-25 is a Wednesday; the next Monday is the 30th.
+        assert_eq!(until_next_digest(at("2026-11-25T12:00:00Z")), hours(4 * 24 + 20));
+        assert_eq!(until_next_digest(at("2026-11-30T07:00:00Z")), hours(1));
+        assert_eq!(until_next_digest(at("2026-11-30T08:00:00Z")), hours(7 * 24), "just run: next week");
+        assert_eq!(until_next_digest(at("2026-11-30T09:00:00Z")), hours(7 * 24 - 1));
     }
 }

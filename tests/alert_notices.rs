@@ -37,7 +37,7 @@ fn alert_id() -> String {
     format!("permanent:{OWNER}:{}", SUB1.to_ascii_lowercase())
 }
 
-fn notifications(hook: &FakeWebhook) -> NotificationSettings {
+pub(crate) fn notifications(hook: &FakeWebhook) -> NotificationSettings {
     NotificationSettings {
         teams: Some(WebhookUrl::new(&hook.url("teams")).unwrap()),
         events: Some((WebhookUrl::new(&hook.url("events")).unwrap(), EventSecret::new(SECRET.into()))),
@@ -63,7 +63,7 @@ async fn remove(fake: &FakeAzure, id: &str) {
 }
 
 /// The signature as a receiver checks it: HMAC-SHA256 over "<timestamp>.<raw body>".
-fn verify(request: &crate::support::fake_http::FakeRequest) {
+pub(crate) fn verify(request: &crate::support::fake_http::FakeRequest) {
     let timestamp = request.header("x-elevate-timestamp").expect("a timestamp header");
     let signature = request.header("x-elevate-signature").expect("a signature header");
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
@@ -77,7 +77,7 @@ fn verify(request: &crate::support::fake_http::FakeRequest) {
 
 /// Validates `card` against the official Adaptive Card schema (the one tests/js/browser.mjs
 /// uses, with the same validator).
-fn assert_schema_valid(card: &Value) {
+pub(crate) fn assert_schema_valid(card: &Value) {
     const SCRIPT: &str = r"
 const Ajv = require('ajv');
 const { adaptiveCardSchema } = require('adaptivecards-designer/lib/adaptive-card-schema.js');
@@ -110,7 +110,7 @@ fn items(data: &Value) -> Vec<String> {
 }
 
 /// Lets a delivery in flight land, and runs a sweep (which delivers whatever is due).
-async fn settle(app: &TestApp) {
+pub(crate) async fn settle(app: &TestApp) {
     app.sweep().await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 }

@@ -28,14 +28,14 @@ fn policy() -> String {
 }
 
 /// Fires the timer as the host does; the report it answered.
-async fn governance(app: &TestApp) -> Value {
+pub async fn governance(app: &TestApp) -> Value {
     let (status, value) = app.send(reqwest::Method::POST, None, "/governance", Some(timer_payload(false, true))).await;
     assert_eq!(status, StatusCode::OK, "{value}");
     assert!(value["Logs"].as_array().unwrap().iter().all(Value::is_string), "{value}");
     value["ReturnValue"].clone()
 }
 
-async fn alerts(app: &TestApp, status: &str) -> Vec<Value> {
+pub async fn alerts(app: &TestApp, status: &str) -> Vec<Value> {
     let (code, body) = app.get(&app.auditor(), &format!("/api/alerts?status={status}")).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     body["value"].as_array().unwrap().clone()

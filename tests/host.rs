@@ -185,8 +185,13 @@ fn host_json_declares_the_custom_handler() {
                 );
             }
             "timerTrigger" => {
-                // NCRONTAB with seconds: the sweeper every minute, governance hourly.
-                let schedule = if f.name == "governance" { "0 7 * * * *" } else { "0 */1 * * * *" };
+                // NCRONTAB with seconds: the sweeper every minute, governance hourly, the digest
+                // on Mondays at 08:00 UTC.
+                let schedule = match f.name.as_str() {
+                    "governance" => "0 7 * * * *",
+                    "digest" => "0 0 8 * * 1",
+                    _ => "0 */1 * * * *",
+                };
                 assert_eq!(f.trigger["schedule"], schedule, "{}", f.name);
                 assert_eq!(f.trigger["runOnStartup"], false);
             }
@@ -293,7 +298,7 @@ async fn every_declared_route_reaches_the_handler_and_every_api_path_is_declared
 async fn the_timer_is_answered_in_the_shape_the_host_parses() {
     let handler = start_handler().await;
     let timers: Vec<Function> = functions().into_iter().filter(|f| f.trigger["type"] == "timerTrigger").collect();
-    assert_eq!(timers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["expiry-sweeper", "governance"]);
+    assert_eq!(timers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["digest", "expiry-sweeper", "governance"]);
     let mut first_run = timer_payload(false, true);
     first_run["Data"]["timer"]["ScheduleStatus"]["Last"] = json!("0001-01-01T00:00:00+00:00");
     let variants = [

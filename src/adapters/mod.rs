@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod azure;
+pub mod blob;
 pub mod directory;
 pub mod identity;
 pub mod notify;

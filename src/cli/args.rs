@@ -45,7 +45,7 @@ pub enum ClientCommand {
     /// Deny a request (or its pending extension)
     #[command(after_help = EXIT_CODES)]
     Deny(DecideArgs),
-    /// Read the audit trail (Elevate.Admin or Elevate.Auditor)
+    /// Read the audit trail (Elevate.Admin or Elevate.Auditor); `audit verify` checks it for tampering
     #[command(after_help = EXIT_CODES)]
     Audit(AuditArgs),
     /// Show who Elevate takes you for: id, app roles, groups, MFA, authentication contexts
@@ -186,7 +186,10 @@ pub struct DecideArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
     /// Events of this activation
     #[arg(long, value_parser = activation_id)]
     pub activation: Option<ActivationId>,
@@ -216,6 +219,25 @@ pub struct AuditArgs {
     pub all: bool,
     #[command(flatten)]
     pub connection: Connection,
+}
+
+/// What `elevate audit` does besides reading the trail through the API.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the audit trail in the store itself (ELEVATE_STORE and the other settings, as
+    /// `elevate serve` reads them) against its hash chains and daily seals: reports every
+    /// edited, deleted, inserted or reordered event and every day that no longer matches its
+    /// seal. Exits 0 when the trail is intact, 7 when anything is wrong, 2 for bad settings, 5
+    /// when the store cannot be read
+    #[command(after_help = EXIT_CODES)]
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Output: lines for people, or the report as JSON for scripts
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    pub output: Format,
 }
 
 fn duration(s: &str) -> Result<IsoDuration, String> {

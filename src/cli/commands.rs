@@ -35,7 +35,10 @@ pub async fn execute(command: ClientCommand, env: Env<'_>) -> Result<(), CliErro
         ClientCommand::Approvals(a) => approvals(&a, env).await,
         ClientCommand::Approve(a) => decide(&a, "Approve", env).await,
         ClientCommand::Deny(a) => decide(&a, "Deny", env).await,
-        ClientCommand::Audit(a) => audit(&a, env).await,
+        ClientCommand::Audit(a) => match &a.command {
+            Some(super::args::AuditCommand::Verify(v)) => super::verify::run(v, env).await,
+            None => audit(&a, env).await,
+        },
         ClientCommand::Whoami(a) => whoami(&a.connection, env).await,
     }
 }

@@ -15,7 +15,8 @@ Exit codes:
   3  sign-in needed: no token, the token was refused, or a claims challenge (MFA, authentication context)
   4  the activation ended without access while waiting: Denied, TimedOut, Failed, Canceled, Expired
   5  Elevate could not be reached, answered 5xx, or answered something unreadable
-  6  --wait gave up after --timeout: the request is still open (see `elevate show <id>`)";
+  6  --wait gave up after --timeout: the request is still open (see `elevate show <id>`)
+  7  audit verify: the audit trail was tampered with (edited, deleted, inserted or reordered events, or a broken seal)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -37,6 +38,9 @@ pub enum CliError {
     /// No answer, a 5xx, or an answer that is not what the API promises.
     #[error("{message}")]
     Unavailable { code: String, message: String },
+    /// `audit verify` found the trail tampered with.
+    #[error("{message}")]
+    Tampered { message: String },
 }
 
 impl CliError {
@@ -57,6 +61,7 @@ impl CliError {
             CliError::Ended { .. } => 4,
             CliError::Unavailable { .. } => 5,
             CliError::StillPending { .. } => 6,
+            CliError::Tampered { .. } => 7,
         }
     }
 
@@ -67,6 +72,7 @@ impl CliError {
             CliError::Refused { code, .. } | CliError::SignIn { code, .. } | CliError::Unavailable { code, .. } => code,
             CliError::Ended { status, .. } => status,
             CliError::StillPending { .. } => "StillPending",
+            CliError::Tampered { .. } => "AuditTampered",
         }
     }
 
@@ -74,7 +80,9 @@ impl CliError {
         match self {
             CliError::Refused { hint, .. } | CliError::SignIn { hint, .. } => hint.as_deref(),
             CliError::StillPending { hint, .. } => Some(hint),
-            CliError::Usage(_) | CliError::Ended { .. } | CliError::Unavailable { .. } => None,
+            CliError::Usage(_) | CliError::Ended { .. } | CliError::Unavailable { .. } | CliError::Tampered { .. } => {
+                None
+            }
         }
     }
 

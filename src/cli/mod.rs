@@ -9,7 +9,9 @@
 //!
 //! Must never print a token, a Debug dump or a panic: every failure is one `CliError` line on
 //! stderr and its exit code. It talks to Elevate only through the public HTTP API, as any other
-//! client would; the library's domain types are used only to parse arguments at the edge.
+//! client would; the library's domain types are used only to parse arguments at the edge. The
+//! one exception is `audit verify` (`verify`): it must not trust a running Elevate's word, so
+//! it reads the store itself, configured as `elevate serve` is.
 
 mod args;
 mod challenge;
@@ -18,6 +20,7 @@ mod commands;
 pub mod error;
 mod output;
 mod token;
+mod verify;
 mod views;
 mod wait;
 

@@ -12,4 +12,5 @@ pub mod governance;
 pub mod ids;
 pub mod notification;
 pub mod policy;
+pub mod review;
 pub mod scope;

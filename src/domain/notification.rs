@@ -9,7 +9,9 @@
 //!
 //! Most notices tell of an activation; one tells of a governance alert that opened
 //! ([`OutboxItem::alert_opened`]), and carries what people need to know of it, since an alert
-//! record can change or resolve before the notice goes out.
+//! record can change or resolve before the notice goes out. Other governance notices (access
+//! reviews, the weekly digest) are [`Bulletin`]s: a title, lines and facts composed by the
+//! service, carried whole by the notice ([`OutboxItem::bulletin`]).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,12 @@ pub enum Kind {
     RevocationFailing,
     /// A governance alert opened (or reopened).
     AlertOpened,
+    /// An access review started: reviewers have items to decide.
+    ReviewStarted,
+    /// An access review ends soon with items undecided.
+    ReviewReminder,
+    /// The weekly governance digest.
+    Digest,
 }
 
 impl Kind {
@@ -62,6 +70,9 @@ impl Kind {
             Kind::Failed => "io.elevate.activation.failed",
             Kind::RevocationFailing => "io.elevate.activation.revocationFailing",
             Kind::AlertOpened => "io.elevate.governance.alertOpened",
+            Kind::ReviewStarted => "io.elevate.governance.reviewStarted",
+            Kind::ReviewReminder => "io.elevate.governance.reviewReminder",
+            Kind::Digest => "io.elevate.governance.digest",
         }
     }
 
@@ -79,13 +90,16 @@ impl Kind {
             Kind::Failed => "Activation failed",
             Kind::RevocationFailing => "Revocation failing",
             Kind::AlertOpened => "Governance alert",
+            Kind::ReviewStarted => "Access review started",
+            Kind::ReviewReminder => "Access review ends soon",
+            Kind::Digest => "Weekly digest",
         }
     }
 
     /// Whether people must act (shown with emphasis). An alert's severity decides for it
     /// ([`AlertNotice::is_urgent`]).
     pub fn is_urgent(self) -> bool {
-        matches!(self, Kind::ApprovalNeeded | Kind::RevocationFailing | Kind::Failed)
+        matches!(self, Kind::ApprovalNeeded | Kind::RevocationFailing | Kind::Failed | Kind::ReviewReminder)
     }
 }
 
@@ -146,11 +160,95 @@ impl AlertNotice {
     }
 }
 
+/// Which governance notice a [`Bulletin`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BulletinKind {
+    ReviewStarted,
+    ReviewReminder,
+    Digest,
+}
+
+impl BulletinKind {
+    /// The notice kind (and so the CloudEvents `type`) it goes out as.
+    pub fn kind(self) -> Kind {
+        match self {
+            BulletinKind::ReviewStarted => Kind::ReviewStarted,
+            BulletinKind::ReviewReminder => Kind::ReviewReminder,
+            BulletinKind::Digest => Kind::Digest,
+        }
+    }
+
+    /// As serialized (`reviewStarted`, `reviewReminder`, `digest`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulletinKind::ReviewStarted => "reviewStarted",
+            BulletinKind::ReviewReminder => "reviewReminder",
+            BulletinKind::Digest => "digest",
+        }
+    }
+}
+
+/// A governance notice composed by the service (an access review starting or ending soon, the
+/// weekly digest): what people read, and the Elevate page it links to. The notice carries it
+/// whole, as it was when queued. Its text is made of what the store and the policy hold: sinks
+/// treat every string as plain text, never markup.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bulletin {
+    /// Stable: the notice is named by it, so the same id queued twice is one notice.
+    pub id: String,
+    pub kind: BulletinKind,
+    /// One line.
+    pub title: String,
+    /// Bullet lines; a card shows the first ones and counts the rest.
+    pub lines: Vec<String>,
+    /// Label and value pairs.
+    pub facts: Vec<(String, String)>,
+    /// The Elevate page it links to, relative to the public URL (`/api/portal/reviews/q1`).
+    pub path: String,
+    /// When what it tells of happened.
+    pub at: DateTime<Utc>,
+}
+
+/// Why a bulletin cannot be queued.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BulletinError {
+    #[error("a bulletin needs an id")]
+    NoId,
+    #[error("a bulletin needs a title")]
+    NoTitle,
+    #[error("bulletin path `{0}` is not an Elevate page (`/…`, no scheme, host, query or fragment)")]
+    Path(String),
+}
+
+impl Bulletin {
+    /// Checks what sinks rely on: an id to name the notice by, a title, and a path that stays on
+    /// Elevate (one leading `/`, no `//` host, no `?`, `#`, `\`, whitespace or control character).
+    pub fn check(&self) -> Result<(), BulletinError> {
+        if self.id.trim().is_empty() {
+            return Err(BulletinError::NoId);
+        }
+        if self.title.trim().is_empty() {
+            return Err(BulletinError::NoTitle);
+        }
+        let p = &self.path;
+        let on_elevate = p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '\\'));
+        if !on_elevate {
+            return Err(BulletinError::Path(p.clone()));
+        }
+        Ok(())
+    }
+}
+
 /// What a notice tells of.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Subject<'a> {
     Activation(ActivationId),
     Alert(&'a AlertNotice),
+    Bulletin(&'a Bulletin),
 }
 
 /// One notice waiting in the outbox.
@@ -159,12 +257,15 @@ pub enum Subject<'a> {
 pub struct OutboxItem {
     /// The CloudEvents id, and the outbox key: one notice, once.
     pub id: Uuid,
-    /// The activation it tells of; [`NO_ACTIVATION`] for a notice about an alert.
+    /// The activation it tells of; [`NO_ACTIVATION`] for a notice about an alert or a bulletin.
     pub activation_id: ActivationId,
     /// The alert it tells of, if it is about one. Notices stored before alerts had notices have
     /// none, and are about their activation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<AlertNotice>,
+    /// The bulletin it is, if it is one (then it has no alert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulletin: Option<Bulletin>,
     pub kind: Kind,
     /// When what it tells of happened.
     pub at: DateTime<Utc>,
@@ -184,6 +285,7 @@ impl OutboxItem {
             id,
             activation_id,
             alert: None,
+            bulletin: None,
             kind,
             at,
             next_at: at,
@@ -193,11 +295,12 @@ impl OutboxItem {
         }
     }
 
-    /// What it tells of: its alert if it carries one, else its activation.
+    /// What it tells of: its alert or bulletin if it carries one, else its activation.
     pub fn subject(&self) -> Subject<'_> {
-        match &self.alert {
-            Some(alert) => Subject::Alert(alert),
-            None => Subject::Activation(self.activation_id),
+        match (&self.alert, &self.bulletin) {
+            (Some(alert), _) => Subject::Alert(alert),
+            (None, Some(bulletin)) => Subject::Bulletin(bulletin),
+            (None, None) => Subject::Activation(self.activation_id),
         }
     }
 
@@ -227,6 +330,17 @@ impl OutboxItem {
         let mut item = Self::new(id, ActivationId::from(NO_ACTIVATION), Kind::AlertOpened, notice.first_seen);
         item.next_at = now;
         item.alert = Some(notice);
+        item
+    }
+
+    /// A governance bulletin: named by its id, so the same id queued again (a rerun, another
+    /// instance) is the same notice.
+    pub fn bulletin(bulletin: Bulletin, now: DateTime<Utc>) -> Self {
+        let name = format!("bulletin/{}", bulletin.id);
+        let id = Uuid::new_v5(&NOTICE_NAMESPACE, name.as_bytes());
+        let mut item = Self::new(id, ActivationId::from(NO_ACTIVATION), bulletin.kind.kind(), bulletin.at);
+        item.next_at = now;
+        item.bulletin = Some(bulletin);
         item
     }
 
@@ -294,6 +408,50 @@ mod tests {
         let json = serde_json::to_string(&alert).unwrap();
         assert!(json.contains(r#""alert":{"alertId":"outside:a""#), "{json}");
         assert_eq!(serde_json::from_str::<OutboxItem>(&json).unwrap(), alert);
+    }
+
+    fn digest(id: &str, at: DateTime<Utc>) -> Bulletin {
+        Bulletin {
+            id: id.into(),
+            kind: BulletinKind::Digest,
+            title: "Weekly digest".into(),
+            lines: vec!["Owner: 2 activations".into()],
+            facts: vec![("Denials".into(), "1".into())],
+            path: "/api/portal".into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn a_bulletin_is_one_notice_per_id() {
+        let first = OutboxItem::bulletin(digest("digest-2026-W48", t(0)), t(0));
+        let rerun = OutboxItem::bulletin(digest("digest-2026-W48", t(3600)), t(3600));
+        assert_eq!(first.id, rerun.id, "a rerun in the same week is the same notice");
+        assert_ne!(first.id, OutboxItem::bulletin(digest("digest-2026-W49", t(0)), t(0)).id);
+        assert_eq!(first.kind, Kind::Digest);
+        assert_eq!(first.kind.event_type(), "io.elevate.governance.digest");
+        assert_eq!(BulletinKind::ReviewStarted.kind().event_type(), "io.elevate.governance.reviewStarted");
+        assert_eq!(BulletinKind::ReviewReminder.kind().event_type(), "io.elevate.governance.reviewReminder");
+        assert_eq!(*first.activation_id.as_uuid(), NO_ACTIVATION);
+        assert_eq!(first.subject(), Subject::Bulletin(&digest("digest-2026-W48", t(0))));
+        let json = serde_json::to_string(&first).unwrap();
+        assert!(json.contains(r#""bulletin":{"id":"digest-2026-W48","kind":"digest""#), "{json}");
+        assert!(json.contains(r#""facts":[["Denials","1"]]"#), "{json}");
+        assert_eq!(serde_json::from_str::<OutboxItem>(&json).unwrap(), first);
+    }
+
+    #[test]
+    fn a_bulletin_needs_an_id_a_title_and_a_page_on_elevate() {
+        assert_eq!(digest("d", t(0)).check(), Ok(()));
+        assert_eq!(digest(" ", t(0)).check(), Err(BulletinError::NoId));
+        let mut b = digest("d", t(0));
+        b.title = String::new();
+        assert_eq!(b.check(), Err(BulletinError::NoTitle));
+        for path in ["", "api/portal", "//evil.example/x", "https://evil.example", "/a?b", "/a#b", "/a b", "/a\\b"] {
+            let mut b = digest("d", t(0));
+            b.path = path.into();
+            assert_eq!(b.check(), Err(BulletinError::Path(path.into())), "{path:?}");
+        }
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub enum Subject<'a> {
     Approval(&'a str),
     /// Confirming the brokered request with this nonce.
     Confirmation(&'a str),
+    /// Deciding on items of this access review campaign.
+    Review(&'a str),
+    /// Lifting a suspension an access review made.
+    Lift,
 }
 
 impl Subject<'_> {
@@ -56,6 +60,8 @@ impl Subject<'_> {
             Subject::Activation(id) => format!("activation:{id}"),
             Subject::Approval(id) => format!("approval:{id}"),
             Subject::Confirmation(nonce) => format!("confirmation:{nonce}"),
+            Subject::Review(campaign) => format!("review:{campaign}"),
+            Subject::Lift => "suspensions:lift".to_owned(),
         }
     }
 }

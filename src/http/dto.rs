@@ -117,11 +117,16 @@ impl ActivationRequestDto {
     }
 }
 
-/// What a confirmation link asks for, shown back on the wire.
+/// What a confirmation link asks for, shown back on the wire: a request body that would ask for
+/// the same again.
 impl From<&ActivationInput> for ActivationRequestDto {
     fn from(r: &ActivationInput) -> Self {
         Self {
-            role_definition_id: r.role_definition_id.to_string(),
+            // A group's roles by name: their fixed ids are Elevate's own and not taken back.
+            role_definition_id: r
+                .role_definition_id
+                .group_role()
+                .map_or_else(|| r.role_definition_id.to_string(), str::to_owned),
             scope: r.scope.to_string(),
             duration: r.duration.map(|d| d.to_string()),
             justification: r.justification.as_ref().map(|j| j.as_str().to_owned()),

@@ -10,6 +10,7 @@ use warp::http::StatusCode;
 use crate::domain::activation::TransitionError;
 use crate::domain::approver::ApproverDenied;
 use crate::domain::policy::{Deny, Refusal, Violation};
+use crate::domain::review::ReviewRefusal;
 use crate::service::ports::{AccessError, AuthError, StoreError};
 use crate::service::{LinkRefusal, ServiceError};
 
@@ -216,6 +217,7 @@ impl From<ServiceError> for ApiError {
                 }
                 Deny::EligibilityExpired { .. } => ApiError::new(S::FORBIDDEN, "EligibilityExpired", message),
                 Deny::LeftGroup { .. } => ApiError::new(S::FORBIDDEN, "NotEligible", message),
+                Deny::Suspended { .. } => ApiError::new(S::FORBIDDEN, "EligibilitySuspended", message),
             },
             ServiceError::Refused(Refusal::Violation(v)) => match &v {
                 Violation::MfaRequired(_) => ApiError::unauthorized("MfaRequired", message, mfa_challenge()),
@@ -321,6 +323,14 @@ impl From<ServiceError> for ApiError {
                 LinkRefusal::NotTheRequester => ApiError::new(S::FORBIDDEN, "NotTheRequester", message),
                 LinkRefusal::TooLarge => ApiError::new(S::BAD_REQUEST, "RequestTooLargeForConfirmation", message)
                     .with_target("justification"),
+            },
+            ServiceError::CampaignNotFound(_) => ApiError::new(S::NOT_FOUND, "CampaignNotFound", message),
+            ServiceError::ReviewItemNotFound { .. } => ApiError::new(S::NOT_FOUND, "ReviewItemNotFound", message),
+            ServiceError::SuspensionNotFound(_) => ApiError::new(S::NOT_FOUND, "SuspensionNotFound", message),
+            ServiceError::Review(refusal) => match refusal {
+                ReviewRefusal::Ended(_) => ApiError::new(S::CONFLICT, "CampaignEnded", message),
+                ReviewRefusal::NotReviewer => ApiError::new(S::FORBIDDEN, "NotReviewer", message),
+                ReviewRefusal::OwnEligibility => ApiError::new(S::FORBIDDEN, "OwnEligibility", message),
             },
             ServiceError::Internal(cause) => ApiError::internal(S::INTERNAL_SERVER_ERROR, "InternalError", &cause),
             ServiceError::Store(cause) => match cause {

@@ -214,3 +214,37 @@ pub async fn governance(ctx: &HttpContext, req: &Request) -> Result<Response, Ap
     };
     json(StatusCode::OK, &QueueResult { outputs: serde_json::Map::new(), logs, return_value: report })
 }
+
+/// `POST /digest`: the weekly digest (timer). Always 2xx: what could not be read is in the
+/// report and the logs (and then nothing was sent: a rerun that week sends it).
+pub async fn digest(ctx: &HttpContext, req: &Request) -> Result<Response, ApiError> {
+    if !req.body.is_empty() {
+        serde_json::from_slice::<serde_json::Value>(&req.body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "InvalidInvocation", format!("the invocation body is not JSON: {e}"))
+        })?;
+    }
+    let (logs, report) = match ctx.service.digest(ctx.clock.now()).await {
+        Ok(report) => {
+            let mut logs = vec![format!(
+                "digest {}: {} activations, {} denials, {} approvals waiting, {} open alerts, {} reviews due; {}",
+                report.id,
+                report.activations,
+                report.denials,
+                report.awaiting_approval,
+                report.open_alerts,
+                report.reviews_due.len(),
+                report.not_queued.as_deref().unwrap_or("notice queued"),
+            )];
+            logs.extend(report.failures.iter().map(|f| format!("digest could not read: {f}")));
+            (logs, serde_json::to_value(&report).unwrap_or_default())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "digest failed");
+            (
+                vec![format!("digest failed: {e}")],
+                serde_json::json!({"error": e.to_string(), "failures": [e.to_string()]}),
+            )
+        }
+    };
+    json(StatusCode::OK, &QueueResult { outputs: serde_json::Map::new(), logs, return_value: report })
+}

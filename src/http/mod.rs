@@ -14,6 +14,7 @@ pub mod invoke;
 pub mod openapi;
 pub mod pages;
 mod portal;
+mod reviews;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -295,8 +296,50 @@ async fn route(ctx: &HttpContext, req: Request) -> Result<Response, ApiError> {
             Method::GET => handlers::alerts(ctx, &req).await,
             _ => allow("GET"),
         },
+        ["api", "reviews"] => match *m {
+            Method::GET => reviews::list(ctx, &req).await,
+            _ => allow("GET"),
+        },
+        ["api", "reviews", _] => match *m {
+            Method::GET => reviews::get(ctx, &req, raw(2)).await,
+            _ => allow("GET"),
+        },
+        ["api", "reviews", _, "results.csv"] => match *m {
+            Method::GET => reviews::results(ctx, &req, raw(2)).await,
+            _ => allow("GET"),
+        },
+        ["api", "reviews", _, "log"] => match *m {
+            Method::GET => reviews::log(ctx, &req, raw(2)).await,
+            _ => allow("GET"),
+        },
+        ["api", "reviews", _, "policy-patch"] => match *m {
+            Method::GET => reviews::patch(ctx, &req, raw(2)).await,
+            _ => allow("GET"),
+        },
+        ["api", "suspensions"] => match *m {
+            Method::GET => reviews::suspensions(ctx, &req).await,
+            _ => allow("GET"),
+        },
+        ["api", "suspensions", "lift"] => match *m {
+            Method::POST => {
+                takes(&[Media::Json])?;
+                reviews::lift(ctx, &req).await
+            }
+            _ => allow("POST"),
+        },
+        ["api", "reviews", _, "items", _] => match *m {
+            Method::POST => {
+                takes(&[Media::Json])?;
+                reviews::decide(ctx, &req, raw(2), raw(4)).await
+            }
+            _ => allow("POST"),
+        },
         ["governance"] if ctx.functions_host => match *m {
             Method::POST => invoke::governance(ctx, &req).await,
+            _ => allow("POST"),
+        },
+        ["digest"] if ctx.functions_host => match *m {
+            Method::POST => invoke::digest(ctx, &req).await,
             _ => allow("POST"),
         },
         ["api", "audit"] => match *m {

@@ -175,7 +175,8 @@ impl Elevate {
         }
         let draft = input.into_draft(principal);
         let brokered = matches!(actor, Actor::Broker { .. });
-        let authorized = self.policy.authorize_activation(draft, &subject, now).map_err(|refusal| match refusal {
+        let policy = self.effective_policy().await?;
+        let authorized = policy.authorize_activation(draft, &subject, now).map_err(|refusal| match refusal {
             Refusal::Violation(Violation::MfaRequired(_) | Violation::AuthContextRequired { .. }) if brokered => {
                 ServiceError::UserConfirmationRequired
             }
@@ -205,6 +206,7 @@ impl Elevate {
             }
             Err(e) => return Err(e.into()),
         };
+        fail_point!("activate.after_insert");
         tracing::info!(activation = %id, status = %opened.activation.status(), rule = %opened.activation.request().rule_id, "activation requested");
         let stored = Versioned { value: opened.activation, version };
         let activation = if stored.value.status() == Status::Provisioning {
@@ -231,7 +233,8 @@ impl Elevate {
         }
         let start_at = input.start_at;
         let draft = input.into_draft(principal);
-        let assessed = self.policy.assess(&draft, &subject, now).map_err(ServiceError::Refused)?;
+        let policy = self.effective_policy().await?;
+        let assessed = policy.assess(&draft, &subject, now).map_err(ServiceError::Refused)?;
         let mut needs = assessed.needs;
         let needs_user =
             needs.iter().any(|n| matches!(n, Violation::MfaRequired(_) | Violation::AuthContextRequired { .. }));
@@ -369,6 +372,7 @@ impl Elevate {
         } else {
             current
         };
+        fail_point!("provision.before_grant");
         // Recorded before this attempt (Graph): what the provider's own pre-check finds now is an
         // earlier attempt of ours that landed (or this very one, its answer lost).
         let asked_before = graph;
@@ -464,6 +468,7 @@ impl Elevate {
         assignment: super::ports::Assignment,
         now: DateTime<Utc>,
     ) -> Result<Activation, ServiceError> {
+        fail_point!("provision.after_grant");
         let updated = self
             .apply(id, &Actor::System, now, |a| {
                 if a.status() != Status::Provisioning {
@@ -479,6 +484,7 @@ impl Elevate {
         match updated {
             Ok(v) => {
                 tracing::info!(activation = %id, expires_at = ?v.value.expires_at(), "access granted");
+                fail_point!("provision.after_record");
                 Ok(v.value)
             }
             // Someone else moved it first: it is ours to keep only while it is still open.
@@ -521,6 +527,7 @@ impl Elevate {
                 "a failed grant could not be cleaned up yet: {e}"
             ))));
         }
+        fail_point!("provision.failed.after_revoke");
         self.mark_failed(id, &failure, now).await
     }
 
@@ -536,6 +543,7 @@ impl Elevate {
                 Ok((a.fail(failure.clone(), now)?, None, Some(failure.message.clone())))
             })
             .await?;
+        fail_point!("provision.after_fail");
         Ok(failed.value)
     }
 }

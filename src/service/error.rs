@@ -4,6 +4,7 @@ use crate::domain::activation::TransitionError;
 use crate::domain::approver::ApproverDenied;
 use crate::domain::ids::ActivationId;
 use crate::domain::policy::Refusal;
+use crate::domain::review::ReviewRefusal;
 
 use super::confirm::LinkRefusal;
 
@@ -52,6 +53,14 @@ pub enum ServiceError {
     Store(StoreError),
     #[error(transparent)]
     Link(#[from] LinkRefusal),
+    #[error("access review campaign `{0}` was not found")]
+    CampaignNotFound(String),
+    #[error("campaign `{campaign}` has no item {index}")]
+    ReviewItemNotFound { campaign: String, index: u32 },
+    #[error(transparent)]
+    Review(#[from] ReviewRefusal),
+    #[error("no access review removal `{0}` is in force")]
+    SuspensionNotFound(String),
     /// A bug: retrying will not help. Opaque to the caller, logged in full.
     #[error("internal error: {0}")]
     Internal(String),

@@ -32,6 +32,7 @@ impl Elevate {
         let current = self.load(id).await?;
         self.ensure_requester(caller, &current.value)?;
         let updated = self.apply(id, &Elevate::actor(caller), now, |a| Ok((a.cancel(now)?, None, None))).await?;
+        fail_point!("cancel.after_record");
         Ok(updated.value)
     }
 
@@ -61,7 +62,9 @@ impl Elevate {
                 .unwrap_or(ServiceError::Contention));
         }
         self.revoke_and_verify(&current.value, now).await.map_err(ServiceError::RevocationFailed)?;
+        fail_point!("deactivate.after_revoke");
         let updated = self.apply(id, &Elevate::actor(caller), now, |a| Ok((a.deactivate(now)?, None, None))).await?;
+        fail_point!("deactivate.after_record");
         tracing::info!("access revoked early");
         Ok(updated.value)
     }
@@ -82,6 +85,7 @@ impl Elevate {
         if let Some(deny) = self.left_group(&current.value).await? {
             return Err(ServiceError::Refused(deny.into()));
         }
+        let policy = self.effective_policy().await?;
         let updated = self
             .apply(id, &Elevate::actor(caller), now, |a| {
                 let State::Active { activated_at, expires_at, .. } = a.state().clone() else {
@@ -94,7 +98,7 @@ impl Elevate {
                     additional: input.duration,
                     justification: input.justification.clone(),
                 };
-                let extension = self.policy.authorize_extension(draft, &subject, now)?;
+                let extension = policy.authorize_extension(draft, &subject, now)?;
                 Ok((
                     a.extend(extension, now)?,
                     input.justification.clone(),
@@ -102,6 +106,7 @@ impl Elevate {
                 ))
             })
             .await?;
+        fail_point!("extend.after_record");
         Ok(updated.value)
     }
 
@@ -122,6 +127,7 @@ impl Elevate {
     /// Deletes a grant of Elevate's own and confirms with a read that it is gone.
     pub(super) async fn revoke_grant(&self, grant: &super::ports::Grant) -> Result<(), AccessError> {
         self.access.revoke(grant).await?;
+        fail_point!("revoke.after_delete");
         match self.access.inspect(grant).await? {
             None => Ok(()),
             Some(still) => Err(AccessError::Transient(format!("assignment {} still present after delete", still.id))),

@@ -2,7 +2,10 @@
 //! domain, and talks to the ports. Must never read the clock, know HTTP, or name an Azure type.
 
 mod activate;
+pub mod audit_chain;
+mod campaign;
 pub mod confirm;
+mod digest;
 pub mod error;
 mod governance;
 mod lifecycle;
@@ -23,7 +26,11 @@ use crate::domain::ids::{ActivationId, Justification};
 use crate::domain::policy::Policy;
 
 pub use activate::{ActivationInput, Preview, Requested, WouldBe};
+pub use campaign::{
+    CampaignSummary, CampaignView, ItemInput, ItemView, Lifted, LogEntry, LogLine, ReviewReport, Suspension,
+};
 pub use confirm::{Answer, ConfirmationLink, LinkRefusal, LinkSigner, PendingConfirmation};
+pub use digest::{DigestReport, RoleCount};
 pub use error::ServiceError;
 pub use governance::{Alert, AlertStatus, GovernanceReport};
 pub use lifecycle::ExtensionInput;
@@ -62,6 +69,8 @@ pub struct Elevate {
     /// Storage queues for expiry on time and notices without delay (`queued`); `None`: the
     /// sweeper alone.
     queue: Option<Arc<dyn ports::Queue>>,
+    /// Where sealed audit days are exported (`audit_chain`); `None`: sealed, not exported.
+    audit_archive: Option<Arc<dyn audit_chain::AuditArchive>>,
 }
 
 impl Elevate {
@@ -85,6 +94,7 @@ impl Elevate {
             directory: None,
             max_open: DEFAULT_MAX_OPEN_REQUESTS,
             queue: None,
+            audit_archive: None,
         }
     }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::ports::{DeliveryError, Notice, NoticeSubject, NotificationSink, Store, StoreError};
 use crate::clock::Clock;
 use crate::domain::activation::State;
-use crate::domain::notification::{AlertNotice, OutboxItem, Subject};
+use crate::domain::notification::{AlertNotice, Bulletin, OutboxItem, Subject};
 
 /// How long a claimed notice is left to its deliverer before another may try.
 const LEASE: TimeDelta = TimeDelta::minutes(2);
@@ -176,6 +176,7 @@ impl Notifier {
                     continue;
                 }
             };
+            fail_point!("deliver.after_claim");
             match self.offer(&mut item, failing).await {
                 Ok(()) => match self.store.outbox_remove(&item, &claimed).await {
                     Ok(()) => report.delivered += 1,
@@ -199,6 +200,7 @@ impl Notifier {
                     if let Err(e) = self.store.outbox_save(&item, &claimed).await {
                         tracing::warn!(notice = %item.id, error = %e, "could not record a failed delivery");
                     }
+                    fail_point!("deliver.after_retry_saved");
                     report.retrying += 1;
                 }
             }
@@ -217,6 +219,7 @@ impl Notifier {
             Subject::Alert(alert) => {
                 (NoticeSubject::Alert(alert.clone()), format!("{}/api/portal/alerts", self.public_url))
             }
+            Subject::Bulletin(bulletin) => (NoticeSubject::Bulletin(bulletin.clone()), self.page(&bulletin.path)),
             Subject::Activation(id) => match self.store.get(id).await {
                 Ok(Some(a)) => {
                     (NoticeSubject::Activation(Box::new(a.value)), format!("{}/api/approvals/{id}", self.public_url))
@@ -254,7 +257,21 @@ impl Notifier {
                 }
             }
         }
+        fail_point!("deliver.after_offer");
         first_failure.map_or(Ok(()), Err)
+    }
+
+    /// The absolute URL of an Elevate page (`path` as [`Bulletin::check`] admits it), with what
+    /// a URL cannot hold as is percent-encoded; the portal's home if it cannot be made one.
+    fn page(&self, path: &str) -> String {
+        let home = format!("{}/api/portal", self.public_url);
+        match url::Url::parse(&format!("{}{path}", self.public_url)) {
+            Ok(url) => url.to_string(),
+            Err(e) => {
+                tracing::warn!(path = %path, error = %e, "a bulletin's page is not a URL; linking the portal instead");
+                home
+            }
+        }
     }
 
     /// Queues "expiring soon" for active access that ends within the warning lead time, once
@@ -310,5 +327,44 @@ impl Notifier {
                 false
             }
         }
+    }
+
+    /// Queues a governance bulletin, once per bulletin id. `true` when it was queued now (not
+    /// before, and there is someone to tell): then a delivery is worth starting. A bulletin that
+    /// fails [`Bulletin::check`] is refused, logged as an error.
+    pub async fn bulletin(&self, bulletin: Bulletin, now: DateTime<Utc>) -> bool {
+        if let Err(e) = bulletin.check() {
+            tracing::error!(bulletin = %bulletin.id, kind = bulletin.kind.as_str(), error = %e, "a bulletin was refused");
+            return false;
+        }
+        if self.sinks.is_empty() {
+            return false;
+        }
+        let id = bulletin.id.clone();
+        match self.store.enqueue(&OutboxItem::bulletin(bulletin, now)).await {
+            Ok(queued) => queued,
+            Err(e) => {
+                tracing::warn!(bulletin = %id, error = %e, "could not queue a bulletin");
+                false
+            }
+        }
+    }
+}
+
+impl super::Elevate {
+    /// Queues a governance bulletin and, if it is new, starts its delivery as after a change (a
+    /// background pass, and a `deliver` message when queues are on; the sweeper retries what
+    /// fails). `true` when it was queued now; `false` without sinks, for a bulletin already
+    /// queued (the same id), or one refused (logged).
+    pub(super) async fn announce(&self, bulletin: Bulletin, now: DateTime<Utc>) -> bool {
+        let Some(notifier) = &self.notifier else {
+            return false;
+        };
+        let queued = notifier.bulletin(bulletin, now).await;
+        if queued {
+            notifier.kick();
+            self.queue_delivery().await;
+        }
+        queued
     }
 }

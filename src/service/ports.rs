@@ -11,7 +11,7 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::ids::{
     ActivationId, AuthContextId, DisplayName, ParseError, PrincipalId, RoleDefinitionId, RuleId, TenantId,
 };
-use crate::domain::notification::{AlertNotice, OutboxItem};
+use crate::domain::notification::{AlertNotice, Bulletin, OutboxItem};
 use crate::domain::policy::Subject;
 use crate::domain::scope::Scope;
 
@@ -276,6 +276,11 @@ impl StoreError {
 /// version is still `expected`. An activation whose status is not terminal is unique per
 /// (principal, role, scope), and `insert` never lets a principal hold more than `max_open` of
 /// them (exactly `max_open` where the store can tell, never more under concurrency).
+///
+/// INVARIANT: the audit event `insert` and `update` write is linked into its activation's hash
+/// chain (`AuditEvent::linked`: the next position, after the hash of the latest event), read and
+/// written under the same version check as the activation, so the chain never forks. The event
+/// passed in need not be linked; `audit` returns it as stored, linked.
 ///
 /// INVARIANT: lists read indexes: a page costs about `limit` index entries and point reads,
 /// whatever the history holds.
@@ -698,7 +703,8 @@ pub struct Notice {
     pub item: OutboxItem,
     pub subject: NoticeSubject,
     /// For an activation, its approval page (`{public URL}/api/approvals/{id}`): decisions and
-    /// the outcome. For an alert, the alerts page (`{public URL}/api/portal/alerts`).
+    /// the outcome. For an alert, the alerts page (`{public URL}/api/portal/alerts`). For a
+    /// bulletin, its page (`{public URL}{path}`).
     pub url: String,
 }
 
@@ -709,6 +715,8 @@ pub enum NoticeSubject {
     Activation(Box<Activation>),
     /// As it was when it opened (carried by the notice).
     Alert(AlertNotice),
+    /// As it was composed (carried by the notice).
+    Bulletin(Bulletin),
 }
 
 /// Why a sink did not take a notice. Every failure is retried later.

@@ -147,7 +147,10 @@ impl Elevate {
     /// Rules the caller may activate under now.
     pub async fn eligibilities(&self, caller: &Caller, now: DateTime<Utc>) -> Result<Vec<&Rule>, ServiceError> {
         let subject = self.subject(caller).await?;
-        Ok(self.policy.eligible_rules(&subject.principal_id, &subject.groups, now).collect())
+        let effective = self.effective_policy().await?;
+        let eligible: Vec<&crate::domain::ids::RuleId> =
+            effective.eligible_rules(&subject.principal_id, &subject.groups, now).map(|r| &r.id).collect();
+        Ok(self.policy.rules().iter().filter(|r| eligible.contains(&&r.id)).collect())
     }
 
     /// A page of the audit trail, oldest first.

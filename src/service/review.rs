@@ -42,9 +42,10 @@ impl Elevate {
                 crate::domain::approver::ApproverDenied::RequesterNoLongerEligible(deny),
             ));
         }
+        let policy = self.effective_policy().await?;
         let updated = self
             .apply(id, &Elevate::actor(caller), now, |a| {
-                let approver = authorize_approver(&self.policy, &a, &subject, now)?;
+                let approver = authorize_approver(&policy, &a, &subject, now)?;
                 let transition = match input.decision {
                     Decision::Approve => a.approve(approver, input.justification.clone(), now)?,
                     Decision::Deny => a.deny(approver, input.justification.clone(), now)?,
@@ -53,6 +54,7 @@ impl Elevate {
             })
             .await?;
         tracing::info!(status = %updated.value.status(), "decision recorded");
+        fail_point!("approve.after_record");
         if updated.value.status() == Status::Provisioning {
             return self.provision_or_defer(updated, now).await;
         }
@@ -76,13 +78,10 @@ impl Elevate {
             return Ok(Page { items: Vec::new(), next: None });
         }
         let query = AwaitingQuery { rules, limit: page.limit(), after: page.after, now };
+        let policy = self.effective_policy().await?;
         let found = self.store.awaiting_decision(&query).await?;
         Ok(Page {
-            items: found
-                .items
-                .into_iter()
-                .filter(|a| authorize_approver(&self.policy, a, &subject, now).is_ok())
-                .collect(),
+            items: found.items.into_iter().filter(|a| authorize_approver(&policy, a, &subject, now).is_ok()).collect(),
             next: found.next,
         })
     }
@@ -95,7 +94,8 @@ impl Elevate {
         now: DateTime<Utc>,
     ) -> Result<(), ServiceError> {
         let subject = self.subject(caller).await?;
-        authorize_approver(&self.policy, activation, &subject, now).map(|_| ()).map_err(ServiceError::from)
+        let policy = self.effective_policy().await?;
+        authorize_approver(&policy, activation, &subject, now).map(|_| ()).map_err(ServiceError::from)
     }
 
     /// The approval page's own view of the decision history, newest last.

@@ -220,6 +220,7 @@ impl Elevate {
         match item.value.state().clone() {
             State::PendingApproval { timeout_at, .. } if timeout_at <= now => {
                 self.apply_fresh(id, &item, now, |a| Ok((a.time_out(now)?, None, None))).await?;
+                fail_point!("timeout.after_record");
                 Ok(Outcome::TimedOut)
             }
             State::Scheduled { start_at } if start_at <= now => {
@@ -227,9 +228,10 @@ impl Elevate {
                 // and the directory, whether the requester is still in the group that made them
                 // eligible (a directory failure leaves it due: nothing starts unchecked).
                 let left = self.left_group(&item.value).await?;
+                let policy = self.effective_policy().await?;
                 let permit = |a: &Activation| match &left {
                     Some(deny) => Err(crate::domain::policy::StartRefusal::NoLongerEligible(deny.clone())),
-                    None => self.policy.authorize_start(a.request(), now),
+                    None => policy.authorize_start(a.request(), now),
                 };
                 let started = self
                     .apply_fresh(id, &item, now, |a| match permit(&a) {
@@ -240,6 +242,7 @@ impl Elevate {
                         }
                     })
                     .await?;
+                fail_point!("start.after_record");
                 if started.value.status() != Status::Provisioning {
                     return Ok(Outcome::StartRefused);
                 }
@@ -248,6 +251,7 @@ impl Elevate {
             State::Provisioning { expires_at, .. } if expires_at <= now => {
                 // Interrupted and out of time: make sure nothing was left behind, then close.
                 self.revoke_and_verify(&item.value, now).await.map_err(ServiceError::RevocationFailed)?;
+                fail_point!("expire.provisioning.after_revoke");
                 self.apply_fresh(id, &item, now, |a| {
                     Ok((a.expire(now)?, None, Some("provisioning was interrupted; closed at expiry".into())))
                 })
@@ -290,16 +294,20 @@ impl Elevate {
                         return Ok(Outcome::Provisioned(self.provision_closing(item, now).await?));
                     }
                 };
+                fail_point!("recover.after_record");
                 Ok(Outcome::Provisioned(after.status()))
             }
             State::Active { expires_at, .. } if expires_at <= now => {
                 self.revoke_and_verify(&item.value, now).await.map_err(ServiceError::RevocationFailed)?;
+                fail_point!("expire.after_revoke");
                 self.apply_fresh(id, &item, now, |a| Ok((a.expire(now)?, None, None))).await?;
                 tracing::info!(activation = %id, "access expired and revoked");
+                fail_point!("expire.after_record");
                 Ok(Outcome::Expired)
             }
             State::Active { extension: Some(ext), .. } if ext.timeout_at <= now => {
                 self.apply_fresh(id, &item, now, |a| Ok((a.time_out(now)?, None, None))).await?;
+                fail_point!("extension.timeout.after_record");
                 Ok(Outcome::ExtensionTimedOut)
             }
             State::PendingApproval { .. }
@@ -425,6 +433,7 @@ impl Elevate {
                 let revoked = async {
                     let grant = crate::service::ports::Grant::listed(&assignment);
                     self.access.revoke(&grant).await?;
+                    fail_point!("orphan.after_revoke");
                     match self.access.inspect(&grant).await? {
                         None => Ok(()),
                         Some(_) => Err(AccessError::Transient("still present after delete".into())),

@@ -1,10 +1,11 @@
 //! The real Azurite emulator (npm `azurite`, pinned in tests/js/package.json): its Table service
-//! and, started separately on first use, its Queue service. Each is started once per test process
+//! and, started separately on first use, its Queue and Blob services. Each is started once per test process
 //! on a free loopback port with in-memory persistence, and stopped when the test process ends.
 //! Each user gets its own table or queue, so tests share one emulator safely.
 //!
 //! `ELEVATE_TEST_AZURITE=http://127.0.0.1:<port>` uses a Table service already running instead,
-//! `ELEVATE_TEST_AZURITE_QUEUE=http://127.0.0.1:<port>` a Queue service.
+//! `ELEVATE_TEST_AZURITE_QUEUE=http://127.0.0.1:<port>` a Queue service,
+//! `ELEVATE_TEST_AZURITE_BLOB=http://127.0.0.1:<port>` a Blob service.
 
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -33,6 +34,10 @@ pub fn bin() -> PathBuf {
 
 pub fn queue_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js/node_modules/.bin/azurite-queue")
+}
+
+pub fn blob_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js/node_modules/.bin/azurite-blob")
 }
 
 /// The emulator, started on first use.
@@ -121,6 +126,47 @@ impl AzuriteQueues {
         let azure = AzureClient::with_signer(Signer::SharedKey(key), retry).unwrap();
         QueueClient::new(azure, &self.base).unwrap()
     }
+}
+
+/// Azurite's Blob service.
+pub struct AzuriteBlobs {
+    /// The account's Blob endpoint, path-style: `http://127.0.0.1:<port>/devstoreaccount1`.
+    pub base: String,
+    /// Closing it stops the emulator, as for [`Azurite`].
+    _stdin: Option<ChildStdin>,
+    _child: Option<Child>,
+}
+
+static AZURITE_BLOBS: OnceLock<AzuriteBlobs> = OnceLock::new();
+
+/// The Blob service, started on first use (its own process).
+pub fn azurite_blobs() -> &'static AzuriteBlobs {
+    AZURITE_BLOBS.get_or_init(|| {
+        if let Ok(base) = std::env::var("ELEVATE_TEST_AZURITE_BLOB") {
+            let base = base.trim_end_matches('/');
+            return AzuriteBlobs { base: format!("{base}/{DEV_STORAGE_ACCOUNT}"), _stdin: None, _child: None };
+        }
+        let (port, stdin, child) = launch(&blob_bin(), "blob");
+        AzuriteBlobs {
+            base: format!("http://127.0.0.1:{port}/{DEV_STORAGE_ACCOUNT}"),
+            _stdin: stdin,
+            _child: Some(child),
+        }
+    })
+}
+
+impl AzuriteBlobs {
+    /// A client for `container`, signing with the well-known development key.
+    pub fn archive(&self, container: &str) -> elevate::adapters::blob::BlobArchive {
+        let key = SharedKey::new(DEV_STORAGE_ACCOUNT, DEV_STORAGE_KEY, Arc::new(SystemClock)).unwrap();
+        let azure = AzureClient::with_signer(Signer::SharedKey(key), RetryPolicy::default()).unwrap();
+        elevate::adapters::blob::BlobArchive::new(azure, &self.base, container).unwrap()
+    }
+}
+
+/// A blob container name no other test uses.
+pub fn fresh_container() -> String {
+    format!("c{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A queue name no other test uses.

@@ -3,6 +3,7 @@
 
 pub mod arm;
 pub mod azurite;
+pub mod checker;
 pub mod fake_azure;
 pub mod fake_entra;
 pub mod fake_graph;
@@ -275,6 +276,7 @@ async fn spawn_full(
         max_open_requests: elevate::service::DEFAULT_MAX_OPEN_REQUESTS,
         group_checks: elevate::config::GroupChecks::Token,
         queues: None,
+        audit_export: None,
     };
     let clock = Arc::new(ManualClock::new(at));
     let ports = elevate::startup::Ports { access, directory, queue };

@@ -43,9 +43,14 @@ pub fn token(dir: &Path, user: &str, extra: &[&str]) -> String {
 /// Starts `elevate <args>` in `dir` with only PATH, the port and `env` set, and waits until it
 /// answers `GET /` (30 s, the host's InitializationTimeout).
 pub async fn start(dir: &Path, args: &[String], env: &[(&str, String)]) -> Process {
+    start_exe(&exe(), dir, args, env).await
+}
+
+/// As `start`, with another build of the binary (the crash tests' `failpoints` build).
+pub async fn start_exe(exe: &Path, dir: &Path, args: &[String], env: &[(&str, String)]) -> Process {
     let port = free_port();
     let log = dir.join(format!("elevate-{port}.log"));
-    let mut command = Command::new(exe());
+    let mut command = Command::new(exe);
     command
         .args(args)
         .current_dir(dir)
@@ -79,5 +84,19 @@ pub async fn wait_ready(process: &mut Process) {
         );
         assert!(started.elapsed() < Duration::from_secs(30), "not ready within the host's InitializationTimeout");
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits up to `limit` for the process to exit on its own; `None` if it is still running.
+pub async fn wait_exit(process: &mut Process, limit: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = process.child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if started.elapsed() >= limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

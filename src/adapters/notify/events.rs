@@ -19,7 +19,7 @@ use sha2::Sha256;
 use super::{WebhookUrl, client, post};
 use crate::clock::Clock;
 use crate::domain::activation::{Activation, State};
-use crate::domain::notification::AlertNotice;
+use crate::domain::notification::{AlertNotice, Bulletin};
 use crate::service::ports::{DeliveryError, Notice, NoticeSubject, NotificationSink};
 
 /// The shared signing secret: its `Debug` prints no value.
@@ -89,6 +89,7 @@ pub fn cloud_event(notice: &Notice, source: &str) -> Value {
     let (subject, data) = match &notice.subject {
         NoticeSubject::Activation(a) => (format!("activations/{}", a.id()), activation_data(a, &notice.url)),
         NoticeSubject::Alert(alert) => (alert.alert_id.clone(), alert_data(alert, &notice.url)),
+        NoticeSubject::Bulletin(bulletin) => (bulletin.id.clone(), bulletin_data(bulletin, &notice.url)),
     };
     json!({
         "specversion": "1.0",
@@ -112,6 +113,19 @@ fn alert_data(alert: &AlertNotice, url: &str) -> Value {
         "items": alert.items,
         "remediation": alert.remediation,
         "firstSeen": alert.first_seen.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "url": url,
+    })
+}
+
+/// A bulletin as it was composed, with its page. Facts as `{label, value}` objects, in order.
+fn bulletin_data(bulletin: &Bulletin, url: &str) -> Value {
+    json!({
+        "id": bulletin.id,
+        "kind": bulletin.kind,
+        "title": bulletin.title,
+        "lines": bulletin.lines,
+        "facts": bulletin.facts.iter().map(|(label, value)| json!({ "label": label, "value": value })).collect::<Vec<_>>(),
+        "at": bulletin.at.to_rfc3339_opts(SecondsFormat::Millis, true),
         "url": url,
     })
 }
@@ -197,6 +211,43 @@ mod tests {
                 "remediation": "Make them eligible.",
                 "firstSeen": "2026-11-25T12:00:00.000Z",
                 "url": "https://elevate.example/api/portal/alerts",
+            })
+        );
+    }
+
+    #[test]
+    fn a_bulletin_event_carries_the_bulletin_as_composed() {
+        use crate::domain::notification::{BulletinKind, OutboxItem};
+        let at = "2026-11-23T08:00:00Z".parse().unwrap();
+        let bulletin = Bulletin {
+            id: "digest-2026-W48".into(),
+            kind: BulletinKind::Digest,
+            title: "Elevate weekly digest".into(),
+            lines: vec!["Owner: 3 activations".into()],
+            facts: vec![("Activations".into(), "3".into()), ("Denials".into(), "1".into())],
+            path: "/api/portal".into(),
+            at,
+        };
+        let notice = Notice {
+            item: OutboxItem::bulletin(bulletin.clone(), at),
+            subject: NoticeSubject::Bulletin(bulletin),
+            url: "https://elevate.example/api/portal".into(),
+        };
+        let event = cloud_event(&notice, "https://elevate.example");
+        assert_eq!(event["type"], "io.elevate.governance.digest");
+        assert_eq!(event["subject"], "digest-2026-W48");
+        assert_eq!(event["id"], notice.item.id.to_string());
+        assert_eq!(event["time"], "2026-11-23T08:00:00.000Z");
+        assert_eq!(
+            event["data"],
+            json!({
+                "id": "digest-2026-W48",
+                "kind": "digest",
+                "title": "Elevate weekly digest",
+                "lines": ["Owner: 3 activations"],
+                "facts": [{ "label": "Activations", "value": "3" }, { "label": "Denials", "value": "1" }],
+                "at": "2026-11-23T08:00:00.000Z",
+                "url": "https://elevate.example/api/portal",
             })
         );
     }

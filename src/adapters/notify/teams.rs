@@ -8,11 +8,15 @@ use serde_json::{Value, json};
 
 use super::{WebhookUrl, client, post};
 use crate::domain::activation::{Activation, Decision, State};
-use crate::domain::notification::{AlertNotice, Kind};
+use crate::domain::notification::{AlertNotice, Bulletin, BulletinKind, Kind};
 use crate::service::ports::{DeliveryError, Notice, NoticeSubject, NotificationSink};
 
 /// Items an alert's card lists; the rest are counted (a Workflows message is at most 28 KB).
 const MAX_ALERT_ITEMS: usize = 20;
+/// Lines a bulletin's card lists; the rest are counted (the same bound).
+const MAX_BULLETIN_LINES: usize = 20;
+/// Facts a bulletin's card shows; the rest are counted.
+const MAX_BULLETIN_FACTS: usize = 20;
 
 pub struct TeamsSink {
     url: WebhookUrl,
@@ -78,6 +82,7 @@ pub fn card(notice: &Notice) -> Value {
     match &notice.subject {
         NoticeSubject::Activation(a) => activation_card(notice, a),
         NoticeSubject::Alert(alert) => alert_card(notice, alert),
+        NoticeSubject::Bulletin(bulletin) => bulletin_card(notice, bulletin),
     }
 }
 
@@ -209,6 +214,56 @@ fn alert_card(notice: &Notice, alert: &AlertNotice) -> Value {
     })
 }
 
+/// A bulletin's card: its title, its lines as a list (the first ones, the rest counted), its
+/// facts, and the one link to its page. Every string is made of what the store and the policy
+/// hold (names, rule and review ids): escaped like a requester's.
+fn bulletin_card(notice: &Notice, bulletin: &Bulletin) -> Value {
+    let kind = notice.item.kind;
+    let headline = format!("{}: {}", kind.headline(), plain(&bulletin.title));
+    let mut body = vec![json!({
+        "type": "TextBlock",
+        "size": "medium",
+        "weight": "bolder",
+        "wrap": true,
+        "color": if kind.is_urgent() { "attention" } else { "default" },
+        "text": headline,
+    })];
+    if !bulletin.lines.is_empty() {
+        let mut lines: Vec<String> =
+            bulletin.lines.iter().take(MAX_BULLETIN_LINES).map(|l| format!("- {}", plain(l))).collect();
+        if bulletin.lines.len() > MAX_BULLETIN_LINES {
+            lines.push(format!("- and {} more (in Elevate)", bulletin.lines.len() - MAX_BULLETIN_LINES));
+        }
+        body.push(json!({ "type": "TextBlock", "wrap": true, "text": lines.join("\r") }));
+    }
+    if !bulletin.facts.is_empty() {
+        let mut facts: Vec<Value> = bulletin
+            .facts
+            .iter()
+            .take(MAX_BULLETIN_FACTS)
+            .map(|(title, value)| json!({ "title": plain(title), "value": plain(value) }))
+            .collect();
+        if bulletin.facts.len() > MAX_BULLETIN_FACTS {
+            let more = bulletin.facts.len() - MAX_BULLETIN_FACTS;
+            facts.push(json!({ "title": "More", "value": format!("{more} more (in Elevate)") }));
+        }
+        body.push(json!({ "type": "FactSet", "facts": facts }));
+    }
+    let action = match bulletin.kind {
+        BulletinKind::ReviewStarted | BulletinKind::ReviewReminder => "Open the review",
+        BulletinKind::Digest => "Open Elevate",
+    };
+    json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": body,
+        "actions": [
+            { "type": "Action.OpenUrl", "title": action, "url": notice.url },
+        ]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +321,56 @@ mod tests {
         let text = card.to_string();
         assert!(text.contains("principal 19") && !text.contains("principal 20"), "{text}");
         assert!(text.contains("- and 5 more (on the alerts page)"), "{text}");
+    }
+
+    fn bulletin_notice(kind: crate::domain::notification::BulletinKind, lines: Vec<String>) -> Notice {
+        use crate::domain::notification::OutboxItem;
+        let at = "2026-11-23T08:00:00Z".parse().unwrap();
+        let bulletin = Bulletin {
+            id: "review-started/q4".into(),
+            kind,
+            title: "Quarterly review of *prod_owner*".into(),
+            lines,
+            facts: vec![("Reviewer".into(), "[me](https://evil)".into()), ("Ends".into(), "2026-12-01".into())],
+            path: "/api/portal/reviews/q4".into(),
+            at,
+        };
+        Notice {
+            item: OutboxItem::bulletin(bulletin.clone(), at),
+            subject: NoticeSubject::Bulletin(bulletin),
+            url: "https://elevate.example/api/portal/reviews/q4".into(),
+        }
+    }
+
+    #[test]
+    fn a_bulletin_card_shows_title_lines_and_facts_escaped_with_one_link() {
+        let card = card(&bulletin_notice(
+            BulletinKind::ReviewStarted,
+            vec!["alice holds `prod`".into(), "bob\nmallory".into()],
+        ));
+        assert_eq!(card["body"][0]["text"], "Access review started: Quarterly review of \\*prod\\_owner\\*");
+        assert_eq!(card["body"][0]["color"], "default");
+        assert_eq!(card["body"][1]["text"], "- alice holds \\`prod\\`\r- bob mallory", "one line an item");
+        assert_eq!(
+            card["body"][2],
+            json!({ "type": "FactSet", "facts": [
+                { "title": "Reviewer", "value": "\\[me\\](https://evil)" },
+                { "title": "Ends", "value": "2026-12-01" },
+            ]})
+        );
+        assert_eq!(
+            card["actions"],
+            json!([{ "type": "Action.OpenUrl", "title": "Open the review", "url": "https://elevate.example/api/portal/reviews/q4" }])
+        );
+    }
+
+    #[test]
+    fn a_reminder_is_urgent_and_a_long_bulletin_counts_the_rest() {
+        let card = card(&bulletin_notice(BulletinKind::ReviewReminder, (0..23).map(|i| format!("item {i}")).collect()));
+        assert_eq!(card["body"][0]["color"], "attention");
+        assert!(card["body"][0]["text"].as_str().unwrap().starts_with("Access review ends soon: "));
+        let text = card["body"][1]["text"].as_str().unwrap();
+        assert!(text.contains("- item 19") && !text.contains("item 20"), "{text}");
+        assert!(text.ends_with("- and 3 more (in Elevate)"), "{text}");
     }
 }

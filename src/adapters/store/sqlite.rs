@@ -7,7 +7,8 @@
 //! indexes in their order (`requested_at DESC, id`; audit by `seq`), never with OFFSET; the
 //! approvals inbox reads `awaiting_rule`, set while an activation awaits a decision. Governance
 //! records (`records`) are rows of their own, keyed by (kind, id), versioned like activations
-//! but written alone: no audit event, no notice. Schema
+//! but written alone: no audit event, no notice. Each audit event is linked into its
+//! activation's hash chain inside its write transaction (`link`). Schema
 //! changes are numbered migrations; a database written by a newer Elevate is refused rather
 //! than guessed at.
 
@@ -20,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{newest_first_key, parse_newest_first};
 use crate::domain::activation::Activation;
-use crate::domain::audit::AuditEvent;
+use crate::domain::audit::{AuditEvent, AuditHash};
 use crate::domain::ids::{ActivationId, PrincipalId};
 use crate::domain::notification::OutboxItem;
 use crate::service::ports::{
@@ -229,10 +230,42 @@ fn insert_notice(conn: &Connection, item: &OutboxItem) -> Result<bool, StoreErro
     Ok(added == 1)
 }
 
+/// Links `event` into its activation's hash chain: the next position after the events stored,
+/// after the hash of the latest. Read inside the write transaction, which the activation's
+/// version guards and `BEGIN IMMEDIATE` serialises, so no other event can be appended between
+/// this read and the insert.
+///
+/// A latest event whose hash cannot be read (tampered with, or legacy) gives no predecessor:
+/// the write goes on (an activation must still expire), and `audit verify` reports the break.
+fn link(tx: &rusqlite::Transaction<'_>, event: &AuditEvent) -> Result<AuditEvent, StoreError> {
+    let activation = event.activation_id.to_string();
+    let count: i64 = tx
+        .query_row("SELECT count(*) FROM audit_events WHERE activation_id = ?1", params![activation], |r| r.get(0))
+        .map_err(sql)?;
+    let last: Option<String> = tx
+        .query_row(
+            "SELECT body FROM audit_events WHERE activation_id = ?1 ORDER BY seq DESC LIMIT 1",
+            params![activation],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    let prev = last.and_then(|body| chain_hash(&body));
+    let seq = u64::try_from(count).unwrap_or(0).saturating_add(1);
+    Ok(event.clone().linked(seq, prev))
+}
+
+/// The chain hash a stored event's body carries, if it can be read.
+fn chain_hash(body: &str) -> Option<AuditHash> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    AuditHash::parse(value.pointer("/chain/hash")?.as_str()?).ok()
+}
+
 fn insert_event(tx: &rusqlite::Transaction<'_>, event: &AuditEvent) -> Result<(), StoreError> {
     if let Some(item) = OutboxItem::for_event(event) {
         insert_notice(tx, &item)?;
     }
+    let event = &link(tx, event)?;
     tx.execute(
         "INSERT INTO audit_events (id, activation_id, principal_id, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![

@@ -68,8 +68,15 @@
 //! Tables written before the list indexes existed are indexed once, on first use: the `meta`
 //! entry records that it was done.
 //!
-//! The store's `Version` carries the ETag, the event count, the due key and the awaiting key, so
-//! an update needs no extra read.
+//! Each audit event is linked into its activation's hash chain as it is written: event `n + 1`
+//! carries the hash of event `n`, which the activation entity keeps (`AuditHead`) beside the
+//! event count (`Seq`). Both are read with the activation, and the write that appends the next
+//! event is conditional on the activation's ETag, so the head it links to is still the head when
+//! it lands. An activation written before the chain existed has no `AuditHead`: its next event
+//! starts the chain (no predecessor hash), after the legacy events it counts.
+//!
+//! The store's `Version` carries the ETag, the event count, the due key, the awaiting key and
+//! the chain's head, so an update needs no extra read.
 
 use std::sync::Arc;
 
@@ -84,7 +91,7 @@ use tokio::sync::OnceCell;
 use super::table_client::{BatchFailure, BatchOp, Properties, Stored, TableClient, TableError, literal};
 use super::{newest_first_key, parse_newest_first};
 use crate::domain::activation::{Activation, State};
-use crate::domain::audit::AuditEvent;
+use crate::domain::audit::{AuditEvent, AuditHash};
 use crate::domain::ids::{ActivationId, PrincipalId, RuleId};
 use crate::domain::notification::OutboxItem;
 use crate::service::ports::{
@@ -289,6 +296,8 @@ fn entity(partition: &str, row: &str, fields: Value) -> Properties {
 /// The parts of our opaque `Version`.
 struct Tag {
     seq: u64,
+    /// The hash of event `seq`, when it has one (none before the chain existed).
+    head: Option<AuditHash>,
     due: Option<String>,
     /// The activation's `awaiting` RowKey, while it awaits a decision.
     awaiting: Option<String>,
@@ -298,23 +307,25 @@ struct Tag {
 impl Tag {
     fn version(&self) -> Version {
         Version(format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}",
             self.seq,
             self.due.as_deref().unwrap_or("-"),
             self.awaiting.as_deref().unwrap_or("-"),
+            self.head.map_or_else(|| "-".to_owned(), |h| h.to_string()),
             self.etag
         ))
     }
 
     fn parse(version: &Version) -> Result<Tag, StoreError> {
-        let mut parts = version.0.splitn(4, '|');
-        let (Some(seq), Some(due), Some(awaiting), Some(etag)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let mut parts = version.0.splitn(5, '|');
+        let (Some(seq), Some(due), Some(awaiting), Some(head), Some(etag)) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(StoreError::Conflict);
         };
         Ok(Tag {
             seq: seq.parse().map_err(|_| StoreError::Conflict)?,
+            head: if head == "-" { None } else { Some(AuditHash::parse(head).map_err(|_| StoreError::Conflict)?) },
             due: (due != "-").then(|| due.to_owned()),
             awaiting: (awaiting != "-").then(|| awaiting.to_owned()),
             etag: etag.to_owned(),
@@ -322,9 +333,10 @@ impl Tag {
     }
 }
 
-fn activation_entity(a: &Activation, seq: u64) -> Result<Properties, StoreError> {
+/// The activation, after its `seq` events, the latest of which hashes to `head`.
+fn activation_entity(a: &Activation, seq: u64, head: Option<&AuditHash>) -> Result<Properties, StoreError> {
     let r = a.request();
-    Ok(entity(
+    let mut e = entity(
         &a.id().to_string(),
         ACTIVATION_ROW,
         json!({
@@ -339,7 +351,11 @@ fn activation_entity(a: &Activation, seq: u64) -> Result<Properties, StoreError>
             "Seq": seq.to_string(),
             "Body": encode(a)?,
         }),
-    ))
+    );
+    if let Some(head) = head {
+        e.insert("AuditHead".into(), head.to_string().into());
+    }
+    Ok(e)
 }
 
 fn event_entity(e: &AuditEvent, seq: u64) -> Result<Properties, StoreError> {
@@ -391,7 +407,10 @@ fn read_activation(stored: Stored) -> Result<Versioned<Activation>, StoreError> 
         text(p, "Seq")?.parse().map_err(|_| StoreError::Corrupt("an activation's `Seq` is not a number".into()))?;
     let due = text(p, "DueAt")?;
     let awaiting = awaiting_row(&value);
-    let tag = Tag { seq, due: (!due.is_empty()).then(|| due.to_owned()), awaiting, etag: stored.etag };
+    // Absent before the chain existed; unreadable only if tampered with, which `audit verify`
+    // reports: the activation must still be writable (it must still expire).
+    let head = p.get("AuditHead").and_then(Value::as_str).and_then(|h| AuditHash::parse(h).ok());
+    let tag = Tag { seq, head, due: (!due.is_empty()).then(|| due.to_owned()), awaiting, etag: stored.etag };
     Ok(Versioned { value, version: tag.version() })
 }
 
@@ -841,7 +860,9 @@ impl Store for TableStore {
     ) -> Result<Version, StoreError> {
         let id = activation.id();
         let partition = id.to_string();
-        let entities = [activation_entity(activation, 1)?, event_entity(event, 1)?];
+        let event = &event.clone().linked(1, None);
+        let head = event.chain.as_ref().map(|c| c.hash);
+        let entities = [activation_entity(activation, 1, head.as_ref())?, event_entity(event, 1)?];
         for e in &entities {
             super::table_client::check_size(e).map_err(store_error)?;
         }
@@ -894,7 +915,7 @@ impl Store for TableStore {
         match self.table.batch(&partition, &ops).await {
             Ok(etags) => {
                 let etag = etags.into_iter().next().unwrap_or_default();
-                Ok(Tag { seq: 1, due, awaiting: awaiting_row(activation), etag }.version())
+                Ok(Tag { seq: 1, head, due, awaiting: awaiting_row(activation), etag }.version())
             }
             Err(BatchFailure { error: TableError::Conflict(_), .. }) => {
                 if self.event_landed(id, 1, event.id).await? {
@@ -931,7 +952,11 @@ impl Store for TableStore {
         let id = activation.id();
         let tag = Tag::parse(expected)?;
         let seq = tag.seq + 1;
-        let entities = [activation_entity(activation, seq)?, event_entity(event, seq)?];
+        // INVARIANT: the batch below is conditional on `tag.etag`, the ETag the head was read
+        // with: it lands only while `tag.head` is still the latest event's hash.
+        let event = &event.clone().linked(seq, tag.head);
+        let head = event.chain.as_ref().map(|c| c.hash);
+        let entities = [activation_entity(activation, seq, head.as_ref())?, event_entity(event, seq)?];
         for e in &entities {
             super::table_client::check_size(e).map_err(store_error)?;
         }
@@ -986,7 +1011,7 @@ impl Store for TableStore {
             self.release_open(&open_row(activation), id).await;
             self.drop_index(&held_partition(activation.request().principal_id), &id.to_string(), id).await;
         }
-        Ok(Tag { seq, due, awaiting, etag }.version())
+        Ok(Tag { seq, head, due, awaiting, etag }.version())
     }
 
     async fn idempotency(
@@ -1318,20 +1343,24 @@ mod tests {
         );
         let tag = Tag {
             seq: 3,
+            head: Some(AuditHash::of(b"head")),
             due: Some("001764072000000".into()),
             awaiting: Some(awaiting.clone()),
             etag: "W/\"datetime'x|y'\"".into(),
         };
         let back = Tag::parse(&tag.version()).unwrap();
         assert_eq!(
-            (back.seq, back.due.as_deref(), back.awaiting.as_deref(), back.etag.as_str()),
-            (3, Some("001764072000000"), Some(awaiting.as_str()), tag.etag.as_str())
+            (back.seq, back.head, back.due.as_deref(), back.awaiting.as_deref(), back.etag.as_str()),
+            (3, tag.head, Some("001764072000000"), Some(awaiting.as_str()), tag.etag.as_str())
         );
-        let none = Tag::parse(&Tag { seq: 1, due: None, awaiting: None, etag: "e".into() }.version()).unwrap();
-        assert_eq!((none.due, none.awaiting), (None, None));
+        let none =
+            Tag::parse(&Tag { seq: 1, head: None, due: None, awaiting: None, etag: "e".into() }.version()).unwrap();
+        assert_eq!((none.head, none.due, none.awaiting), (None, None, None));
+        assert!(matches!(Tag::parse(&Version("1|-|-|nothex|e".into())), Err(StoreError::Conflict)));
         assert!(matches!(Tag::parse(&Version("7".into())), Err(StoreError::Conflict)));
         assert!(matches!(Tag::parse(&Version("x|-|-|e".into())), Err(StoreError::Conflict)));
         assert!(matches!(Tag::parse(&Version("1|-|e".into())), Err(StoreError::Conflict)), "a version of old");
+        assert!(matches!(Tag::parse(&Version("1|-|-|e".into())), Err(StoreError::Conflict)), "before the chain");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum Deny {
         "principal `{principal}` is no longer a member of group `{group}`, through which rule `{rule}` made them eligible"
     )]
     LeftGroup { rule: RuleId, principal: PrincipalId, group: PrincipalId },
+    #[error("an access review removed eligibility `{entry}` under rule `{rule}`")]
+    Suspended { rule: RuleId, entry: PrincipalRef },
 }
 
 /// A request that is eligible but does not meet the rule's terms.
@@ -114,6 +116,11 @@ impl Policy {
     ) -> Result<(&Rule, PrincipalRef), Deny> {
         if let Some(id) = rule_id {
             let rule = self.rule(id).ok_or_else(|| Deny::RuleNotFound(id.clone()))?;
+            if rule.matching_principal(principal, groups).is_none()
+                && let Some(entry) = rule.suspended_match(principal, groups).filter(|_| rule.covers(role, scope))
+            {
+                return Err(Deny::Suspended { rule: id.clone(), entry });
+            }
             let via =
                 rule.matching_principal(principal, groups).filter(|_| rule.covers(role, scope)).ok_or_else(|| {
                     Deny::RuleDoesNotApply {
@@ -130,8 +137,12 @@ impl Policy {
         }
         let mut best: Option<(&Rule, PrincipalRef)> = None;
         let mut expired: Option<&Rule> = None;
+        let mut suspended: Option<(&Rule, PrincipalRef)> = None;
         for rule in &self.rules {
             let Some(via) = rule.matching_principal(principal, groups).filter(|_| rule.covers(role, scope)) else {
+                if let Some(entry) = rule.suspended_match(principal, groups).filter(|_| rule.covers(role, scope)) {
+                    suspended = suspended.or(Some((rule, entry)));
+                }
                 continue;
             };
             if rule.is_expired(now) {
@@ -144,6 +155,7 @@ impl Policy {
         }
         match (best, expired) {
             (Some(found), _) => Ok(found),
+            (None, _) if let Some((rule, entry)) = suspended => Err(Deny::Suspended { rule: rule.id.clone(), entry }),
             (None, Some(rule)) => {
                 Err(Deny::EligibilityExpired { rule: rule.id.clone(), at: rule.expires_at.unwrap_or(now) })
             }
@@ -258,6 +270,9 @@ impl Policy {
     /// for).
     pub fn still_eligible(&self, request: &ActivationRequest, now: DateTime<Utc>) -> Result<&Rule, Deny> {
         let rule = self.rule(&request.rule_id).ok_or_else(|| Deny::RuleNotFound(request.rule_id.clone()))?;
+        if rule.suspended.contains(&request.eligible_via) {
+            return Err(Deny::Suspended { rule: rule.id.clone(), entry: request.eligible_via });
+        }
         if !rule.principals.contains(&request.eligible_via) || !rule.covers(&request.role_definition_id, &request.scope)
         {
             return Err(Deny::RuleDoesNotApply {

@@ -113,6 +113,30 @@ struct RawPolicy {
     standing: Vec<RawStanding>,
     #[serde(default)]
     governance: RawGovernance,
+    #[serde(default)]
+    reviews: Vec<RawReview>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawReviewers {
+    Mode(String),
+    Named(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawReview {
+    id: String,
+    description: Option<String>,
+    rules: Vec<String>,
+    reviewers: RawReviewers,
+    starts_at: String,
+    every_days: Option<u32>,
+    duration_days: u32,
+    when_undecided: Option<Undecided>,
+    remind_days_before: Option<u32>,
+    inactive_days: Option<u32>,
 }
 
 /// A role named in `standing:` or `governance:`: read in the scope's kind when there is one, else
@@ -195,6 +219,137 @@ fn load_governance(p: &mut Problems<'_>, raw: &RawGovernance) -> GovernanceSetti
         g.long_maximum = max;
     }
     g
+}
+
+fn load_reviews(p: &mut Problems<'_>, raw: &[RawReview], rules: &[Rule]) -> Vec<ReviewDefinition> {
+    let mut out: Vec<ReviewDefinition> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let here = |field: &str| format!("reviews[{i}].{field}");
+        let id = p.parse(|| here("id"), RuleId::parse(&r.id));
+        if let Some(id) = &id
+            && out.iter().any(|o| &o.id == id)
+        {
+            p.add(here("id"), format!("review `{id}` is declared twice"));
+        }
+        if r.rules.is_empty() {
+            p.add(here("rules"), "name at least one rule to review");
+        }
+        let mut reviewed = Vec::new();
+        for (j, text) in r.rules.iter().enumerate() {
+            let Some(rule_id) = p.parse(|| format!("reviews[{i}].rules[{j}]"), RuleId::parse(text)) else { continue };
+            match rules.iter().find(|rule| rule.id == rule_id) {
+                Some(_) if reviewed.contains(&rule_id) => {
+                    p.add(format!("reviews[{i}].rules[{j}]"), format!("rule `{rule_id}` is named twice"));
+                }
+                Some(_) => reviewed.push(rule_id),
+                None => p.add(format!("reviews[{i}].rules[{j}]"), format!("no rule `{rule_id}` in this policy")),
+            }
+        }
+        let reviewers = match &r.reviewers {
+            RawReviewers::Mode(mode) if mode == "approvers" => {
+                for rule in rules.iter().filter(|rule| reviewed.contains(&rule.id) && rule.approval.is_none()) {
+                    p.add(
+                        here("reviewers"),
+                        format!("rule `{}` has no approvers, so nobody could review it as its approver", rule.id),
+                    );
+                }
+                Some(Reviewers::Approvers)
+            }
+            RawReviewers::Mode(mode) if mode == "self" => {
+                for rule in rules.iter().filter(|rule| reviewed.contains(&rule.id)) {
+                    if let Some(group) = rule.principals.iter().find(|e| matches!(e, PrincipalRef::Group(_))) {
+                        p.add(
+                            here("reviewers"),
+                            format!("self-review covers user entries only; rule `{}` names `{group}`", rule.id),
+                        );
+                    }
+                }
+                Some(Reviewers::SelfReview)
+            }
+            RawReviewers::Mode(other) => {
+                p.add(
+                    here("reviewers"),
+                    format!("`{other}` is not `approvers`, `self` or a list of `user:<id>`/`group:<id>`"),
+                );
+                None
+            }
+            RawReviewers::Named(names) if names.is_empty() => {
+                p.add(here("reviewers"), "name at least one reviewer");
+                None
+            }
+            RawReviewers::Named(names) => Some(Reviewers::Named(
+                names
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, n)| p.parse(|| format!("reviews[{i}].reviewers[{j}]"), PrincipalRef::parse(n)))
+                    .collect(),
+            )),
+        };
+        let starts_at = match DateTime::parse_from_rfc3339(r.starts_at.trim()) {
+            Ok(at) => Some(at.with_timezone(&Utc)),
+            Err(_) => {
+                p.add(
+                    here("startsAt"),
+                    format!("`{}` is not an RFC 3339 time such as `2027-01-01T00:00:00Z`", r.starts_at),
+                );
+                None
+            }
+        };
+        let days = |p: &mut Problems<'_>, field: &str, value: u32, min: u32, max: u32| {
+            if (min..=max).contains(&value) {
+                Some(TimeDelta::days(i64::from(value)))
+            } else {
+                p.add(here(field), format!("must be a number of days from {min} to {max}"));
+                None
+            }
+        };
+        let every = r.every_days.map(|d| days(p, "everyDays", d, 1, 3650));
+        let duration = days(p, "durationDays", r.duration_days, 1, 365);
+        if let (Some(Some(every)), Some(duration)) = (every, duration)
+            && duration > every
+        {
+            p.add(here("durationDays"), "a run must end before the next one starts: at most `everyDays`");
+        }
+        let remind_before = days(p, "remindDaysBefore", r.remind_days_before.unwrap_or(3), 0, 365);
+        if let (Some(remind), Some(duration)) = (remind_before, duration)
+            && remind >= duration
+            && remind > TimeDelta::zero()
+        {
+            p.add(here("remindDaysBefore"), "must be less than `durationDays`");
+        }
+        let inactive_after = days(p, "inactiveDays", r.inactive_days.unwrap_or(30), 1, 3650);
+        if let (
+            Some(id),
+            Some(reviewers),
+            Some(starts_at),
+            Some(every),
+            Some(duration),
+            Some(remind_before),
+            Some(inactive_after),
+        ) = (
+            id,
+            reviewers,
+            starts_at,
+            every.map_or(Some(None), |e| e.map(Some)),
+            duration,
+            remind_before,
+            inactive_after,
+        ) {
+            out.push(ReviewDefinition {
+                id,
+                description: r.description.clone(),
+                rules: reviewed,
+                reviewers,
+                starts_at,
+                every,
+                duration,
+                when_undecided: r.when_undecided.unwrap_or(Undecided::Keep),
+                remind_before,
+                inactive_after,
+            });
+        }
+    }
+    out
 }
 
 /// Collects problems with their paths while a raw policy is turned into a [`Policy`].
@@ -373,12 +528,18 @@ impl Policy {
                     auth_context,
                     approval,
                     expires_at,
+                    suspended: Vec::new(),
                 });
             }
         }
         let standing = load_standing(&mut p, &raw.standing);
         let governance = load_governance(&mut p, &raw.governance);
-        if p.found.is_empty() { Ok(Policy { rules, standing, governance }) } else { Err(PolicyError(p.found)) }
+        let reviews = load_reviews(&mut p, &raw.reviews, &rules);
+        if p.found.is_empty() {
+            Ok(Policy { rules, standing, governance, reviews, source: (file.to_owned(), text.to_owned()) })
+        } else {
+            Err(PolicyError(p.found))
+        }
     }
 }
 

@@ -13,12 +13,14 @@ mod evaluate;
 mod load;
 #[cfg(test)]
 mod properties;
+mod reviews;
 mod standing;
 #[cfg(test)]
 mod tests;
 
 pub use evaluate::{Deny, Refusal, Violation};
 pub use load::{PolicyError, PolicyProblem};
+pub use reviews::{Period, ReviewDefinition, Reviewers, Undecided};
 pub use standing::{DEFAULT_PRIVILEGED, GovernanceSettings, StandingException};
 
 use std::collections::HashSet;
@@ -71,6 +73,9 @@ pub struct Rule {
     pub auth_context: Option<AuthContextId>,
     pub approval: Option<ApprovalPolicy>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Entries of `principals` an access review removed (kept in the store, applied by
+    /// [`Policy::with_suspended`]): no longer eligible, though the file still names them.
+    pub suspended: Vec<PrincipalRef>,
 }
 
 /// Whether `role` can be held at `scope`: a built-in directory role that Entra refuses at an
@@ -129,7 +134,11 @@ impl Policy {
             .rules
             .iter()
             .flat_map(|r| r.principals.iter().chain(r.approval.iter().flat_map(|a| a.approvers.iter())));
-        for r in refs {
+        let reviewers = self.reviews.iter().flat_map(|r| match &r.reviewers {
+            Reviewers::Named(named) => named.as_slice(),
+            Reviewers::Approvers | Reviewers::SelfReview => &[],
+        });
+        for r in refs.chain(reviewers) {
             if let PrincipalRef::Group(g) = r
                 && !groups.contains(g)
             {
@@ -142,10 +151,16 @@ impl Policy {
 
 impl Rule {
     /// Which of the rule's principals the subject is, if any (a direct user entry first).
+    /// Suspended entries make no one eligible.
     pub fn matching_principal(&self, principal: &PrincipalId, groups: &[PrincipalId]) -> Option<PrincipalRef> {
-        let direct =
-            self.principals.iter().find(|p| matches!(p, PrincipalRef::User(_)) && p.matches(principal, groups));
-        direct.or_else(|| self.principals.iter().find(|p| p.matches(principal, groups))).copied()
+        let live = || self.principals.iter().filter(|p| !self.suspended.contains(p));
+        let direct = live().find(|p| matches!(p, PrincipalRef::User(_)) && p.matches(principal, groups));
+        direct.or_else(|| live().find(|p| p.matches(principal, groups))).copied()
+    }
+
+    /// The suspended entry through which the subject would have been eligible, if any.
+    pub fn suspended_match(&self, principal: &PrincipalId, groups: &[PrincipalId]) -> Option<PrincipalRef> {
+        self.suspended.iter().find(|p| self.principals.contains(p) && p.matches(principal, groups)).copied()
     }
 
     pub fn covers(&self, role: &RoleDefinitionId, scope: &Scope) -> bool {
@@ -169,11 +184,44 @@ pub struct Policy {
     standing: Vec<StandingException>,
     /// Thresholds of the governance alerts (`governance:`).
     governance: GovernanceSettings,
+    /// Access reviews (`reviews:`).
+    reviews: Vec<ReviewDefinition>,
+    /// The file's name and text, for patches a maintainer applies to it.
+    source: (String, String),
 }
 
 impl Policy {
     pub fn standing(&self) -> &[StandingException] {
         &self.standing
+    }
+
+    /// The file's name and the text it was read from.
+    pub fn source(&self) -> (&str, &str) {
+        (&self.source.0, &self.source.1)
+    }
+
+    pub fn reviews(&self) -> &[ReviewDefinition] {
+        &self.reviews
+    }
+
+    pub fn review(&self, id: &RuleId) -> Option<&ReviewDefinition> {
+        self.reviews.iter().find(|r| &r.id == id)
+    }
+
+    /// This policy with the eligibilities access reviews removed: each `(rule, entry)` makes no
+    /// one eligible from now on. Pairs naming a rule or an entry the file no longer has are
+    /// ignored (nothing left to suspend).
+    pub fn with_suspended<'a>(&self, suspended: impl IntoIterator<Item = (&'a RuleId, PrincipalRef)>) -> Policy {
+        let mut out = self.clone();
+        for (rule, entry) in suspended {
+            if let Some(r) = out.rules.iter_mut().find(|r| &r.id == rule)
+                && r.principals.contains(&entry)
+                && !r.suspended.contains(&entry)
+            {
+                r.suspended.push(entry);
+            }
+        }
+        out
     }
 
     pub fn governance(&self) -> &GovernanceSettings {

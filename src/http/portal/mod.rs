@@ -10,6 +10,7 @@ mod access;
 mod alerts;
 mod approvals;
 mod audit;
+mod reviews;
 mod roles;
 pub mod sign_in;
 
@@ -36,6 +37,7 @@ enum Nav {
     Approvals,
     Audit,
     Alerts,
+    Reviews,
     Policy,
     Other,
 }
@@ -85,6 +87,9 @@ pub async fn route(ctx: &HttpContext, req: &Request, parts: &[&str], raw: &[Stri
         (true, ["approvals"]) => approvals::page(ctx, &who).await,
         (true, ["policy"]) => approvals::policy(ctx, &who).await,
         (true, ["alerts"]) => alerts::page(ctx, req, &who).await,
+        (true, ["reviews"]) => reviews::list(ctx, &who).await,
+        (true, ["reviews", _]) => reviews::page(ctx, req, &who, raw_at(1)).await,
+        (false, ["reviews", _, "items", _]) => reviews::submit(ctx, req, raw_at(1), raw_at(3)).await,
         (true, ["audit"]) => audit::page(ctx, req, &who).await,
         (true, ["audit", "export"]) => audit::export(ctx, req, &who).await,
         _ => Ok(problem(
@@ -112,7 +117,8 @@ fn layout(who: Option<&Caller>, nav: Nav, title: &str, body: &str) -> String {
         Some(who) => {
             let mut links = link(Nav::Roles, "roles", "My roles")
                 + &link(Nav::Access, "access", "My access")
-                + &link(Nav::Approvals, "approvals", "Approvals");
+                + &link(Nav::Approvals, "approvals", "Approvals")
+                + &link(Nav::Reviews, "reviews", "Reviews");
             if who.can_read_audit() {
                 links += &link(Nav::Audit, "audit", "Audit");
                 links += &link(Nav::Alerts, "alerts", "Alerts");
