@@ -19,6 +19,7 @@ mod eligibility;
 mod fake_graph_selftest;
 mod fuzz;
 mod governance;
+mod governance_graph;
 mod graph;
 mod graph_lifecycle;
 mod hardening;

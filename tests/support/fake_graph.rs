@@ -910,6 +910,13 @@ impl FakeGraph {
         );
         s.dir.owners.entry(group).or_default().insert(owner);
     }
+    /// An administrator removes an owner, outside Elevate.
+    pub fn remove_owner(&self, group: &str, owner: &str) {
+        let (group, owner) = (seed_guid(group), seed_guid(owner));
+        if let Some(owners) = self.state().dir.owners.get_mut(&group) {
+            owners.remove(&owner);
+        }
+    }
     /// Standing access made outside Elevate; returns its id.
     pub fn add_role_assignment(&self, role: &str, principal: &str, directory_scope_id: &str) -> String {
         let au = directory_scope_id.strip_prefix("/administrativeUnits/");
