@@ -244,6 +244,10 @@ async fn every_declared_route_reaches_the_handler_and_every_api_path_is_declared
         ("action", vec!["deactivate".to_owned(), "cancel".to_owned(), "extend".to_owned()]),
         ("token", vec!["not.a-link".to_owned()]),
         ("path", vec!["roles".to_owned(), "access".to_owned(), "audit/export".to_owned()]),
+        ("campaign", vec!["quarterly-20261125".to_owned()]),
+        ("part", vec!["items".to_owned(), "log".to_owned(), "results.csv".to_owned(), "policy-patch".to_owned()]),
+        ("index", vec!["0".to_owned()]),
+        ("verb", vec!["lift".to_owned()]),
         // `/api/` itself (the empty route: `{ignored:maxlength(0)?}`).
         ("ignored", vec![]),
     ]);
@@ -286,7 +290,12 @@ async fn every_declared_route_reaches_the_handler_and_every_api_path_is_declared
         http_client().get(format!("{}/api/openapi.json", handler.base)).send().await.unwrap().json().await.unwrap();
     for (path, operations) in openapi["paths"].as_object().unwrap() {
         for method in operations.as_object().unwrap().keys() {
-            let concrete = path.trim_start_matches("/api/").replace("{id}", &id).replace("{token}", "not.a-link");
+            let concrete = path
+                .trim_start_matches("/api/")
+                .replace("{id}", &id)
+                .replace("{token}", "not.a-link")
+                .replace("{campaign}", "quarterly-20261125")
+                .replace("{index}", "0");
             let covered =
                 declared.iter().any(|(m, t)| m.eq_ignore_ascii_case(method) && template_matches(t, &concrete));
             assert!(covered, "{method} {path} is in the OpenAPI document but no function.json routes it");

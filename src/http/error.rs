@@ -339,9 +339,11 @@ impl From<ServiceError> for ApiError {
                     e.retry_after = Some(5);
                     e
                 }
-                StoreError::Conflict => {
-                    ApiError::new(S::CONFLICT, "ConcurrentModification", "the activation changed meanwhile; try again")
-                }
+                StoreError::Conflict => ApiError::new(
+                    S::CONFLICT,
+                    "ConcurrentModification",
+                    "what this request changes was changed by another meanwhile; read it again and retry",
+                ),
                 StoreError::TooLarge(detail) => ApiError::new(
                     S::PAYLOAD_TOO_LARGE,
                     "StoreLimitExceeded",
