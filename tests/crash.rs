@@ -1,7 +1,7 @@
 //! The crash matrix (issue 17). For every fail point in `elevate::failpoint::NAMES`, the real
 //! binary, built once with the `failpoints` feature (into its own target directory, so the normal
 //! build stays as it is), runs against the fake ARM and a store of its own, is driven to that
-//! point and dies there (abort: no destructor, no flush). It is started again without the fail
+//! point and dies there (SIGKILL: no destructor, no flush). It is started again without the fail
 //! point; the client does what a client would (retries with its `Idempotency-Key`, deactivates
 //! again) and the host fires the timer. Then the time that recovery needs passes: the binary reads
 //! only the wall clock, so sweeps past the provisioning grace and past every expiry run on an
@@ -537,7 +537,7 @@ async fn run(name: &'static str, kind: StoreKind) {
     let exit = process::wait_exit(&mut crashed, Duration::from_secs(20)).await;
     let log = std::fs::read_to_string(&crashed.log).unwrap_or_default();
     let exit = exit.unwrap_or_else(|| panic!("{name}: the process did not reach its fail point:\n{log}"));
-    assert_eq!(exit.signal(), Some(6), "{name}: died by SIGABRT at the fail point, not otherwise ({exit:?}):\n{log}");
+    assert_eq!(exit.signal(), Some(9), "{name}: died by SIGKILL at the fail point, not otherwise ({exit:?}):\n{log}");
     assert!(log.contains(&format!("fail point `{name}` reached")), "{name}: {log}");
     drop(crashed);
 

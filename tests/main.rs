@@ -17,6 +17,7 @@ mod digest;
 mod directory;
 mod eligibility;
 mod fake_graph_selftest;
+mod faults;
 mod fuzz;
 mod governance;
 mod governance_graph;
