@@ -43,27 +43,7 @@ const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 const AT_ONCE: usize = 3;
 
 fn policy() -> String {
-    format!(
-        r#"
-version: 1
-defaults:
-  maxDuration: PT4H
-  requireMfa: true
-  requireJustification: false
-rules:
-  - id: direct
-    scope: {SUB1}
-    roles: [Reader]
-    principals: [user:{ALICE}]
-  - id: approved
-    scope: {SUB2}
-    roles: [Contributor]
-    principals: [user:{ALICE}]
-    approval:
-      approvers: [user:{BOB}]
-      timeout: PT1H
-"#
-    )
+    crate::support::two_rule_policy(&format!("user:{ALICE}"), &format!("user:{BOB}"), "PT4H")
 }
 
 #[expect(clippy::disallowed_methods, reason = "the binary stamps its records with the wall clock")]

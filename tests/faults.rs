@@ -53,27 +53,7 @@ const STORE_ATTEMPTS: usize = 6;
 const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 
 fn policy() -> String {
-    format!(
-        r#"
-version: 1
-defaults:
-  maxDuration: PT4H
-  requireMfa: true
-  requireJustification: false
-rules:
-  - id: direct
-    scope: {SUB1}
-    roles: [Reader]
-    principals: [group:{OPS}]
-  - id: approved
-    scope: {SUB2}
-    roles: [Contributor]
-    principals: [group:{OPS}]
-    approval:
-      approvers: [user:{BOB}]
-      timeout: PT1H
-"#
-    )
+    crate::support::two_rule_policy(&format!("group:{OPS}"), &format!("user:{BOB}"), "PT4H")
 }
 
 fn knob(name: &str, default: u64) -> u64 {

@@ -192,6 +192,19 @@ pub async fn spawn_on_tables(policy: &str, tables: elevate::config::TablesSettin
     spawn_full(policy, None, Some(tables.local_file.clone()), at, None, Some(tables), None, None, None).await
 }
 
+/// An app on a store other apps may share (the SQLite file `db`, or with `tables` that table,
+/// the local simulation then in `tables.local_file`) with its own access provider, its clock at
+/// `at`: one of several instances behind one store and one provider.
+pub async fn spawn_shared(
+    policy: &str,
+    access: Arc<dyn elevate::service::ports::AccessProvider>,
+    db: PathBuf,
+    tables: Option<elevate::config::TablesSetting>,
+    at: DateTime<Utc>,
+) -> TestApp {
+    spawn_full(policy, Some(access), Some(db), at, None, tables, None, None, None).await
+}
+
 async fn spawn(
     policy: &str,
     access: Option<Arc<dyn elevate::service::ports::AccessProvider>>,
@@ -340,6 +353,15 @@ pub fn raw_table(tables: &elevate::config::TablesSetting) -> elevate::adapters::
 pub fn http_client() -> reqwest::Client {
     elevate::adapters::azure::install_tls_provider();
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// The proof suites' policy (crash, faults, load, soak): `direct`, Reader on SUB1 without
+/// approval, and `approved`, Contributor on SUB2 approved by `approvers`, both for `principal`
+/// (`user:<id>` or `group:<id>`), MFA required, no justification, at most `max`.
+pub fn two_rule_policy(principal: &str, approvers: &str, max: &str) -> String {
+    format!(
+        "version: 1\ndefaults:\n  maxDuration: {max}\n  requireMfa: true\n  requireJustification: false\nrules:\n  - id: direct\n    scope: {SUB1}\n    roles: [Reader]\n    principals: [{principal}]\n  - id: approved\n    scope: {SUB2}\n    roles: [Contributor]\n    principals: [{principal}]\n    approval:\n      approvers: [{approvers}]\n      timeout: PT1H\n"
+    )
 }
 
 pub fn user(id: &str) -> DevTokenRequest {
