@@ -307,3 +307,18 @@ async fn reviewers_are_told_when_a_campaign_starts_and_reminded_before_it_ends()
     assert_eq!(review_notices(&hook, "events", 2).await.len(), 2, "each told once");
     assert_eq!(review_notices(&hook, "teams", 2).await.len(), 2, "each told once");
 }
+
+#[tokio::test]
+async fn approvers_who_must_prove_mfa_to_approve_must_prove_it_to_review() {
+    let policy = format!(
+        "version: 1\nrules:\n  - id: guarded\n    scope: {SUB2}\n    roles: [Owner]\n    principals: [user:{ALICE}]\n    maxDuration: PT1H\n    approval:\n      approvers: [user:{BOB}]\n      approverMfa: true\nreviews:\n  - id: guarded-review\n    rules: [guarded]\n    reviewers: approvers\n    startsAt: 2026-11-25T12:00:00Z\n    durationDays: 7\n"
+    );
+    let app = spawn_app_with(&policy).await;
+    governance(&app).await;
+    let path = "/api/reviews/guarded-review-20261125/items/0";
+    let without = app.mint(elevate::adapters::identity::dev::DevTokenRequest { mfa: false, ..user(BOB) });
+    let (status, e) = app.post(&without, path, decision("keep", "still needed")).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("MfaRequired")), "{e}");
+    let (status, _) = app.post(&app.token(BOB), path, decision("keep", "still needed")).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -745,6 +745,14 @@ impl Elevate {
                 });
             }
             // Read again: a pass may have ended the campaign since this request began.
+            // Keeping privileged eligibility is an approver's act: their rule's MFA demand holds.
+            if matches!(review.reviewers, Reviewers::Approvers)
+                && let Some(rule) = self.policy.rule(&item.rule)
+                && rule.approval.as_ref().is_some_and(|a| a.approver_mfa)
+                && !subject.mfa
+            {
+                return Err(crate::domain::approver::ApproverDenied::MfaRequired(rule.id.to_string()).into());
+            }
             if !campaign.is_open(now) || !self.campaign(id).await?.value.is_open(now) {
                 return Err(ReviewRefusal::Ended(id.clone()).into());
             }
