@@ -88,6 +88,10 @@ struct Rig {
 /// The app on the routed provider (ARM and Graph) with the Graph directory, both fakes reached
 /// with tokens from the fake managed-identity endpoint.
 async fn rig() -> Rig {
+    rig_with(&policy()).await
+}
+
+async fn rig_with(policy: &str) -> Rig {
     let azure = FakeAzure::start().await;
     let graph = FakeGraph::start().await;
     azure.wire_graph(&graph.token);
@@ -108,7 +112,7 @@ async fn rig() -> Rig {
     let directory: Arc<dyn Directory> =
         Arc::new(GraphDirectory::new(&graph.url(), credential(), fast_retry()).unwrap());
     let access: Arc<dyn AccessProvider> = Arc::new(RoutedAccess::new(arm, graph_access));
-    let app = spawn_with_ports(&policy(), access, Some(directory), start()).await;
+    let app = spawn_with_ports(policy, access, Some(directory), start()).await;
     Rig { app, graph, _azure: azure }
 }
 
@@ -248,4 +252,43 @@ async fn a_graph_listing_that_fails_neither_raises_nor_resolves_what_depends_on_
     graph.heal("/owners");
     let report = governance(&app).await;
     assert_eq!(report["resolved"], json!([link(PRIVILEGED, "members", MALLORY)]), "{report}");
+}
+
+/// An access review over a group's membership and Global Administrator: when it ends, the
+/// removals take effect in Graph — the membership and the role assignment Elevate granted are
+/// removed, and the eligibilities refused from then on.
+#[tokio::test]
+async fn an_access_review_removal_ends_directory_role_and_group_access_in_graph() {
+    let policy = format!(
+        "{}reviews:\n  - id: directory\n    rules: [privileged-member, global-admin]\n    reviewers: [user:{CAROL}]\n    startsAt: 2026-11-25T12:00:00Z\n    durationDays: 7\n    whenUndecided: remove\n",
+        policy()
+    );
+    let Rig { app, graph, .. } = rig_with(&policy).await;
+    let report = governance(&app).await;
+    assert_eq!(report["reviews"]["started"], json!(["directory-20261125"]), "{report}");
+
+    // Half an hour before the end, Alice holds both through the eligibilities under review.
+    app.advance(7 * 24 * 60 - 30);
+    let (alice, bob) = (app.token(ALICE), app.token(BOB));
+    let member = app.activate(&alice, ask("member", &format!("group:{PRIVILEGED}"))).await;
+    assert_eq!(member["status"], "Active", "{member}");
+    let ga = app.activate(&alice, ask("Global Administrator", "directory:/")).await;
+    let (_, approved) = app.decide(&bob, &id_of(&ga), "Approve").await;
+    assert_eq!(approved["status"], "Active", "{approved}");
+    assert_eq!(graph.members(PRIVILEGED), [ALICE]);
+    assert_eq!(graph.role_assignments().len(), 1);
+
+    // Nobody decided: both are removed when the campaign ends.
+    app.advance(31);
+    let applied = governance(&app).await["reviews"].clone();
+    assert_eq!(applied["applied"], json!(["directory-20261125"]), "{applied}");
+    assert_eq!((applied["suspended"].as_u64(), applied["ended"].as_u64()), (Some(2), Some(2)), "{applied}");
+    assert!(graph.members(PRIVILEGED).is_empty(), "the membership is gone");
+    assert!(graph.role_assignments().is_empty(), "the role assignment is gone");
+    for id in [id_of(&member), id_of(&ga)] {
+        assert_eq!(app.activation(&id).await["status"], "Deactivated");
+    }
+    let (status, refused) =
+        app.post(&app.token(ALICE), "/api/activations", ask("member", &format!("group:{PRIVILEGED}"))).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("EligibilitySuspended")));
 }
