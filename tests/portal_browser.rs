@@ -15,7 +15,7 @@ fn chromium() -> PathBuf {
 }
 
 /// Every page state the script visits, scanned with axe-core and kept as a screenshot.
-const PAGES: [&str; 16] = [
+const PAGES: [&str; 20] = [
     "01-sign-in",
     "02-roles",
     "03-roles-checked",
@@ -32,7 +32,19 @@ const PAGES: [&str; 16] = [
     "14-audit",
     "15-audit-approved",
     "16-policy",
+    "17-reviews",
+    "18-review-campaign",
+    "19-review-error",
+    "20-review-decided",
 ];
+
+/// The test policy with a review of `prod-one` by Bob, started by the first governance pass.
+fn policy() -> String {
+    format!(
+        "{}reviews:\n  - id: quarterly\n    rules: [prod-one]\n    reviewers: [user:{BOB}]\n    startsAt: 2026-11-25T12:00:00Z\n    durationDays: 14\n",
+        test_policy()
+    )
+}
 
 #[tokio::test]
 async fn people_request_approve_end_and_audit_access_in_the_portal_in_a_browser() {
@@ -41,7 +53,10 @@ async fn people_request_approve_end_and_audit_access_in_the_portal_in_a_browser(
         "headless Chromium is needed at {} (Debian package `chromium`; .ci/run installs it)",
         chromium().display()
     );
-    let app = spawn_app().await;
+    let app = spawn_app_with(&policy()).await;
+    let (status, pass) = app.send(reqwest::Method::POST, None, "/governance", Some(timer_payload(false, true))).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{pass}");
+    assert_eq!(pass["ReturnValue"]["reviews"]["started"], json!(["quarterly-20261125"]), "{pass}");
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-artifacts/portal");
     let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -115,6 +130,12 @@ async fn people_request_approve_end_and_audit_access_in_the_portal_in_a_browser(
     assert!(header.starts_with("\"at\",\"action\",\"activationId\",\"principalId\",\"actor\""), "{header}");
     let line = results["csv"][1].as_str().unwrap();
     assert!(line.contains(&format!("\"Approved\",\"{prod_id}\",\"{ALICE}\",\"{BOB}\"")), "{line}");
+
+    // Bob's review decision, made on the page, is what the server holds.
+    let (_, campaign) = app.get(&app.token(BOB), "/api/reviews/quarterly-20261125").await;
+    let decision = &campaign["items"][0]["decisions"][0];
+    assert_eq!((decision["verdict"].as_str(), decision["by"].as_str()), (Some("remove"), Some(BOB)), "{campaign}");
+    assert_eq!(decision["justification"], "Not needed since the migration");
 
     for page in PAGES {
         let png = artifacts.join(format!("{page}.png"));

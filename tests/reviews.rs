@@ -217,7 +217,7 @@ async fn reviewers_decide_on_the_portal_page() {
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert_eq!(html.matches("<form method=\"post\" action=\"/api/portal/reviews/").count(), 3, "{html}");
-    assert!(html.contains("<legend>Decision</legend>") && html.contains("name=\"justification\" required"));
+    assert!(html.contains("<legend>Decision</legend>") && html.contains("name=\"justification\" rows=\"2\" required"));
 
     let form = |decision: &str, justification: &str| {
         app.client

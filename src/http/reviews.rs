@@ -41,7 +41,8 @@ impl ItemDecisionDto {
         })?;
         let justification = self
             .justification
-            .ok_or_else(|| ApiError::invalid("justification", "say why"))
+            .filter(|j| !j.trim().is_empty())
+            .ok_or_else(|| ApiError::invalid("justification", "say why it should stay or go"))
             .and_then(|j| Justification::parse(&j).map_err(|e| ApiError::invalid("justification", e)))?;
         Ok(ItemInput { verdict, justification })
     }

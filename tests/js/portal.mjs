@@ -327,6 +327,26 @@ try {
   expectUrl(dana, '/api/portal/policy', 'policy');
   await expectText(dana.locator('main'), 'prod-one', 'policy');
   await visit(dana, '16-policy');
+
+  // 5. Bob: the access review of prod-one; a blank justification comes back next to its field.
+  await bob.goto(`${base}/api/portal/reviews`);
+  await expectText(bob.locator('main'), 'quarterly-20261125', 'reviews');
+  await visit(bob, '17-reviews');
+  await submitted(bob, () => bob.getByRole('link', { name: 'quarterly-20261125' }).click());
+  expectUrl(bob, '/api/portal/reviews/quarterly-20261125', 'review campaign');
+  await expectText(bob.locator('main'), 'under rule prod-one', 'review campaign');
+  await visit(bob, '18-review-campaign');
+  await bob.getByLabel('Remove').check();
+  await bob.getByLabel('Justification').fill('   ');
+  await submitted(bob, () => bob.getByRole('button', { name: 'Record decision' }).click());
+  if ((await bob.getByLabel('Justification').getAttribute('aria-invalid')) !== 'true') fail('review error: the field is not marked invalid');
+  if (!(await bob.getByLabel('Remove').isChecked())) fail('review error: the decision was not kept');
+  await visit(bob, '19-review-error');
+  await bob.getByLabel('Justification').fill('Not needed since the migration');
+  await submitted(bob, () => bob.getByRole('button', { name: 'Record decision' }).click());
+  expectUrl(bob, '/api/portal/reviews/quarterly-20261125?done=0', 'review decided');
+  await expectText(bob.locator('main [role="status"]'), 'Your decision on item 0 is recorded.', 'review decided');
+  await visit(bob, '20-review-decided');
 } finally {
   await browser.close();
 }

@@ -14,6 +14,7 @@ use super::super::pages::{esc, see_other};
 use super::super::reviews::{ItemDecisionDto, campaign_id, item_index};
 use super::{Form, HttpContext, Nav, PREFIX, Request, Response, field_error, render, when};
 
+/// Where a campaign stands, as HTML (its times are `when`'s markup; nothing else is text from outside).
 fn state_label(c: &Campaign, now: chrono::DateTime<chrono::Utc>) -> String {
     match &c.state {
         CampaignState::Open if c.is_open(now) => format!("open, ends {}", when(c.ends, now)),
@@ -43,7 +44,7 @@ its removals take effect at the next hourly governance pass, and any access they
             body.push_str(&format!(
                 "<li><a href=\"{PREFIX}/reviews/{id}\">{id}</a>: {} items, {}</li>",
                 c.items,
-                esc(&state_label(c, now)),
+                state_label(c, now),
                 id = esc(c.id.as_str())
             ));
         }
@@ -91,7 +92,7 @@ async fn render_page(
     }
     body.push_str(&format!(
         "<dl><dt>Status</dt><dd>{}</dd><dt>Started</dt><dd>{}</dd><dt>Items</dt><dd>{}</dd><dt>If nobody decides</dt><dd>{}</dd></dl>",
-        esc(&state_label(c, now)),
+        state_label(c, now),
         when(c.starts, now),
         c.items,
         match c.when_undecided {
@@ -181,9 +182,9 @@ fn item_html(
             "<form method=\"post\" action=\"{PREFIX}/reviews/{campaign}/items/{i}\">{other}\
 <input type=\"hidden\" name=\"{field}\" value=\"{token}\">\
 <fieldset><legend>Decision</legend>{d_error}{keep}{remove}</fieldset>\
-<label for=\"i{i}-justification\">Justification</label><p class=\"hint\" id=\"i{i}-justification-hint\">Why it should stay or go; kept in the results.</p>{j_error}\
-<input id=\"i{i}-justification\" name=\"justification\" required maxlength=\"1024\" value=\"{justification}\"{j_attrs}>\
-<button type=\"submit\">Record decision</button></form>",
+<label for=\"i{i}-justification\">Justification <span id=\"i{i}-justification-hint\" class=\"hint\">Why it should stay or go; kept in the results and the review log.</span></label>\
+<textarea id=\"i{i}-justification\" name=\"justification\" rows=\"2\" required maxlength=\"1000\"{j_attrs}>{justification}</textarea>{j_error}\
+<div><button type=\"submit\">Record decision</button></div></form>",
             campaign = esc(c.id.as_str()),
             field = csrf::FIELD,
             token = esc(token),
