@@ -96,6 +96,8 @@ pub async fn serve(handler: Handler) -> (SocketAddr, tokio::task::JoinHandle<()>
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else { continue };
+            // Answers go out at once: no Nagle wait for the client's delayed ACK.
+            let _ = stream.set_nodelay(true);
             let handler = Arc::clone(&handler);
             tokio::spawn(async move {
                 let Some(request) = read_request(&mut stream).await else {
@@ -111,8 +113,10 @@ pub async fn serve(handler: Handler) -> (SocketAddr, tokio::task::JoinHandle<()>
                             head.push_str(&format!("{k}: {v}\r\n"));
                         }
                         head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
-                        let _ = stream.write_all(head.as_bytes()).await;
-                        let _ = stream.write_all(&body).await;
+                        // One write: head and body in one segment where they fit.
+                        let mut answer = head.into_bytes();
+                        answer.extend_from_slice(&body);
+                        let _ = stream.write_all(&answer).await;
                         let _ = stream.shutdown().await;
                     }
                     FakeReply::Drop => drop(stream),
