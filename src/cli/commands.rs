@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::service::{DEFAULT_PAGE, MAX_LIST};
 
+use super::Env;
 use super::args::{
     ActivateArgs, ApprovalsArgs, AuditArgs, ClientCommand, Connection, DecideArgs, ExtendArgs, IdArgs, ListArgs,
 };
@@ -19,9 +20,6 @@ use super::output::{self, Details, Format, print};
 use super::token::{self, SignInSettings};
 use super::views::{ActivationView, AuditView, ConfirmationView, EligibilityView, MeView, PreviewView, read};
 use super::wait::{self, WaitSettings};
-
-/// Reads a setting from the environment: unset and empty are the same.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub async fn execute(command: ClientCommand, env: Env<'_>) -> Result<(), CliError> {
     match command {

@@ -29,6 +29,9 @@ use std::process::ExitCode;
 pub use args::ClientCommand;
 pub use error::{CliError, EXIT_CODES};
 
+/// Reads a setting from the environment: unset and empty are the same.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// Runs one client command and reports its outcome as the process's exit code.
 pub fn run(command: ClientCommand) -> ExitCode {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());

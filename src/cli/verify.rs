@@ -14,8 +14,8 @@ use crate::config::{RunMode, Settings, StoreSetting};
 use crate::service::audit_chain::{Finding, VerifyReport, verify};
 use crate::service::ports::Store;
 
+use super::Env;
 use super::args::VerifyArgs;
-use super::commands::Env;
 use super::error::CliError;
 use super::output::{self, Format, print};
 
