@@ -29,12 +29,12 @@ use crate::support::checker::{self, Held, StoreView, World};
 use crate::support::fake_azure::FakeAzure;
 use crate::support::{BOB, CAROL, OPS, SUB1, SUB2, TestApp, spawn_shared, start as t0};
 
-const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+pub(crate) const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 /// Activations made before the load and due during it: the sweeps have work.
-const DUE: usize = 40;
+pub(crate) const DUE: usize = 40;
 /// Member numbers: the load's activations from 0, approval requesters and due ones above.
-const REQUESTERS_FROM: usize = 100_000;
-const DUE_FROM: usize = 200_000;
+pub(crate) const REQUESTERS_FROM: usize = 100_000;
+pub(crate) const DUE_FROM: usize = 200_000;
 
 pub fn policy() -> String {
     crate::support::two_rule_policy(&format!("group:{OPS}"), &format!("user:{BOB}, user:{CAROL}"), "PT8H")
@@ -77,7 +77,7 @@ pub fn seed_from(var: &str) -> u64 {
     std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or(17)
 }
 
-fn size(var: &str, default: usize) -> usize {
+pub(crate) fn size(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
@@ -133,7 +133,7 @@ impl Rig {
     }
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -141,7 +141,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 

@@ -28,6 +28,7 @@ mod host;
 mod identity;
 mod infra;
 mod load;
+mod load_processes;
 mod multi_instance;
 mod notify;
 mod openapi;
