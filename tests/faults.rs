@@ -7,6 +7,9 @@
 //!   `500 InternalError`, `503 ServerBusy`, `500 OperationTimedOut`, client timeouts (the
 //!   connection dropped after a stall, half of them after Azurite applied the request), the store
 //!   down for a few requests, and down for a while (seconds) then back;
+//! - **Azurite itself** killed (SIGKILL) mid-run and started again on the same port and data
+//!   directory (an emulator of the scenario's own, support/azurite.rs's `PrivateAzurite`), with a
+//!   request failing while it is down, and a sweep and a request retrying as it comes back;
 //! - **ARM** (support/fake_azure.rs, with SQLite as the store): 429 storms with `Retry-After`,
 //!   500 and 503, dropped connections, writes applied and then dropped, slow answers.
 //!
@@ -41,7 +44,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::support::arm::{fast_retry, provider};
-use crate::support::azurite::azurite;
+use crate::support::azurite::{PrivateAzurite, azurite};
 use crate::support::checker::{self, Held, StoreView, World};
 use crate::support::fake_azure::{FakeAzure, RandomFaults};
 use crate::support::table_proxy::{StoreFaultRates, StoreFaults, fault_proxy};
@@ -100,10 +103,10 @@ fn the_claims_follow_the_lifecycle() {
 // ---- one Elevate with its fakes ----
 
 enum Store {
-    /// Table Storage through the fault proxy; the checker reads `direct`.
+    /// Table Storage, through the fault proxy when there is one; the checker reads `direct`.
     Tables {
         direct: TablesSetting,
-        faults: Arc<StoreFaults>,
+        faults: Option<Arc<StoreFaults>>,
     },
     Sqlite(std::path::PathBuf),
 }
@@ -129,8 +132,21 @@ impl Drop for Rig {
     }
 }
 
+/// Where a rig keeps its rows.
+enum Backing<'a> {
+    Sqlite,
+    /// The shared Azurite, behind a fault proxy.
+    Proxied,
+    /// An Azurite of the test's own, reached directly: the test stops and restarts it.
+    Private(&'a PrivateAzurite),
+}
+
 impl Rig {
     async fn new(seed: u64, on_tables: bool) -> Rig {
+        Rig::on(seed, if on_tables { Backing::Proxied } else { Backing::Sqlite }).await
+    }
+
+    async fn on(seed: u64, backing: Backing<'_>) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let policy_file = dir.path().join("policy.yaml");
         std::fs::write(&policy_file, policy()).unwrap();
@@ -139,15 +155,22 @@ impl Rig {
         let standing_id = fake.assign_outside(SUB1, CAROL, READER);
         let standing =
             fake.assignments().iter().map(Held::arm).filter(|h| h.id.eq_ignore_ascii_case(&standing_id)).collect();
-        let (store, setting) = if on_tables {
-            let direct = azurite().tables(dir.path().join("local.db"));
-            let (proxy, faults, _task) = fault_proxy(&azurite().base, seed).await;
-            let proxied =
-                TablesSetting { endpoint: direct.endpoint.replacen(&azurite().base, &proxy, 1), ..direct.clone() };
-            (Store::Tables { direct, faults }, StoreSetting::Tables(proxied))
-        } else {
-            let db = dir.path().join("elevate.db");
-            (Store::Sqlite(db.clone()), StoreSetting::Sqlite(db))
+        let (store, setting) = match backing {
+            Backing::Proxied => {
+                let direct = azurite().tables(dir.path().join("local.db"));
+                let (proxy, faults, _task) = fault_proxy(&azurite().base, seed).await;
+                let proxied =
+                    TablesSetting { endpoint: direct.endpoint.replacen(&azurite().base, &proxy, 1), ..direct.clone() };
+                (Store::Tables { direct, faults: Some(faults) }, StoreSetting::Tables(proxied))
+            }
+            Backing::Private(azurite) => {
+                let direct = azurite.tables(dir.path().join("local.db"));
+                (Store::Tables { direct: direct.clone(), faults: None }, StoreSetting::Tables(direct))
+            }
+            Backing::Sqlite => {
+                let db = dir.path().join("elevate.db");
+                (Store::Sqlite(db.clone()), StoreSetting::Sqlite(db))
+            }
         };
         let listener = elevate::startup::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -193,8 +216,8 @@ impl Rig {
 
     fn store_faults(&self) -> &StoreFaults {
         match &self.store {
-            Store::Tables { faults, .. } => faults,
-            Store::Sqlite(_) => panic!("the SQLite store has no fault proxy"),
+            Store::Tables { faults: Some(faults), .. } => faults,
+            Store::Tables { faults: None, .. } | Store::Sqlite(_) => panic!("this store has no fault proxy"),
         }
     }
 
@@ -667,6 +690,90 @@ async fn round(seed: u64, store_faults: bool, arm: bool, steps: usize) -> String
     format!("{figures}; injected:{injected}")
 }
 
+/// One round on an Azurite of its own: `steps / 2` requests; Azurite killed (SIGKILL, once it has
+/// saved what it acknowledged: see [`PrivateAzurite`]); a sweep started at once, retrying, while
+/// a new request fails (503 `StoreUnavailable`: its store calls spend their retries, seconds);
+/// Azurite started again on the same port and data while another request is retrying (it answers
+/// 2xx or 503); the rest of the requests, then healing and the judgement.
+async fn restart_round(seed: u64, steps: usize) -> String {
+    let began = Instant::now();
+    let mut azurite = PrivateAzurite::start();
+    let rig = Rig::on(seed, Backing::Private(&azurite)).await;
+    let mut client = Client::new(seed);
+    for _ in 0..steps / 2 {
+        client.step(&rig).await;
+    }
+    assert!(!client.claims.is_empty(), "seed {seed}: nothing was stored before the kill");
+    azurite.wait_saved().await;
+    azurite.kill();
+    let killed = Instant::now();
+
+    let before = client.figures.not_ok.clone();
+    let ok_before = client.figures.ok;
+    // A sweep starts with the store down and goes on retrying; meanwhile a request fails, and
+    // Azurite comes back while another request is retrying.
+    let mut request_down = Duration::ZERO;
+    let mut sweep_took = Duration::ZERO;
+    let sweep = async {
+        let answer = rig.sweep().await;
+        sweep_took = killed.elapsed();
+        answer
+    };
+    let drive = async {
+        let reader = || json!({"roleDefinitionId": "Reader", "scope": SUB1, "duration": "PT1H"});
+        client.request(&rig, reader()).await;
+        request_down = killed.elapsed();
+        let back = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::task::block_in_place(|| azurite.restart());
+        };
+        tokio::join!(back, client.request(&rig, reader()));
+    };
+    let ((status, report), ()) = tokio::join!(sweep, drive);
+    let down_for = killed.elapsed();
+    client.count("sweep", status, &report);
+    client.figures.sweeps += 1;
+    // Across the outage a sweep answers 200 (reporting what it could not read) or fails; it
+    // never answers anything else.
+    assert!(matches!(status, 200 | 500..=599), "seed {seed}: a sweep across the outage answered {status}: {report}");
+
+    let down: Vec<(String, usize)> = client
+        .figures
+        .not_ok
+        .iter()
+        .map(|(what, n)| (what.clone(), n - before.get(what).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let answered = down.iter().map(|(_, n)| n).sum::<usize>() + client.figures.ok - ok_before;
+    assert_eq!(answered, 3, "seed {seed}: two requests and a sweep, each counted once");
+    assert!(
+        down.iter().any(|(what, _)| what == "activate 503 StoreUnavailable"),
+        "seed {seed}: the request while Azurite was down did not fail: {down:?}"
+    );
+    for (what, _) in &down {
+        assert!(
+            what.ends_with(" 503 StoreUnavailable") || what.starts_with("sweep 5"),
+            "seed {seed}: while Azurite was down or coming back, {what} (all not 2xx: {down:?})"
+        );
+    }
+
+    let resumed = Instant::now();
+    for _ in steps / 2..steps {
+        client.step(&rig).await;
+    }
+    let after = resumed.elapsed();
+    let figures = heal_and_judge(&rig, &mut client, began).await;
+    format!(
+        "{figures}; before the kill {:.1} s, then a request failed at {:.1} s, the sweep answered at {:.1} s ({report}), Azurite back and a request done at {:.1} s, {} steps after {:.1} s; not 2xx from the kill until back: {down:?}",
+        (killed - began).as_secs_f64(),
+        request_down.as_secs_f64(),
+        sweep_took.as_secs_f64(),
+        down_for.as_secs_f64(),
+        steps - steps / 2,
+        after.as_secs_f64()
+    )
+}
+
 async fn rounds(what: &str, store_faults: bool, arm: bool, steps: usize) {
     for seed in seeds() {
         let figures = round(seed, store_faults, arm, steps).await;
@@ -750,10 +857,64 @@ async fn the_judge_catches_a_lost_change_and_a_duplicate() {
     assert!(broken.iter().any(|b| b.contains("made 2 activations")), "{broken:#?}");
 }
 
+/// The restartable Azurite keeps its data: what it acknowledged and saved before a SIGKILL is
+/// there once it is started again on the same port. And why the restart scenario waits for the
+/// save before it kills: Azurite forgets what it acknowledged since its last save (real Table
+/// Storage never does), and the judge catches the 2xx answers whose change that loses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_azurite_keeps_saved_rows_across_a_kill_and_the_judge_sees_unsaved_ones_lost() {
+    let mut azurite = PrivateAzurite::start();
+    let rig = Rig::on(5, Backing::Private(&azurite)).await;
+    let mut client = Client::new(5);
+    while client.claims.len() < 2 {
+        client.step(&rig).await;
+    }
+    let stored = rig.view().await.activations.len();
+    assert!(stored >= 2, "{stored} activations stored");
+    azurite.wait_saved().await;
+    azurite.kill();
+    azurite.restart();
+    let view = rig.view().await;
+    assert_eq!(view.activations.len(), stored, "rows lost across the restart");
+    assert_eq!(broken_claims(&client, &view), Vec::<String>::new(), "saved, so nothing lost");
+
+    // Killed right after a 2xx answer: unless an autosave fell in between (then try again), the
+    // change is lost.
+    let answered = |c: &Client| c.claims.values().map(|c| c.every.len() + usize::from(c.approved)).sum::<usize>();
+    let mut lost = None;
+    for _ in 0..3 {
+        let saved = azurite.saved_at();
+        let before = answered(&client);
+        while answered(&client) == before {
+            client.step(&rig).await;
+        }
+        azurite.kill();
+        let unsaved = azurite.saved_at() == saved;
+        azurite.restart();
+        if unsaved {
+            lost = Some(broken_claims(&client, &rig.view().await));
+            break;
+        }
+    }
+    let lost = lost.expect("Azurite saved during each of three tries");
+    assert!(!lost.is_empty(), "a change answered 2xx and never saved was not seen lost");
+}
+
 /// Table Storage (Azurite) behind the fault proxy: 5xx, timeouts, outages short and long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_faults_lose_no_change_and_leave_no_access() {
     rounds("store", true, false, steps()).await;
+}
+
+/// Azurite itself killed (SIGKILL) mid-run and started again on the same port and data: requests
+/// while it is down fail with 503 `StoreUnavailable`, and once it is back nothing answered 2xx is
+/// lost, nothing is granted twice, and no access outlives one sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azurite_killed_and_restarted_loses_no_change_and_leaves_no_access() {
+    for seed in seeds() {
+        let figures = restart_round(seed, steps()).await;
+        println!("faults (Azurite restarted): {figures}");
+    }
 }
 
 /// ARM behind the fake: 429 storms with `Retry-After`, 5xx, dropped connections (before and after

@@ -201,3 +201,152 @@ impl Azurite {
 pub fn fresh_table() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())
 }
+
+/// A Table service of one test's own, persisted to a directory of its own (not in memory), so it
+/// can be killed (SIGKILL) and started again on the same port with the same data: Azurite stopped
+/// and restarted mid-run. Dropping it kills the emulator and removes the directory.
+///
+/// Azurite keeps its tables in LokiJS, which writes them to disk every five seconds: a kill loses
+/// what it acknowledged since the last save, which real Table Storage never does. So a test kills
+/// it only once [`PrivateAzurite::wait_saved`] has seen the last writes saved.
+pub struct PrivateAzurite {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    running: Option<Running>,
+}
+
+/// A running emulator, under a wrapper shell as for [`Azurite`]: when its stdin closes (this test
+/// process ending, however it ends) the shell kills Azurite.
+struct Running {
+    /// Azurite's own process (node), which [`PrivateAzurite::kill`] sends SIGKILL.
+    pid: String,
+    stdin: ChildStdin,
+    wrapper: Child,
+}
+
+impl Running {
+    /// Closes the wrapper's stdin, so it kills Azurite (if it still runs), and reaps the wrapper.
+    fn stop(self) {
+        let Running { stdin, mut wrapper, .. } = self;
+        drop(stdin);
+        let _ = wrapper.wait();
+    }
+}
+
+impl PrivateAzurite {
+    /// Starts it on a free loopback port with a fresh data directory.
+    pub fn start() -> PrivateAzurite {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut azurite = PrivateAzurite {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            running: None,
+        };
+        azurite.restart();
+        azurite
+    }
+
+    /// Kills the emulator with SIGKILL (no shutdown, no last save); returns once its port refuses
+    /// connections.
+    pub fn kill(&mut self) {
+        let running = self.running.take().expect("Azurite is not running");
+        let killed = Command::new("kill").args(["-KILL", &running.pid]).status().unwrap();
+        assert!(killed.success(), "cannot kill Azurite (pid {})", running.pid);
+        running.stop();
+        self.wait_for(|up| !up, "stop");
+    }
+
+    /// Starts the emulator (again) on the same port and data directory; returns once it accepts
+    /// connections.
+    pub fn restart(&mut self) {
+        assert!(self.running.is_none(), "Azurite is already running");
+        assert!(
+            bin().exists(),
+            "Azurite is not installed at {}: run ./scripts/test, or `npm ci --prefix tests/js`",
+            bin().display()
+        );
+        // Persisted to `--location` (never `--inMemoryPersistence`), so a restart finds the data.
+        let script = format!(
+            "'{}' --tableHost 127.0.0.1 --tablePort {} --location '{}' --disableTelemetry --silent >/dev/null 2>&1 & pid=$!; echo $pid; read _; kill -9 $pid",
+            bin().display(),
+            self.port,
+            self.dir.path().display()
+        );
+        let mut wrapper = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start Azurite");
+        let stdin = wrapper.stdin.take().unwrap();
+        let mut pid = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(wrapper.stdout.take().unwrap()), &mut pid).unwrap();
+        let pid = pid.trim().to_owned();
+        assert!(!pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()), "no pid from Azurite's wrapper: `{pid}`");
+        self.running = Some(Running { pid, stdin, wrapper });
+        self.wait_for(|up| up, "start");
+    }
+
+    /// Polls the port until `done(accepting)`, for at most 60 s.
+    fn wait_for(&mut self, done: impl Fn(bool) -> bool, what: &str) {
+        let started = Instant::now();
+        while !done(std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()) {
+            if started.elapsed() > Duration::from_secs(60) {
+                if let Some(running) = self.running.take() {
+                    running.stop();
+                }
+                panic!("Azurite's table service did not {what} on port {} within 60 s", self.port);
+            }
+            #[expect(clippy::disallowed_methods, reason = "polling a child process, outside any runtime's work")]
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The file Azurite saves its tables to.
+    fn saved_file(&self) -> PathBuf {
+        self.dir.path().join("__azurite_db_table__.json")
+    }
+
+    /// When the tables were last saved to disk.
+    pub fn saved_at(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.saved_file()).and_then(|m| m.modified()).ok()
+    }
+
+    /// Waits until Azurite has saved what it acknowledged before this call: its next autosave
+    /// (at most five seconds away), or five and a half seconds when nothing was left to save.
+    pub async fn wait_saved(&self) {
+        let before = self.saved_at();
+        let started = Instant::now();
+        while self.saved_at() == before && started.elapsed() < Duration::from_millis(5_500) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A save under way when the file's time changed: let it finish writing.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(self.saved_file().exists(), "Azurite saved nothing to {}", self.saved_file().display());
+    }
+
+    /// Settings for a fresh table of its own on this emulator.
+    pub fn tables(&self, local_file: PathBuf) -> TablesSetting {
+        TablesSetting {
+            endpoint: format!("{}/{DEV_STORAGE_ACCOUNT}", self.base),
+            table: fresh_table(),
+            auth: TablesAuth::SharedKey {
+                account: DEV_STORAGE_ACCOUNT.into(),
+                key: StorageKey::new(DEV_STORAGE_KEY.into()),
+            },
+            local_file,
+        }
+    }
+}
+
+impl Drop for PrivateAzurite {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop();
+        }
+    }
+}
