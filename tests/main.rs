@@ -22,6 +22,7 @@ mod fuzz;
 mod governance;
 mod governance_graph;
 mod graph;
+mod graph_faults;
 mod graph_lifecycle;
 mod hardening;
 mod host;

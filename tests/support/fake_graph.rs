@@ -22,6 +22,10 @@
 //! - §6, §7: a fault queue (429 with `Retry-After`, 503, any status, a dropped connection), latency,
 //!   a write applied but never answered, replication lag per object (§0 item 9) and stale reads
 //!   after a write (§0 item 10).
+//! - §0 items 13–14, §1, §6: seeded random faults (`FakeGraph::set_random_faults`): 429 storms with
+//!   a decimal `Retry-After`, 500 `generalException`, 503 `serviceNotAvailable` and 504 `timeout`
+//!   (503 with `Retry-After`), dropped connections, creates and deletes applied and never
+//!   answered (§0 item 14: a POST is not idempotent), slow answers.
 //!
 //! Not reproduced, and refused as a violation when asked for: other resources and API versions,
 //! `$expand`, `$count` and advanced queries, `$orderby`, `$search`, `appScopeId`, `PATCH` with
@@ -138,6 +142,44 @@ pub enum GraphFault {
     Status(u16),
     /// Close the connection without answering.
     Drop,
+}
+
+/// Shares of the Graph requests that meet each fault, drawn from a seeded generator in the order
+/// requests arrive (`FakeGraph::set_random_faults`). Shares add up to at most 1.
+#[derive(Clone, Debug, Default)]
+pub struct GraphRandomFaults {
+    /// A 429 storm begins: this request and the next `storm - 1` answer 429 with `Retry-After`.
+    pub throttle: f64,
+    pub storm: usize,
+    /// Seconds, maybe decimal (§0 item 13).
+    pub retry_after: String,
+    /// 500, 503 (with `Retry-After`, §0 item 14) or 504, in the error envelope, nothing applied.
+    pub server_error: f64,
+    /// The connection dropped unanswered before anything is applied.
+    pub drop: f64,
+    /// A write applied, then its connection dropped unanswered.
+    pub drop_after_apply: f64,
+    /// Answered normally, after `slow_by`.
+    pub slow: f64,
+    pub slow_by: Duration,
+}
+
+/// How many Graph requests met each random fault.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphRandomInjected {
+    pub throttled: usize,
+    pub storms: usize,
+    pub server_errors: usize,
+    pub dropped: usize,
+    pub dropped_after_apply: usize,
+    pub slow: usize,
+}
+
+/// What a random draw does to one request.
+enum Drawn {
+    Fault(GraphFault),
+    DropAfterApply,
+    Slow(Duration),
 }
 
 /// Which requests a queued fault waits for.
@@ -730,6 +772,11 @@ struct State {
     violations: Vec<Violation>,
     in_flight: usize,
     max_in_flight: usize,
+    /// Faults drawn at random for every request, from a seeded generator.
+    random: Option<(rand::rngs::StdRng, GraphRandomFaults)>,
+    /// Requests left in the current 429 storm.
+    storm_left: usize,
+    injected: GraphRandomInjected,
 }
 
 impl State {
@@ -838,6 +885,9 @@ impl FakeGraph {
                 violations: Vec::new(),
                 in_flight: 0,
                 max_in_flight: 0,
+                random: None,
+                storm_left: 0,
+                injected: GraphRandomInjected::default(),
             }),
             token: format!("fake-graph-token-{}", Uuid::new_v4()),
             addr: OnceLock::new(),
@@ -965,6 +1015,22 @@ impl FakeGraph {
     pub fn heal(&self, path_contains: &str) {
         self.state().targeted.retain(|(k, _)| *k != path_contains.to_ascii_lowercase());
     }
+    /// Faults at random from now on, drawn from a generator seeded with `seed`.
+    pub fn set_random_faults(&self, seed: u64, faults: GraphRandomFaults) {
+        use rand::SeedableRng;
+        let mut s = self.state();
+        s.random = Some((rand::rngs::StdRng::seed_from_u64(seed), faults));
+        s.storm_left = 0;
+    }
+    /// No more random faults (a storm in progress ends too).
+    pub fn clear_random_faults(&self) {
+        let mut s = self.state();
+        s.random = None;
+        s.storm_left = 0;
+    }
+    pub fn random_injected(&self) -> GraphRandomInjected {
+        self.state().injected
+    }
     pub fn set_latency(&self, latency: Duration) {
         self.state().latency = latency;
     }
@@ -1034,7 +1100,18 @@ impl FakeGraph {
         }
         let request_id = Uuid::new_v4().to_string();
         let client_request_id = req.header("client-request-id").map_or_else(|| request_id.clone(), str::to_owned);
-        let answer = self.answer(&req);
+        let drawn = self.draw(&req);
+        if let Some(Drawn::Slow(by)) = drawn {
+            tokio::time::sleep(by).await;
+        }
+        let answer = match drawn {
+            Some(Drawn::Fault(fault)) => self.answer(&req, Some(fault)),
+            Some(Drawn::DropAfterApply) => {
+                let _ = self.answer(&req, None);
+                Ok(Reply::Drop)
+            }
+            Some(Drawn::Slow(_)) | None => self.answer(&req, None),
+        };
         let mut s = self.state();
         s.in_flight -= 1;
         let ids = vec![
@@ -1080,7 +1157,59 @@ impl FakeGraph {
         reply
     }
 
-    fn answer(&self, req: &FakeRequest) -> Result<Reply, Refusal> {
+    /// The random fault `req` meets, if any (a storm in progress first).
+    fn draw(&self, req: &FakeRequest) -> Option<Drawn> {
+        use rand::Rng;
+        let mut s = self.state();
+        let s = &mut *s;
+        let (rng, f) = s.random.as_mut()?;
+        let throttle = || GraphFault::Throttle { retry_after: f.retry_after.clone() };
+        if s.storm_left > 0 {
+            s.storm_left -= 1;
+            s.injected.throttled += 1;
+            return Some(Drawn::Fault(throttle()));
+        }
+        let draw: f64 = rng.r#gen();
+        let mut edge = f.throttle;
+        if draw < edge {
+            s.storm_left = f.storm.saturating_sub(1);
+            s.injected.storms += 1;
+            s.injected.throttled += 1;
+            return Some(Drawn::Fault(throttle()));
+        }
+        edge += f.server_error;
+        if draw < edge {
+            s.injected.server_errors += 1;
+            return Some(Drawn::Fault(match rng.gen_range(0..3) {
+                0 => GraphFault::Status(500),
+                1 => GraphFault::Unavailable { retry_after: Some(f.retry_after.clone()) },
+                _ => GraphFault::Status(504),
+            }));
+        }
+        edge += f.drop;
+        if draw < edge {
+            s.injected.dropped += 1;
+            return Some(Drawn::Fault(GraphFault::Drop));
+        }
+        edge += f.drop_after_apply;
+        if draw < edge {
+            // A read applies nothing: it goes through untouched.
+            if !matches!(req.method.as_str(), "POST" | "DELETE") || req.path.ends_with("MemberGroups") {
+                return None;
+            }
+            s.injected.dropped_after_apply += 1;
+            return Some(Drawn::DropAfterApply);
+        }
+        edge += f.slow;
+        if draw < edge {
+            s.injected.slow += 1;
+            return Some(Drawn::Slow(f.slow_by));
+        }
+        None
+    }
+
+    /// The answer to `req`; `injected` (a random fault) is met where a queued one would be.
+    fn answer(&self, req: &FakeRequest, injected: Option<GraphFault>) -> Result<Reply, Refusal> {
         match req.header("authorization") {
             None => {
                 return Err(Refusal::new(401, "InvalidAuthenticationToken", "Access token is empty.")
@@ -1128,7 +1257,8 @@ impl FakeGraph {
 
         let mut guard = self.state();
         let s = &mut *guard;
-        if let Some(fault) = s.take_fault(method, route.is_write(method), req.query("$skiptoken").is_some(), &req.path)
+        if let Some(fault) = injected
+            .or_else(|| s.take_fault(method, route.is_write(method), req.query("$skiptoken").is_some(), &req.path))
         {
             return fault_refusal(fault);
         }
