@@ -45,10 +45,10 @@ use serde_json::{Value, json};
 
 use crate::support::arm::{fast_retry, provider};
 use crate::support::azurite::{PrivateAzurite, azurite};
-use crate::support::checker::{self, Held, StoreView, World};
+use crate::support::checker::{self, Held, StoreView, World, reaches};
 use crate::support::fake_azure::{FakeAzure, RandomFaults};
 use crate::support::table_proxy::{StoreFaultRates, StoreFaults, fault_proxy};
-use crate::support::{BOB, CAROL, OPS, SUB1, SUB2, http_client, start, timer_payload};
+use crate::support::{BOB, CAROL, OPS, SUB1, SUB2, http_client, knob, start, timer_payload};
 
 /// How many attempts the store's client makes (`RetryPolicy::default`).
 const STORE_ATTEMPTS: usize = 6;
@@ -59,36 +59,7 @@ fn policy() -> String {
     crate::support::two_rule_policy(&format!("group:{OPS}"), &format!("user:{BOB}"), "PT4H")
 }
 
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 // ---- the lifecycle, as the claims are judged ----
-
-/// Where each status may lead (design.md's state machine, as support/checker.rs lists it).
-const NEXT: &[(&str, &[&str])] = &[
-    ("PendingApproval", &["Scheduled", "Provisioning", "Denied", "Canceled", "TimedOut"]),
-    ("Scheduled", &["Provisioning", "Canceled", "Failed"]),
-    ("Provisioning", &["Active", "Failed", "Expired"]),
-    ("Active", &["Expired", "Deactivated"]),
-];
-
-/// Whether `stored` is `claimed` or a status the lifecycle reaches from it.
-fn reaches(claimed: &str, stored: &str) -> bool {
-    let mut seen = BTreeSet::from([claimed]);
-    let mut todo = vec![claimed];
-    while let Some(at) = todo.pop() {
-        if at == stored {
-            return true;
-        }
-        for next in NEXT.iter().filter(|(from, _)| *from == at).flat_map(|(_, to)| to.iter()) {
-            if seen.insert(next) {
-                todo.push(next);
-            }
-        }
-    }
-    false
-}
 
 #[test]
 fn the_claims_follow_the_lifecycle() {

@@ -38,10 +38,10 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::support::arm::{FakeIdentityCredential, fast_retry};
-use crate::support::checker::{self, Held, StoreView, Violation, World};
+use crate::support::checker::{self, Held, StoreView, Violation, World, reaches};
 use crate::support::fake_azure::FakeAzure;
 use crate::support::fake_graph::{FakeGraph, GraphRandomFaults, HELPDESK_ADMINISTRATOR};
-use crate::support::{ALICE, BOB, CAROL, OPS, http_client, start, timer_payload};
+use crate::support::{ALICE, BOB, CAROL, OPS, http_client, knob, start, timer_payload};
 
 /// The group whose membership is granted just in time.
 const PRIVILEGED: &str = "a0a0a0a0-0000-4000-8000-0000000000bb";
@@ -72,37 +72,8 @@ rules:
     )
 }
 
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn member(i: usize) -> String {
     format!("77777777-7777-4777-8777-{i:012}")
-}
-
-/// Where each status may lead (design.md's state machine).
-const NEXT: &[(&str, &[&str])] = &[
-    ("PendingApproval", &["Scheduled", "Provisioning", "Denied", "Canceled", "TimedOut"]),
-    ("Scheduled", &["Provisioning", "Canceled", "Failed"]),
-    ("Provisioning", &["Active", "Failed", "Expired"]),
-    ("Active", &["Expired", "Deactivated"]),
-];
-
-/// Whether `stored` is `claimed` or a status the lifecycle reaches from it.
-fn reaches(claimed: &str, stored: &str) -> bool {
-    let mut seen = BTreeSet::from([claimed]);
-    let mut todo = vec![claimed];
-    while let Some(at) = todo.pop() {
-        if at == stored {
-            return true;
-        }
-        for next in NEXT.iter().filter(|(from, _)| *from == at).flat_map(|(_, to)| to.iter()) {
-            if seen.insert(next) {
-                todo.push(next);
-            }
-        }
-    }
-    false
 }
 
 // ---- the checker's Graph view ----

@@ -87,26 +87,32 @@ fn launch(bin: &std::path::Path, service: &str) -> (u16, Option<ChildStdin>, Chi
     (port, stdin, child)
 }
 
-/// Azurite's Queue service.
-pub struct AzuriteQueues {
-    /// The account's Queue endpoint, path-style: `http://127.0.0.1:<port>/devstoreaccount1`.
+/// One more Azurite service (Queue, Blob) in its own process, the Table service left as it is.
+pub struct AzuriteService {
+    /// The account's endpoint, path-style: `http://127.0.0.1:<port>/devstoreaccount1`.
     pub base: String,
     /// Closing it stops the emulator, as for [`Azurite`].
     _stdin: Option<ChildStdin>,
     _child: Option<Child>,
 }
 
-static AZURITE_QUEUES: OnceLock<AzuriteQueues> = OnceLock::new();
+pub type AzuriteQueues = AzuriteService;
+pub type AzuriteBlobs = AzuriteService;
 
-/// The Queue service, started on first use (its own process: the Table service stays as it is).
-pub fn azurite_queues() -> &'static AzuriteQueues {
-    AZURITE_QUEUES.get_or_init(|| {
-        if let Ok(base) = std::env::var("ELEVATE_TEST_AZURITE_QUEUE") {
+/// The service `service` from `bin`, started on first use, or the one `variable` names.
+fn service(
+    cell: &'static OnceLock<AzuriteService>,
+    variable: &str,
+    bin: PathBuf,
+    service: &str,
+) -> &'static AzuriteService {
+    cell.get_or_init(|| {
+        if let Ok(base) = std::env::var(variable) {
             let base = base.trim_end_matches('/');
-            return AzuriteQueues { base: format!("{base}/{DEV_STORAGE_ACCOUNT}"), _stdin: None, _child: None };
+            return AzuriteService { base: format!("{base}/{DEV_STORAGE_ACCOUNT}"), _stdin: None, _child: None };
         }
-        let (port, stdin, child) = launch(&queue_bin(), "queue");
-        AzuriteQueues {
+        let (port, stdin, child) = launch(&bin, service);
+        AzuriteService {
             base: format!("http://127.0.0.1:{port}/{DEV_STORAGE_ACCOUNT}"),
             _stdin: stdin,
             _child: Some(child),
@@ -114,48 +120,32 @@ pub fn azurite_queues() -> &'static AzuriteQueues {
     })
 }
 
-impl AzuriteQueues {
-    /// A client signing with the well-known development key.
+static AZURITE_QUEUES: OnceLock<AzuriteService> = OnceLock::new();
+static AZURITE_BLOBS: OnceLock<AzuriteService> = OnceLock::new();
+
+/// The Queue service (`ELEVATE_TEST_AZURITE_QUEUE` to use one already running).
+pub fn azurite_queues() -> &'static AzuriteQueues {
+    service(&AZURITE_QUEUES, "ELEVATE_TEST_AZURITE_QUEUE", queue_bin(), "queue")
+}
+
+/// The Blob service (`ELEVATE_TEST_AZURITE_BLOB` to use one already running).
+pub fn azurite_blobs() -> &'static AzuriteBlobs {
+    service(&AZURITE_BLOBS, "ELEVATE_TEST_AZURITE_BLOB", blob_bin(), "blob")
+}
+
+impl AzuriteService {
+    /// A queue client signing with the well-known development key.
     pub fn client(&self) -> QueueClient {
         self.client_with_key(DEV_STORAGE_KEY, RetryPolicy::default())
     }
 
-    /// A client signing with `key` (base64), retrying as `retry` says.
+    /// A queue client signing with `key` (base64), retrying as `retry` says.
     pub fn client_with_key(&self, key: &str, retry: RetryPolicy) -> QueueClient {
         let key = SharedKey::new(DEV_STORAGE_ACCOUNT, key, Arc::new(SystemClock)).unwrap();
         let azure = AzureClient::with_signer(Signer::SharedKey(key), retry).unwrap();
         QueueClient::new(azure, &self.base).unwrap()
     }
-}
 
-/// Azurite's Blob service.
-pub struct AzuriteBlobs {
-    /// The account's Blob endpoint, path-style: `http://127.0.0.1:<port>/devstoreaccount1`.
-    pub base: String,
-    /// Closing it stops the emulator, as for [`Azurite`].
-    _stdin: Option<ChildStdin>,
-    _child: Option<Child>,
-}
-
-static AZURITE_BLOBS: OnceLock<AzuriteBlobs> = OnceLock::new();
-
-/// The Blob service, started on first use (its own process).
-pub fn azurite_blobs() -> &'static AzuriteBlobs {
-    AZURITE_BLOBS.get_or_init(|| {
-        if let Ok(base) = std::env::var("ELEVATE_TEST_AZURITE_BLOB") {
-            let base = base.trim_end_matches('/');
-            return AzuriteBlobs { base: format!("{base}/{DEV_STORAGE_ACCOUNT}"), _stdin: None, _child: None };
-        }
-        let (port, stdin, child) = launch(&blob_bin(), "blob");
-        AzuriteBlobs {
-            base: format!("http://127.0.0.1:{port}/{DEV_STORAGE_ACCOUNT}"),
-            _stdin: stdin,
-            _child: Some(child),
-        }
-    })
-}
-
-impl AzuriteBlobs {
     /// A client for `container`, signing with the well-known development key.
     pub fn archive(&self, container: &str) -> elevate::adapters::blob::BlobArchive {
         let key = SharedKey::new(DEV_STORAGE_ACCOUNT, DEV_STORAGE_KEY, Arc::new(SystemClock)).unwrap();

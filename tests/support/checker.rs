@@ -172,6 +172,24 @@ const TRANSITIONS: &[(&str, Option<&str>, &str)] = &[
     ("Extended", Some("Active"), "Active"),
 ];
 
+/// Whether `stored` is `claimed` or a status the lifecycle (`TRANSITIONS`) reaches from it: what
+/// a store may hold for an activation a client was told is `claimed`.
+pub fn reaches(claimed: &str, stored: &str) -> bool {
+    let mut seen = std::collections::BTreeSet::from([claimed]);
+    let mut todo = vec![claimed];
+    while let Some(at) = todo.pop() {
+        if at == stored {
+            return true;
+        }
+        for (_, _, next) in TRANSITIONS.iter().filter(|(_, before, _)| *before == Some(at)) {
+            if seen.insert(next) {
+                todo.push(next);
+            }
+        }
+    }
+    false
+}
+
 /// How long a Provisioning activation's grant may exist before it is recorded: the grace the
 /// request that asked for it has before the sweeper takes over (design: three minutes).
 const GRANT_IN_FLIGHT: chrono::TimeDelta = chrono::TimeDelta::minutes(3);

@@ -364,6 +364,11 @@ pub fn two_rule_policy(principal: &str, approvers: &str, max: &str) -> String {
     )
 }
 
+/// A number from the environment (a suite's size or seed), or `default`.
+pub fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 pub fn user(id: &str) -> DevTokenRequest {
     DevTokenRequest { object_id: id.into(), mfa: true, lifetime: TimeDelta::hours(24), ..Default::default() }
 }
