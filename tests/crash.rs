@@ -200,14 +200,10 @@ impl Rig {
     async fn check(&self, step: &str, swept_at: DateTime<Utc>) -> StoreView {
         let view = self.view().await;
         let held = self.held();
-        let violations = checker::check(&World { store: &view, held: &held, standing: &self.standing, swept_at });
-        assert!(
-            violations.is_empty(),
-            "{} ({step}): {} violation(s):\n{}\nstore: {view:#?}\nheld: {held:#?}",
-            self.name,
-            violations.len(),
-            violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-        );
+        let world = World { store: &view, held: &held, standing: &self.standing, swept_at };
+        if let Err(e) = checker::judged(&world) {
+            panic!("{} ({step}): {e}\nstore: {view:#?}\nheld: {held:#?}", self.name);
+        }
         view
     }
 
@@ -702,14 +698,10 @@ impl GraphRig {
         let view = checker::read_sqlite(&self.dir.path().join("elevate.db"))
             .unwrap_or_else(|e| panic!("{}: reading the store: {e}", self.name));
         let held = Held::graph(&self.graph, &[]);
-        let violations = checker::check(&World { store: &view, held: &held, standing: &self.standing, swept_at });
-        assert!(
-            violations.is_empty(),
-            "graph {} ({step}): {} violation(s):\n{}\nstore: {view:#?}\nheld: {held:#?}",
-            self.name,
-            violations.len(),
-            violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-        );
+        let world = World { store: &view, held: &held, standing: &self.standing, swept_at };
+        if let Err(e) = checker::judged(&world) {
+            panic!("graph {} ({step}): {e}\nstore: {view:#?}\nheld: {held:#?}", self.name);
+        }
         view
     }
 }

@@ -496,14 +496,10 @@ async fn heal_and_judge(rig: &Rig, client: &mut Client, began: Instant) -> Strin
     }
     let view = rig.view().await;
     let held = rig.held();
-    let violations = checker::check(&World { store: &view, held: &held, standing: &rig.standing, swept_at });
-    assert!(
-        violations.is_empty(),
-        "seed {}: {} violation(s):\n{}",
-        rig.seed,
-        violations.len(),
-        violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-    );
+    let world = World { store: &view, held: &held, standing: &rig.standing, swept_at };
+    if let Err(e) = checker::judged(&world) {
+        panic!("seed {}: {e}", rig.seed);
+    }
 
     let broken = broken_claims(client, &view);
     assert!(broken.is_empty(), "seed {}: {} broken promise(s):\n{}", rig.seed, broken.len(), broken.join("\n"));

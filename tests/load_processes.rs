@@ -333,13 +333,9 @@ async fn run() {
     assert!(last.failures.is_empty(), "{label}: {last:?}");
     let view = checker::read_tables(&rig.tables).await.unwrap();
     let held: Vec<Held> = rig.fake.assignments().iter().map(Held::arm).collect();
-    let violations = checker::check(&World { store: &view, held: &held, standing: &rig.standing, swept_at: later });
-    assert!(
-        violations.is_empty(),
-        "{label}: {} violation(s):\n{}",
-        violations.len(),
-        violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-    );
+    if let Err(e) = checker::judged(&World { store: &view, held: &held, standing: &rig.standing, swept_at: later }) {
+        panic!("{label}: {e}");
+    }
     let status = |id: &str| view.activations[&id.to_ascii_lowercase()]["state"]["status"].as_str().unwrap().to_owned();
     assert!(due.iter().all(|id| status(id) == "Expired"), "{label}: the due ones expired; last sweep {last:?}");
     assert!(pending.iter().all(|id| status(id) == "Active"), "{label}: the approved ones are active");

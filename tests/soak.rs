@@ -358,13 +358,8 @@ impl Soak {
     async fn check(&self, swept_at: DateTime<Utc>) -> StoreView {
         let view = self.view().await;
         let held: Vec<Held> = self.fake.assignments().iter().map(Held::arm).collect();
-        let violations = checker::check(&World { store: &view, held: &held, standing: &self.standing, swept_at });
-        if !violations.is_empty() {
-            self.fail(&format!(
-                "judged at the sweep at {swept_at}: {} violation(s):\n{}",
-                violations.len(),
-                violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-            ));
+        if let Err(e) = checker::judged(&World { store: &view, held: &held, standing: &self.standing, swept_at }) {
+            self.fail(&format!("judged at the sweep at {swept_at}: {e}"));
         }
         view
     }

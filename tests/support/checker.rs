@@ -221,6 +221,16 @@ fn marker(description: Option<&str>) -> Option<String> {
 }
 
 /// Judges `world`; an empty list means every promise holds.
+/// `check`, as a test reads it: `Err` with every violation, one a line, when there is any.
+pub fn judged(world: &World<'_>) -> Result<(), String> {
+    let violations = check(world);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    Err(format!("{} violation(s):\n{}", violations.len(), lines.join("\n")))
+}
+
 pub fn check(world: &World<'_>) -> Vec<Violation> {
     let mut out = Vec::new();
     for (id, activation) in &world.store.activations {
