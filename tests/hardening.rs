@@ -612,3 +612,65 @@ async fn a_csrf_token_expires() {
     refused(res, StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
     assert_eq!(app.snapshot(), before);
 }
+
+/// The access-review entry points under the same attacks: a reviewer's session cannot be made to
+/// decide on an item, nor an admin's to lift a suspension, from another site, with a text/plain
+/// or form body, or without the CSRF token; the store (review items and suspensions included)
+/// is unchanged.
+#[tokio::test]
+async fn another_site_cannot_decide_a_review_item_or_lift_a_suspension() {
+    let policy = format!(
+        "{}reviews:\n  - id: quarterly\n    rules: [prod-one]\n    reviewers: [user:{BOB}]\n    startsAt: 2026-11-25T12:00:00Z\n    durationDays: 14\n",
+        test_policy()
+    );
+    let app = spawn_app_with(&policy).await;
+    let (status, pass) = app.send(reqwest::Method::POST, None, "/governance", Some(timer_payload(false, true))).await;
+    assert_eq!(status, StatusCode::OK, "{pass}");
+    let before = app.snapshot();
+    let bob = session(&app, BOB);
+    let dana = session(&app, DANA);
+    let decide = "/api/reviews/quarterly-20261125/items/0";
+    let decision = r#"{"decision":"remove","justification":"forged="}"#;
+    let lift = "/api/suspensions/lift";
+    let lifting = format!(r#"{{"ruleId":"prod-one","principal":"user:{ALICE}","justification":"forged="}}"#);
+
+    for (path, cookie, body) in [(decide, &bob, decision.to_owned()), (lift, &dana, lifting)] {
+        let res = cross_site(&app, path, cookie)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        refused(res, StatusCode::FORBIDDEN, "CrossOriginRequest").await;
+        let res =
+            bare(&app, path, cookie).header("content-type", "text/plain").body(body.clone()).send().await.unwrap();
+        refused(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType").await;
+        let res = bare(&app, path, cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        refused(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType").await;
+        let res = bare(&app, path, cookie).header("content-type", "application/json").body(body).send().await.unwrap();
+        refused(res, StatusCode::FORBIDDEN, "CsrfTokenInvalid").await;
+    }
+    // The portal's review form: a form post from another site, or without its token.
+    let portal = "/api/portal/reviews/quarterly-20261125/items/0";
+    let form = "decision=remove&justification=forged";
+    let res = cross_site(&app, portal, &bob)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = bare(&app, portal, &bob)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.snapshot(), before, "nothing changed");
+}

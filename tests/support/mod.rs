@@ -489,6 +489,7 @@ impl TestApp {
             ("audit_events", "seq"),
             ("idempotency_keys", "caller, key"),
             ("outbox", "id"),
+            ("records", "kind, id"),
             ("simulated_role_assignments", "name"),
         ] {
             let exists: bool = conn
